@@ -1,0 +1,931 @@
+//! One open channel handle: a participant that sends, receives, waits and recovers.
+//!
+//! Senders take a FREE slot from the pool (capacity), write it, and publish it on their own lane:
+//! a ring of 32 slot indices with a `tail` only the sender writes and a `head` any receiver may
+//! advance. Receivers claim the message at a lane's head with one CAS on the slot's state word,
+//! which is what makes delivery exactly-once and FIFO per sender. Nothing is ordered across
+//! senders, so no shared ticket exists whose holder could die and block everyone.
+//!
+//! A participant is alive while it holds the OFD lock on its byte. Whoever finds a participant
+//! dead takes that lock itself, which makes it the only one undoing the dead one's states.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{fence, AtomicBool};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::layout::*;
+use crate::segment::{self, participant_lock_byte, OpenError, OpenRequest, Segment};
+use crate::state::*;
+use crate::status::*;
+use crate::sys;
+
+/// `me` of a handle that only inspects (stat) and never takes part.
+pub const OBSERVER: u32 = u32::MAX;
+
+/// How long one futex sleep lasts before the sleeper re-checks liveness of its peers.
+const PARK_SLICE_MS: u64 = 20;
+/// At most one liveness sweep per this many ms across all processes of a channel.
+const SWEEP_EVERY_MS: u64 = 20;
+/// Busy re-checks before a blocking wait yields the core, then yields before it sleeps.
+const SPIN_CHECKS: u32 = 200;
+const YIELD_CHECKS: u32 = 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Recv,
+    Send,
+}
+
+impl Side {
+    pub fn from_u32(v: u32) -> Side {
+        if v == 0 {
+            Side::Recv
+        } else {
+            Side::Send
+        }
+    }
+}
+
+/// What a receive hands back besides the payload.
+#[derive(Default, Clone, Copy)]
+pub struct Received {
+    pub slot: u32,
+    pub generation: u32,
+    pub len: u32,
+    pub pid: u32,
+    pub seq: u64,
+    pub redelivered: bool,
+    pub ack: bool,
+}
+
+/// State only the owning thread touches (the JS thread in Deno).
+struct Local {
+    /// Slots this handle sent and that are not released yet: (slot, generation).
+    inflight: Vec<(u32, u32)>,
+    /// Slots this handle saw released: tried first on the next send (their lines are warm).
+    spare: Vec<u32>,
+    scan_cursor: u32,
+    recv_cursor: u32,
+    tail: u64,
+    sent: u64,
+    received: u64,
+    released: u64,
+    full: u64,
+}
+
+pub struct Handle {
+    pub seg: Segment,
+    pub me: u32,
+    pid: u32,
+    slot_limit: u32,
+    /// Serialises recovery done by this handle's threads (they share one OFD, so the kernel lock
+    /// does not exclude them from each other).
+    recovery: Mutex<()>,
+    closed: AtomicBool,
+    local: UnsafeCell<Local>,
+}
+
+// SAFETY: `local` is only touched through `local()`, whose callers are the entry points the
+// binding calls synchronously on one thread; the park wait, the only call made from another
+// thread, touches shared-memory atomics and the recovery mutex only.
+unsafe impl Sync for Handle {}
+// SAFETY: as above; the handle owns its mapping and fd.
+unsafe impl Send for Handle {}
+
+pub struct OpenOptions<'a> {
+    pub name: &'a str,
+    pub capacity: u32,
+    pub max_message: u32,
+    pub mode: u32,
+    pub slot_limit: u32,
+    pub observer: bool,
+}
+
+fn bit(i: u32) -> u64 {
+    1u64 << (i & 63)
+}
+
+impl Handle {
+    pub fn open(o: &OpenOptions) -> Result<Handle, OpenError> {
+        if o.slot_limit == 0 || o.slot_limit as usize > LANE_RING {
+            return Err((ERR_INVALID_ARGUMENT, 0));
+        }
+        let seg = segment::open(&OpenRequest {
+            name: o.name,
+            capacity: o.capacity,
+            max_message: o.max_message,
+            mode: o.mode,
+            create: !o.observer,
+        })?;
+        let mut h = Handle {
+            seg,
+            me: OBSERVER,
+            pid: sys::pid(),
+            slot_limit: o.slot_limit,
+            recovery: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            local: UnsafeCell::new(Local {
+                inflight: Vec::with_capacity(LANE_RING),
+                spare: Vec::with_capacity(LANE_RING),
+                scan_cursor: 0,
+                recv_cursor: 0,
+                tail: 0,
+                sent: 0,
+                received: 0,
+                released: 0,
+                full: 0,
+            }),
+        };
+        if !o.observer {
+            h.join()?;
+            h.sweep();
+        }
+        Ok(h)
+    }
+
+    /// Claims a participant index: the first whose lock nobody holds.
+    fn join(&mut self) -> Result<(), OpenError> {
+        for i in 0..MAX_PARTICIPANTS as u32 {
+            match sys::try_lock_byte(&self.seg.fd, participant_lock_byte(i)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return Err((ERR_IO, e.raw_os_error().unwrap_or(0))),
+            }
+            let p = self.seg.participant(i);
+            if p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE {
+                // Its previous owner died and nobody swept it yet: undo its states first.
+                self.recover_locked(i);
+            }
+            p.owner.pid.store(self.pid, Relaxed);
+            p.owner.epoch.fetch_add(1, Relaxed);
+            // SYNC POINT: pid and epoch are visible to whoever sees ACTIVE (stat, sweeps).
+            p.owner.state.store(PARTICIPANT_ACTIVE, Release);
+            self.seg.header().shared.lanes_used.fetch_max(i + 1, AcqRel);
+            let (tail, sent, received, released, full) = (
+                p.owner.tail.load(Acquire),
+                p.owner.sent.load(Relaxed),
+                p.owner.received.load(Relaxed),
+                p.owner.released.load(Relaxed),
+                p.owner.full.load(Relaxed),
+            );
+            let capacity = self.seg.layout.capacity;
+            self.me = i;
+            let l = self.local_mut();
+            (l.tail, l.sent, l.received, l.released, l.full) =
+                (tail, sent, received, released, full);
+            l.scan_cursor = (i * 7919) % capacity;
+            return Ok(());
+        }
+        Err((ERR_TOO_MANY_PARTICIPANTS, 0))
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn local(&self) -> &mut Local {
+        // SAFETY: see the `Sync` impl: only the owning thread calls the entry points that reach
+        // here, and none of them holds two of these references at once.
+        unsafe { &mut *self.local.get() }
+    }
+
+    fn local_mut(&mut self) -> &mut Local {
+        self.local.get_mut()
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.seg.layout.capacity
+    }
+
+    pub fn max_message(&self) -> u32 {
+        self.seg.layout.max_message
+    }
+
+    fn wait_line(&self, side: Side) -> &WaitLine {
+        let h = self.seg.header();
+        match side {
+            Side::Recv => &h.recv_wait,
+            Side::Send => &h.send_wait,
+        }
+    }
+
+    /// Wakes sleepers on `side`, paying for the syscall only when one is registered.
+    fn wake(&self, side: Side) {
+        let line = self.wait_line(side);
+        // SYNC POINT: orders our publish/release (earlier stores) before reading the sleeper
+        // mask; pairs with the fence in `park_prepare`, so either we see the sleeper's bit or
+        // the sleeper's re-check sees our store.
+        fence(SeqCst);
+        if line.sleepers.load(Relaxed) != 0 {
+            line.word.fetch_add(1, Release);
+            sys::futex_wake_all(&line.word);
+        }
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    /// Writes `payload` into a free slot and publishes it. Never waits.
+    pub fn send(&self, payload: &[u8], ack: bool, expiry_ms: u32) -> Result<(u32, u32, u64), i32> {
+        if self.me == OBSERVER {
+            return Err(ERR_INVALID_ARGUMENT);
+        }
+        if self.closed.load(Relaxed) {
+            return Err(CLOSED);
+        }
+        if payload.len() > self.seg.layout.max_message as usize {
+            return Err(ERR_TOO_LARGE);
+        }
+        let l = self.local();
+        if l.inflight.len() >= self.slot_limit as usize {
+            self.reap();
+            if l.inflight.len() >= self.slot_limit as usize {
+                return Err(FULL_SLOTS);
+            }
+        }
+        let lane = self.seg.participant(self.me);
+        if l.tail - lane.head.head.load(Acquire) >= LANE_RING as u64 {
+            self.advance_head(self.me);
+            if l.tail - lane.head.head.load(Acquire) >= LANE_RING as u64 {
+                return Err(FULL_SLOTS);
+            }
+        }
+        let k = self.claim_free_slot().ok_or(FULL_CAPACITY)?;
+        let s = self.seg.slot(k);
+        // SAFETY: slot k is WRITING with us as sender (claimed by CAS in claim_free_slot), so
+        // its data region is ours alone; payload.len() <= max_message <= slot_stride.
+        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.seg.data(k), payload.len()) };
+        let seq = l.tail;
+        s.len.store(payload.len() as u32, Relaxed);
+        s.seq.store(seq, Relaxed);
+        s.pid.store(self.pid, Relaxed);
+        s.deadline_ms.store(
+            if expiry_ms == 0 {
+                0
+            } else {
+                sys::coarse_ms() + u64::from(expiry_ms)
+            },
+            Relaxed,
+        );
+        lane.ring.slot[(seq % LANE_RING as u64) as usize].store(k, Relaxed);
+        let writing = State(s.state.load(Relaxed));
+        // SYNC POINT: the payload, the metadata and the ring entry are visible to whoever
+        // observes READY (receivers' Acquire loads and claim CAS). Only we may change a slot we
+        // are WRITING, so a store is the whole transition.
+        s.state.store(
+            writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0,
+            Release,
+        );
+        // SYNC POINT: makes the ring entry reachable to receivers that load tail with Acquire.
+        lane.owner.tail.store(seq + 1, Release);
+        l.tail = seq + 1;
+        l.sent += 1;
+        lane.owner.sent.store(l.sent, Relaxed);
+        l.inflight.push((k, writing.generation()));
+        self.wake(Side::Recv);
+        Ok((k, writing.generation(), seq))
+    }
+
+    /// Counts a send that gave up on a full channel (trySend, or a timed-out wait).
+    pub fn note_full(&self) {
+        if self.me == OBSERVER {
+            return;
+        }
+        let l = self.local();
+        l.full += 1;
+        self.seg
+            .participant(self.me)
+            .owner
+            .full
+            .store(l.full, Relaxed);
+    }
+
+    /// Forgets in-flight slots whose message was released (their generation moved on).
+    fn reap(&self) {
+        let l = self.local();
+        let mut i = 0;
+        while i < l.inflight.len() {
+            let (k, g) = l.inflight[i];
+            if State(self.seg.slot(k).state.load(Acquire)).generation() != g {
+                l.inflight.swap_remove(i);
+                if l.spare.len() < LANE_RING {
+                    l.spare.push(k);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn forget_inflight(&self, k: u32, g: u32) {
+        let l = self.local();
+        if let Some(pos) = l.inflight.iter().position(|&e| e == (k, g)) {
+            l.inflight.swap_remove(pos);
+        }
+        if l.spare.len() < LANE_RING {
+            l.spare.push(k);
+        }
+    }
+
+    fn try_claim_free(&self, k: u32) -> bool {
+        let st = &self.seg.slot(k).state;
+        let cur = State(st.load(Relaxed));
+        // SYNC POINT (Acquire): the previous holder's reads of the data region (its Release
+        // when freeing) happen before our writes to it.
+        cur.kind() == Kind::Free
+            && st
+                .compare_exchange(
+                    cur.0,
+                    cur.with_kind(Kind::Writing).with_sender(self.me).0,
+                    Acquire,
+                    Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn claim_free_slot(&self) -> Option<u32> {
+        let l = self.local();
+        while let Some(k) = l.spare.pop() {
+            if self.try_claim_free(k) {
+                return Some(k);
+            }
+        }
+        let cap = self.seg.layout.capacity;
+        for round in 0..2 {
+            for n in 0..cap {
+                let k = (l.scan_cursor + n) % cap;
+                if self.try_claim_free(k) {
+                    l.scan_cursor = (k + 1) % cap;
+                    return Some(k);
+                }
+            }
+            if round == 0 && !self.reclaim() {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Frees expired queued messages and sweeps dead participants; true when anything was freed.
+    fn reclaim(&self) -> bool {
+        let now = sys::coarse_ms();
+        let mut freed = false;
+        for k in 0..self.seg.layout.capacity {
+            let s = self.seg.slot(k);
+            let cur = State(s.state.load(Acquire));
+            if cur.kind() == Kind::Ready && Self::expired(s, now) && self.expire(k, cur) {
+                freed = true;
+            }
+        }
+        self.maybe_sweep() > 0 || freed
+    }
+
+    fn expired(s: &Slot, now: u64) -> bool {
+        let d = s.deadline_ms.load(Relaxed);
+        d != 0 && now > d
+    }
+
+    /// Drops an expired message that is READY or that we just claimed: async messages are
+    /// freed, ack messages go back to their sender as EXPIRED.
+    fn expire(&self, k: u32, cur: State) -> bool {
+        let next = if cur.ack() {
+            cur.with_kind(Kind::Expired)
+        } else {
+            cur.freed()
+        };
+        let ok = self
+            .seg
+            .slot(k)
+            .state
+            .compare_exchange(cur.0, next.0, AcqRel, Relaxed)
+            .is_ok();
+        if ok {
+            self.seg.header().shared.expired.fetch_add(1, Relaxed);
+            self.wake(Side::Send);
+        }
+        ok
+    }
+
+    /// Moves lane `j`'s head past entries that are no longer READY with that sequence
+    /// (received, withdrawn or expired). Anyone may help; a failed CAS means someone else did.
+    fn advance_head(&self, j: u32) {
+        let p = self.seg.participant(j);
+        loop {
+            let h = p.head.head.load(Acquire);
+            if h >= p.owner.tail.load(Acquire) {
+                return;
+            }
+            let k = p.ring.slot[(h % LANE_RING as u64) as usize].load(Relaxed);
+            if k < self.seg.layout.capacity && self.queued_at(k, j, h).is_some() {
+                return;
+            }
+            let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
+        }
+    }
+
+    /// The state of slot `k` if it holds lane `j`'s message `seq`, still queued.
+    fn queued_at(&self, k: u32, j: u32, seq: u64) -> Option<State> {
+        let s = self.seg.slot(k);
+        let cur = State(s.state.load(Acquire));
+        (cur.kind() == Kind::Ready && cur.sender() == j && s.seq.load(Relaxed) == seq)
+            .then_some(cur)
+    }
+
+    // ---------------------------------------------------------------- ack outcomes
+
+    /// The outcome of an ack-mode message: PENDING, or a final status after which the slot is
+    /// freed and forgotten.
+    pub fn ack_status(&self, k: u32, g: u32) -> i32 {
+        if k >= self.seg.layout.capacity {
+            return ERR_INVALID_ARGUMENT;
+        }
+        let s = self.seg.slot(k);
+        loop {
+            let cur = State(s.state.load(Acquire));
+            if cur.generation() != g || cur.sender() != self.me {
+                self.forget_inflight(k, g);
+                return ERR_NOT_HELD;
+            }
+            let outcome = match cur.kind() {
+                Kind::Acked => OK,
+                Kind::PeerDied => PEER_DIED,
+                Kind::Expired => EXPIRED,
+                Kind::Ready if Self::expired(s, sys::coarse_ms()) => EXPIRED,
+                Kind::Ready | Kind::Reading => return PENDING,
+                Kind::Free | Kind::Writing => {
+                    self.forget_inflight(k, g);
+                    return ERR_NOT_HELD;
+                }
+            };
+            if s.state
+                .compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                if cur.kind() == Kind::Ready {
+                    self.seg.header().shared.expired.fetch_add(1, Relaxed);
+                }
+                self.forget_inflight(k, g);
+                self.wake(Side::Send);
+                return outcome;
+            }
+        }
+    }
+
+    /// Gives up waiting for an ack: a message still queued is withdrawn (never delivered), one a
+    /// receiver holds continues as an async message. Returns TIMEOUT, or the outcome that came
+    /// in first.
+    pub fn ack_cancel(&self, k: u32, g: u32) -> i32 {
+        if k >= self.seg.layout.capacity {
+            return ERR_INVALID_ARGUMENT;
+        }
+        let s = self.seg.slot(k);
+        loop {
+            let cur = State(s.state.load(Acquire));
+            if cur.generation() != g || cur.sender() != self.me {
+                return ERR_NOT_HELD;
+            }
+            let next = match cur.kind() {
+                Kind::Ready => cur.freed(),
+                Kind::Reading if cur.ack() => cur.with_flag(FLAG_ACK, false),
+                Kind::Reading => return TIMEOUT,
+                _ => return self.ack_status(k, g),
+            };
+            if s.state
+                .compare_exchange(cur.0, next.0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                if cur.kind() == Kind::Ready {
+                    self.forget_inflight(k, g);
+                    self.wake(Side::Send);
+                }
+                return TIMEOUT;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    /// Claims the next message (READY -> READING by us), dropping expired ones on the way.
+    pub fn claim(&self) -> Result<Received, i32> {
+        if self.me == OBSERVER {
+            return Err(ERR_INVALID_ARGUMENT);
+        }
+        if self.closed.load(Relaxed) {
+            return Err(CLOSED);
+        }
+        loop {
+            let (k, cur) = self.claim_next().ok_or(EMPTY)?;
+            let s = self.seg.slot(k);
+            if cur.redelivered() {
+                let _ =
+                    self.seg
+                        .header()
+                        .shared
+                        .redeliver_pending
+                        .fetch_update(AcqRel, Relaxed, |v| v.checked_sub(1));
+            }
+            if Self::expired(s, sys::coarse_ms()) {
+                self.expire(k, cur);
+                continue;
+            }
+            let l = self.local();
+            l.received += 1;
+            self.seg
+                .participant(self.me)
+                .owner
+                .received
+                .store(l.received, Relaxed);
+            return Ok(Received {
+                slot: k,
+                generation: cur.generation(),
+                len: s.len.load(Relaxed),
+                pid: s.pid.load(Relaxed),
+                seq: s.seq.load(Relaxed),
+                redelivered: cur.redelivered(),
+                ack: cur.ack(),
+            });
+        }
+    }
+
+    fn claim_next(&self) -> Option<(u32, State)> {
+        let shared = &self.seg.header().shared;
+        if shared.redeliver_pending.load(Relaxed) > 0 {
+            if let Some(x) = self.claim_redelivered() {
+                return Some(x);
+            }
+        }
+        let lanes = shared.lanes_used.load(Acquire).min(MAX_PARTICIPANTS as u32);
+        let l = self.local();
+        for step in 0..lanes {
+            let j = (l.recv_cursor + step) % lanes;
+            if let Some(x) = self.claim_from_lane(j) {
+                // Start the next search at the following lane: senders take turns.
+                l.recv_cursor = (j + 1) % lanes;
+                return Some(x);
+            }
+        }
+        None
+    }
+
+    fn claim_from_lane(&self, j: u32) -> Option<(u32, State)> {
+        let p = self.seg.participant(j);
+        loop {
+            let h = p.head.head.load(Acquire);
+            // SYNC POINT: pairs with the sender's Release store of tail: the ring entries below
+            // it are visible.
+            if h >= p.owner.tail.load(Acquire) {
+                return None;
+            }
+            let k = p.ring.slot[(h % LANE_RING as u64) as usize].load(Relaxed);
+            if k < self.seg.layout.capacity {
+                if let Some(cur) = self.queued_at(k, j, h) {
+                    let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
+                    // SYNC POINT (Acquire): the payload the sender published with READY.
+                    if self
+                        .seg
+                        .slot(k)
+                        .state
+                        .compare_exchange(cur.0, reading.0, Acquire, Relaxed)
+                        .is_ok()
+                    {
+                        let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
+                        return Some((k, reading));
+                    }
+                    continue;
+                }
+            }
+            // Message h was taken, withdrawn or expired already: help the head past it.
+            let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
+        }
+    }
+
+    fn claim_redelivered(&self) -> Option<(u32, State)> {
+        for k in 0..self.seg.layout.capacity {
+            let st = &self.seg.slot(k).state;
+            let cur = State(st.load(Acquire));
+            if cur.kind() == Kind::Ready && cur.redelivered() {
+                let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
+                if st
+                    .compare_exchange(cur.0, reading.0, Acquire, Relaxed)
+                    .is_ok()
+                {
+                    return Some((k, reading));
+                }
+            }
+        }
+        None
+    }
+
+    /// Copies a message this handle holds into `dst` (which must be large enough).
+    pub fn read(&self, k: u32, g: u32, dst: &mut [u8]) -> Result<u32, i32> {
+        if k >= self.seg.layout.capacity {
+            return Err(ERR_INVALID_ARGUMENT);
+        }
+        let s = self.seg.slot(k);
+        let cur = State(s.state.load(Acquire));
+        if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
+            return Err(ERR_NOT_HELD);
+        }
+        let len = s.len.load(Relaxed);
+        if len as usize > dst.len() {
+            return Err(NEED_BUFFER);
+        }
+        // SAFETY: we hold slot k (READING by us), so its sender will not write it until we
+        // release; len <= max_message <= slot_stride and dst holds len bytes.
+        unsafe { std::ptr::copy_nonoverlapping(self.seg.data(k), dst.as_mut_ptr(), len as usize) };
+        Ok(len)
+    }
+
+    /// Releases a message this handle holds: async ones free their slot, ack ones report ACKED to
+    /// their sender.
+    pub fn release(&self, k: u32, g: u32) -> i32 {
+        if k >= self.seg.layout.capacity {
+            return ERR_INVALID_ARGUMENT;
+        }
+        let st = &self.seg.slot(k).state;
+        loop {
+            let cur = State(st.load(Acquire));
+            if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
+                return ERR_NOT_HELD;
+            }
+            let next = if cur.ack() {
+                cur.with_kind(Kind::Acked)
+            } else {
+                cur.freed()
+            };
+            // SYNC POINT (Release): our reads of the payload happen before the slot is reused.
+            if st.compare_exchange(cur.0, next.0, Release, Relaxed).is_ok() {
+                let l = self.local();
+                l.released += 1;
+                self.seg
+                    .participant(self.me)
+                    .owner
+                    .released
+                    .store(l.released, Relaxed);
+                self.wake(Side::Send);
+                return OK;
+            }
+            // The sender cleared ACK (it stopped waiting): retry with the new word.
+        }
+    }
+
+    // ---------------------------------------------------------------- waiting
+
+    /// Registers this handle as a sleeper on `side` and returns the epoch to wait on. The
+    /// caller re-checks its condition after this, then calls `park_wait` or `park_cancel`.
+    pub fn park_prepare(&self, side: Side) -> u32 {
+        let line = self.wait_line(side);
+        line.sleepers.fetch_or(bit(self.me), SeqCst);
+        // SYNC POINT: pairs with the fence in `wake` (see there).
+        fence(SeqCst);
+        line.word.load(Acquire)
+    }
+
+    pub fn park_cancel(&self, side: Side) {
+        self.wait_line(side)
+            .sleepers
+            .fetch_and(!bit(self.me), Release);
+    }
+
+    /// Sleeps until woken or `timeout_ms` (at most one slice) passes; on a quiet slice it sweeps
+    /// for dead participants. Safe to call from another thread than the owner's.
+    pub fn park_wait(&self, side: Side, epoch: u32, timeout_ms: u32) -> i32 {
+        let line = self.wait_line(side);
+        let ms = u64::from(timeout_ms).min(PARK_SLICE_MS);
+        if !self.closed.load(Relaxed) {
+            sys::futex_wait(&line.word, epoch, Duration::from_millis(ms));
+        }
+        self.park_cancel(side);
+        if line.word.load(Acquire) == epoch {
+            self.maybe_sweep();
+            return TIMEOUT;
+        }
+        OK
+    }
+
+    /// Calls `attempt` until it gives an answer or `timeout_ms` passes (u32::MAX: no limit):
+    /// spin, then yield, then sleep on the futex in slices.
+    pub fn wait_for(
+        &self,
+        side: Side,
+        timeout_ms: u32,
+        mut attempt: impl FnMut() -> Option<i32>,
+    ) -> i32 {
+        for i in 0..SPIN_CHECKS + YIELD_CHECKS {
+            if let Some(r) = attempt() {
+                return r;
+            }
+            if i < SPIN_CHECKS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let deadline =
+            (timeout_ms != u32::MAX).then(|| sys::monotonic_ms() + u64::from(timeout_ms));
+        loop {
+            let epoch = self.park_prepare(side);
+            if let Some(r) = attempt() {
+                self.park_cancel(side);
+                return r;
+            }
+            let remaining = match deadline {
+                None => PARK_SLICE_MS,
+                Some(d) => d.saturating_sub(sys::monotonic_ms()),
+            };
+            if remaining == 0 {
+                self.park_cancel(side);
+                return TIMEOUT;
+            }
+            self.park_wait(side, epoch, remaining.min(PARK_SLICE_MS) as u32);
+        }
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    /// Sweeps at most once per SWEEP_EVERY_MS across the channel's processes.
+    pub fn maybe_sweep(&self) -> u32 {
+        let shared = &self.seg.header().shared;
+        let now = sys::coarse_ms();
+        let last = shared.last_sweep_ms.load(Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY_MS
+            || shared
+                .last_sweep_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        self.sweep()
+    }
+
+    /// Recovers every participant whose lock nobody holds. Returns how many it recovered.
+    pub fn sweep(&self) -> u32 {
+        if self.me == OBSERVER {
+            return 0;
+        }
+        let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Relaxed) {
+            return 0;
+        }
+        let lanes = self
+            .seg
+            .header()
+            .shared
+            .lanes_used
+            .load(Acquire)
+            .min(MAX_PARTICIPANTS as u32);
+        let mut recovered = 0;
+        for i in 0..lanes {
+            let p = self.seg.participant(i);
+            if i == self.me || p.owner.state.load(Acquire) != PARTICIPANT_ACTIVE {
+                continue;
+            }
+            if !matches!(
+                sys::try_lock_byte(&self.seg.fd, participant_lock_byte(i)),
+                Ok(true)
+            ) {
+                continue;
+            }
+            // Holding its lock, we are the only one who can act for participant i.
+            if p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE {
+                self.recover_locked(i);
+                p.owner.state.store(PARTICIPANT_EMPTY, Release);
+                recovered += 1;
+            }
+            sys::unlock_byte(&self.seg.fd, participant_lock_byte(i));
+        }
+        if recovered > 0 {
+            self.wake(Side::Recv);
+            self.wake(Side::Send);
+        }
+        recovered
+    }
+
+    /// Undoes every state participant `i` left. The caller holds `i`'s lock (it is us closing,
+    /// or `i` is dead), so no state naming `i` can appear while this runs.
+    fn recover_locked(&self, i: u32) {
+        let p = self.seg.participant(i);
+        let shared = &self.seg.header().shared;
+        // A sender that died between marking a slot READY and advancing its tail: publish it.
+        loop {
+            let t = p.owner.tail.load(Acquire);
+            let k = p.ring.slot[(t % LANE_RING as u64) as usize].load(Relaxed);
+            if k >= self.seg.layout.capacity || self.queued_at(k, i, t).is_none() {
+                break;
+            }
+            let _ = p.owner.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
+        }
+        for k in 0..self.seg.layout.capacity {
+            let st = &self.seg.slot(k).state;
+            loop {
+                let cur = State(st.load(Acquire));
+                let as_sender = cur.sender() == i;
+                let next = match cur.kind() {
+                    // Never published: nothing torn is ever seen.
+                    Kind::Writing if as_sender => cur.freed(),
+                    // Outcomes nobody will collect.
+                    Kind::Acked | Kind::PeerDied | Kind::Expired if as_sender => cur.freed(),
+                    // Nobody waits for this outcome any more: deliver it as an async message.
+                    Kind::Ready | Kind::Reading if as_sender && cur.ack() => {
+                        cur.with_flag(FLAG_ACK, false)
+                    }
+                    Kind::Reading if cur.receiver() == i && cur.ack() => {
+                        cur.with_kind(Kind::PeerDied).with_receiver(0)
+                    }
+                    Kind::Reading if cur.receiver() == i => cur
+                        .with_kind(Kind::Ready)
+                        .with_receiver(0)
+                        .with_flag(FLAG_REDELIVERED, true),
+                    _ => break,
+                };
+                if st.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
+                    if next.kind() == Kind::Ready
+                        && next.redelivered()
+                        && cur.kind() == Kind::Reading
+                    {
+                        shared.redeliver_pending.fetch_add(1, AcqRel);
+                        shared.redelivered.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }
+        let h = self.seg.header();
+        h.recv_wait.sleepers.fetch_and(!bit(i), AcqRel);
+        h.send_wait.sleepers.fetch_and(!bit(i), AcqRel);
+    }
+
+    /// Leaves the channel: what we hold is redelivered, what we sent stays queued, and our
+    /// index is free for others. The mapping and fd stay until the handle is dropped.
+    pub fn close(&self) {
+        if self.closed.swap(true, AcqRel) || self.me == OBSERVER {
+            return;
+        }
+        {
+            let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+            self.recover_locked(self.me);
+            self.seg
+                .participant(self.me)
+                .owner
+                .state
+                .store(PARTICIPANT_EMPTY, Release);
+        }
+        self.wake(Side::Recv);
+        self.wake(Side::Send);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    // ---------------------------------------------------------------- introspection
+
+    /// [capacity, max_message, total_size, depth, in_flight, sent, received, released, expired,
+    ///  full, redelivered, created_unix_ms, participants]
+    pub fn stat(&self) -> [u64; 13] {
+        let h = self.seg.header();
+        let mut depth = 0;
+        let mut in_flight = 0;
+        for k in 0..self.seg.layout.capacity {
+            match State(self.seg.slot(k).state.load(Acquire)).kind() {
+                Kind::Ready => depth += 1,
+                Kind::Reading | Kind::Acked => in_flight += 1,
+                _ => {}
+            }
+        }
+        let (mut sent, mut received, mut released, mut full, mut active) = (0, 0, 0, 0, 0);
+        for i in 0..MAX_PARTICIPANTS as u32 {
+            let o = &self.seg.participant(i).owner;
+            sent += o.sent.load(Relaxed);
+            received += o.received.load(Relaxed);
+            released += o.released.load(Relaxed);
+            full += o.full.load(Relaxed);
+            active += u64::from(o.state.load(Relaxed) == PARTICIPANT_ACTIVE);
+        }
+        [
+            u64::from(self.seg.layout.capacity),
+            u64::from(self.seg.layout.max_message),
+            self.seg.layout.total_size,
+            depth,
+            in_flight,
+            sent,
+            received,
+            released,
+            h.shared.expired.load(Relaxed),
+            full,
+            h.shared.redelivered.load(Relaxed),
+            h.fixed.created_unix_ms.load(Relaxed),
+            active,
+        ]
+    }
+
+    /// Active participants as (pid, alive) pairs.
+    pub fn participants(&self) -> Vec<(u32, bool)> {
+        (0..MAX_PARTICIPANTS as u32)
+            .filter(|&i| self.seg.participant(i).owner.state.load(Acquire) == PARTICIPANT_ACTIVE)
+            .map(|i| {
+                let alive = i == self.me
+                    || sys::byte_locked_by_other(&self.seg.fd, participant_lock_byte(i));
+                (self.seg.participant(i).owner.pid.load(Relaxed), alive)
+            })
+            .collect()
+    }
+}

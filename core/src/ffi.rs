@@ -1,0 +1,371 @@
+//! The C ABI Deno binds to (`ffi/symbols.ts` mirrors it). Thin on purpose: argument checks and
+//! conversions only; the logic lives in `engine`. Every per-message entry point takes only
+//! u32/i32/pointer/buffer parameters so that V8 calls it on its fast path.
+
+use std::slice;
+
+use crate::engine::{Handle, OpenOptions, Side};
+use crate::status::*;
+
+/// `flags` bits of `ferry_open`.
+pub const OPEN_OBSERVER: u32 = 1;
+/// `flags` bits of `ferry_send*` and `ferry_recv*`.
+pub const SEND_ACK: u32 = 1;
+pub const RECV_AUTO_RELEASE: u32 = 1;
+
+fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
+    // SAFETY: the binding passes only pointers it got from `ferry_open` and has not yet passed
+    // to `ferry_free`; null is rejected here.
+    unsafe { h.as_ref() }
+}
+
+fn bytes<'a>(p: *const u8, len: u32) -> &'a [u8] {
+    if p.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: the binding passes a JS buffer of at least `len` bytes that lives for the call.
+    unsafe { slice::from_raw_parts(p, len as usize) }
+}
+
+fn bytes_mut<'a>(p: *mut u8, len: u32) -> &'a mut [u8] {
+    if p.is_null() || len == 0 {
+        return &mut [];
+    }
+    // SAFETY: as `bytes`, and the buffer is not aliased during the call.
+    unsafe { slice::from_raw_parts_mut(p, len as usize) }
+}
+
+fn write_out<T: Copy>(out: *mut T, values: &[T]) {
+    if out.is_null() {
+        return;
+    }
+    // SAFETY: the binding passes an out array at least as long as each entry point documents.
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len()) };
+}
+
+/// Channel names: letters, digits and `. _ - !`, 1..=201 bytes (prefix, '.', name).
+fn shm_name(p: *const u8, len: u32) -> Option<String> {
+    let raw = bytes(p, len);
+    let ok = !raw.is_empty()
+        && raw.len() <= 201
+        && raw
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'!'));
+    // All bytes are ASCII, so the conversion cannot fail.
+    ok.then(|| format!("/{}", String::from_utf8_lossy(raw)))
+}
+
+/// Opens `<prefix>.<name>` (given as bytes). On failure returns null and writes
+/// [status, detail] to `err_out` (2 x i32).
+#[no_mangle]
+pub extern "C" fn ferry_open(
+    name: *const u8,
+    name_len: u32,
+    capacity: u32,
+    max_message: u32,
+    mode: u32,
+    slot_limit: u32,
+    flags: u32,
+    err_out: *mut i32,
+) -> *mut Handle {
+    let Some(name) = shm_name(name, name_len) else {
+        write_out(err_out, &[ERR_INVALID_NAME, 0]);
+        return std::ptr::null_mut();
+    };
+    let opts = OpenOptions {
+        name: &name,
+        capacity,
+        max_message,
+        mode,
+        slot_limit,
+        observer: flags & OPEN_OBSERVER != 0,
+    };
+    match Handle::open(&opts) {
+        Ok(h) => Box::into_raw(Box::new(h)),
+        Err((code, detail)) => {
+            write_out(err_out, &[code, detail]);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn ferry_unlink(name: *const u8, name_len: u32) -> i32 {
+    let Some(name) = shm_name(name, name_len) else {
+        return ERR_INVALID_NAME;
+    };
+    match crate::sys::shm_remove(&name) {
+        Ok(()) => OK,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => ERR_NOT_FOUND,
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => ERR_PERMISSION,
+        Err(_) => ERR_IO,
+    }
+}
+
+/// Leaves the channel; the handle stays valid (calls answer CLOSED) until `ferry_free`.
+#[no_mangle]
+pub extern "C" fn ferry_close(h: *const Handle) {
+    if let Some(h) = handle(h) {
+        h.close();
+    }
+}
+
+/// Frees the handle: unmaps the segment and closes the fd. Call once, after every call that
+/// uses the handle (including a parked wait) has returned.
+#[no_mangle]
+pub extern "C" fn ferry_free(h: *mut Handle) {
+    if !h.is_null() {
+        // SAFETY: `h` came from Box::into_raw in ferry_open and the binding frees it once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// [capacity, max_message] of the open segment into `out` (2 x u32).
+#[no_mangle]
+pub extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    write_out(out, &[h.capacity(), h.max_message()]);
+    OK
+}
+
+fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32 {
+    match r {
+        Ok((slot, generation, seq)) => {
+            write_out(out, &[slot, generation, seq as u32, (seq >> 32) as u32]);
+            OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// Sends without waiting. `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
+#[no_mangle]
+pub extern "C" fn ferry_send(
+    h: *const Handle,
+    buf: *const u8,
+    len: u32,
+    flags: u32,
+    expiry_ms: u32,
+    out: *mut u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    let r = h.send(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms);
+    if matches!(r, Err(FULL_CAPACITY) | Err(FULL_SLOTS)) {
+        h.note_full();
+    }
+    send_result(r, out)
+}
+
+/// Sends, blocking the calling thread for room up to `timeout_ms` (u32::MAX: no limit).
+#[no_mangle]
+pub extern "C" fn ferry_send_wait(
+    h: *const Handle,
+    buf: *const u8,
+    len: u32,
+    flags: u32,
+    expiry_ms: u32,
+    timeout_ms: u32,
+    out: *mut u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    let payload = bytes(buf, len);
+    let mut last = TIMEOUT;
+    let r = h.wait_for(Side::Send, timeout_ms, || {
+        match h.send(payload, flags & SEND_ACK != 0, expiry_ms) {
+            Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
+                last = code;
+                None
+            }
+            r => Some(send_result(r, out)),
+        }
+    });
+    if r == TIMEOUT {
+        h.note_full();
+        return last;
+    }
+    r
+}
+
+fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) -> i32 {
+    let m = match h.claim() {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let flag_bits = u32::from(m.redelivered) | (u32::from(m.ack) << 1);
+    write_out(
+        meta,
+        &[
+            m.slot,
+            m.generation,
+            m.len,
+            m.pid,
+            m.seq as u32,
+            (m.seq >> 32) as u32,
+            flag_bits,
+        ],
+    );
+    match h.read(m.slot, m.generation, dst) {
+        Ok(_) if flags & RECV_AUTO_RELEASE != 0 => h.release(m.slot, m.generation),
+        Ok(_) => OK,
+        Err(code) => code,
+    }
+}
+
+/// Receives without waiting: claims the next message and copies it into `dst`. `meta`
+/// (7 x u32): [slot, generation, len, sender pid, seq_lo, seq_hi, flags(1 redelivered, 2 ack)].
+/// NEED_BUFFER: the message (meta[2] bytes) is held but not copied; `ferry_read` it.
+#[no_mangle]
+pub extern "C" fn ferry_recv(
+    h: *const Handle,
+    dst: *mut u8,
+    dst_cap: u32,
+    flags: u32,
+    meta: *mut u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    recv_into(h, bytes_mut(dst, dst_cap), flags, meta)
+}
+
+/// As `ferry_recv`, blocking the calling thread up to `timeout_ms`.
+#[no_mangle]
+pub extern "C" fn ferry_recv_wait(
+    h: *const Handle,
+    dst: *mut u8,
+    dst_cap: u32,
+    flags: u32,
+    meta: *mut u32,
+    timeout_ms: u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    let dst = bytes_mut(dst, dst_cap);
+    h.wait_for(Side::Recv, timeout_ms, || {
+        match recv_into(h, dst, flags, meta) {
+            EMPTY => None,
+            r => Some(r),
+        }
+    })
+}
+
+/// Copies a held message into `dst`; returns its length or a negative status.
+#[no_mangle]
+pub extern "C" fn ferry_read(
+    h: *const Handle,
+    slot: u32,
+    generation: u32,
+    dst: *mut u8,
+    dst_cap: u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    match h.read(slot, generation, bytes_mut(dst, dst_cap)) {
+        Ok(len) => len as i32,
+        Err(code) => code,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn ferry_release(h: *const Handle, slot: u32, generation: u32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.release(slot, generation)
+}
+
+#[no_mangle]
+pub extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.ack_status(slot, generation)
+}
+
+/// Blocks until the ack-mode message has an outcome or `timeout_ms` passes (TIMEOUT; the
+/// caller then decides whether to `ferry_ack_cancel`).
+#[no_mangle]
+pub extern "C" fn ferry_ack_wait(
+    h: *const Handle,
+    slot: u32,
+    generation: u32,
+    timeout_ms: u32,
+) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.wait_for(Side::Send, timeout_ms, || {
+        match h.ack_status(slot, generation) {
+            PENDING => None,
+            r => Some(r),
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn ferry_ack_cancel(h: *const Handle, slot: u32, generation: u32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.ack_cancel(slot, generation)
+}
+
+/// side: 0 receive, 1 send. Returns the epoch for `ferry_park_wait`.
+#[no_mangle]
+pub extern "C" fn ferry_park_prepare(h: *const Handle, side: u32) -> u32 {
+    handle(h).map_or(0, |h| h.park_prepare(Side::from_u32(side)))
+}
+
+#[no_mangle]
+pub extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
+    if let Some(h) = handle(h) {
+        h.park_cancel(Side::from_u32(side));
+    }
+}
+
+/// Sleeps up to `timeout_ms` (one slice at most) unless woken; bound as nonblocking in Deno.
+#[no_mangle]
+pub extern "C" fn ferry_park_wait(h: *const Handle, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.park_wait(Side::from_u32(side), epoch, timeout_ms)
+}
+
+/// Recovers dead participants now; returns how many.
+#[no_mangle]
+pub extern "C" fn ferry_sweep(h: *const Handle) -> u32 {
+    handle(h).map_or(0, |h| h.sweep())
+}
+
+/// Counters into `out` (13 x u64), see `Handle::stat`.
+#[no_mangle]
+pub extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    write_out(out, &h.stat());
+    OK
+}
+
+/// Up to `max` participants as [pid, alive] pairs into `out` (2*max x u32); returns the count.
+#[no_mangle]
+pub extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max: u32) -> u32 {
+    let Some(h) = handle(h) else { return 0 };
+    let flat: Vec<u32> = h
+        .participants()
+        .into_iter()
+        .take(max as usize)
+        .flat_map(|(p, a)| [p, u32::from(a)])
+        .collect();
+    write_out(out, &flat);
+    (flat.len() / 2) as u32
+}

@@ -1,0 +1,223 @@
+//! Thin POSIX wrappers: shared-memory objects, mappings, OFD byte locks, the futex and clocks.
+//! No channel logic lives here; every function maps one or two system calls to `io::Result`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::mman::{shm_open, shm_unlink};
+use nix::sys::stat::Mode;
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Opens (creating if absent) the POSIX shared-memory object `name` (which starts with '/').
+pub fn shm_open_rw(name: &str, create: bool, mode: u32) -> io::Result<OwnedFd> {
+    let mut flags = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    if create {
+        flags |= OFlag::O_CREAT;
+    }
+    shm_open(name, flags, Mode::from_bits_truncate(mode)).map_err(errno)
+}
+
+pub fn shm_remove(name: &str) -> io::Result<()> {
+    shm_unlink(name).map_err(errno)
+}
+
+pub fn file_size(fd: &OwnedFd) -> io::Result<u64> {
+    Ok(nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(errno)?
+        .st_size as u64)
+}
+
+pub fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    // SAFETY: pread writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+pub fn set_size(fd: &OwnedFd, size: u64) -> io::Result<()> {
+    nix::unistd::ftruncate(fd, size as i64).map_err(errno)
+}
+
+/// Reserves every page now, so a full /dev/shm is ENOSPC here and never SIGBUS on a later write.
+pub fn reserve(fd: &OwnedFd, size: u64) -> io::Result<()> {
+    nix::fcntl::fallocate(
+        fd.as_raw_fd(),
+        nix::fcntl::FallocateFlags::empty(),
+        0,
+        size as i64,
+    )
+    .map_err(errno)
+}
+
+pub fn set_mode(fd: &OwnedFd, mode: u32) -> io::Result<()> {
+    nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(errno)
+}
+
+/// A shared read-write mapping of the whole object.
+pub struct Mapping {
+    pub base: *mut u8,
+    pub len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; all cross-thread access goes through atomics or
+// through regions owned by one party according to the slot state machine.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub fn new(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh mapping chosen by the kernel (addr null) of an fd we own; no existing
+        // memory is affected. The result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            base: p.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: base/len came from a successful mmap and nothing refers to it after drop.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn ofd_lock(fd: &OwnedFd, byte: u64, kind: libc::c_short) -> io::Result<bool> {
+    // SAFETY: flock is plain data; zeroed is a valid value that we then fill in.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: fcntl with F_OFD_SETLK reads the flock we pass and nothing else.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Takes the write lock on one byte of the object, without waiting. Open-file-description locks
+/// belong to this fd, conflict with every other open of the object (also in this process) and
+/// are dropped by the kernel when the process dies: that is ferry's liveness signal.
+pub fn try_lock_byte(fd: &OwnedFd, byte: u64) -> io::Result<bool> {
+    ofd_lock(fd, byte, libc::F_WRLCK as libc::c_short)
+}
+
+pub fn unlock_byte(fd: &OwnedFd, byte: u64) {
+    let _ = ofd_lock(fd, byte, libc::F_UNLCK as libc::c_short);
+}
+
+/// Whether some other open file description holds a lock on `byte`.
+pub fn byte_locked_by_other(fd: &OwnedFd, byte: u64) -> bool {
+    // SAFETY: plain data, filled in below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_GETLK reads and writes only the flock we pass.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// FUTEX_WAIT on a word in a shared mapping (no FUTEX_PRIVATE_FLAG: waiters are in other
+/// processes). Returns when woken, when the word no longer equals `expected`, or on timeout.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the futex word is a live, aligned u32 in our mapping; the kernel only reads it and
+    // the timespec for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: the futex word is a live, aligned u32 in our mapping.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+fn clock_ms(clock: libc::clockid_t) -> u64 {
+    // SAFETY: plain data, written by clock_gettime.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes only the timespec we pass.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Machine-wide monotonic milliseconds (the same clock in every process), cheap and coarse
+/// (a few ms): good enough for expiry deadlines and sweep pacing.
+pub fn coarse_ms() -> u64 {
+    clock_ms(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+pub fn monotonic_ms() -> u64 {
+    clock_ms(libc::CLOCK_MONOTONIC)
+}
+
+pub fn unix_ms() -> u64 {
+    clock_ms(libc::CLOCK_REALTIME)
+}
+
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+pub fn cstring(s: &str) -> Option<CString> {
+    CString::new(s).ok()
+}

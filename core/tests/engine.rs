@@ -1,0 +1,149 @@
+//! The engine between handles of one process. Each handle has its own fd and OFD lock, so
+//! dropping a handle without `close` looks to the others exactly like a process death.
+
+use ferry_core::engine::{Handle, OpenOptions, Side};
+use ferry_core::status::*;
+
+fn name(tag: &str) -> String {
+    format!(
+        "/ferrytest.{}-{}-{}",
+        tag,
+        std::process::id(),
+        ferry_core::sys::monotonic_ms()
+    )
+}
+
+fn open(name: &str, capacity: u32, slots: u32) -> Handle {
+    Handle::open(&OpenOptions {
+        name,
+        capacity,
+        max_message: 256,
+        mode: 0o600,
+        slot_limit: slots,
+        observer: false,
+    })
+    .expect("open")
+}
+
+struct Unlink(String);
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = ferry_core::sys::shm_remove(&self.0);
+    }
+}
+
+fn recv_bytes(h: &Handle) -> Result<(Vec<u8>, ferry_core::engine::Received), i32> {
+    let m = h.claim()?;
+    let mut buf = vec![0u8; m.len as usize];
+    h.read(m.slot, m.generation, &mut buf)?;
+    Ok((buf, m))
+}
+
+#[test]
+fn async_messages_arrive_in_order_and_free_their_slots() {
+    let n = name("order");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 8, 4);
+    let rx = open(&n, 8, 4);
+    for round in 0..10u8 {
+        for i in 0..4u8 {
+            tx.send(&[round, i], false, 0).unwrap();
+        }
+        assert_eq!(tx.send(&[9], false, 0), Err(FULL_SLOTS));
+        for i in 0..4u8 {
+            let (b, m) = recv_bytes(&rx).unwrap();
+            assert_eq!(b, vec![round, i]);
+            assert_eq!(rx.release(m.slot, m.generation), OK);
+        }
+        assert_eq!(rx.claim().err(), Some(EMPTY));
+    }
+    assert_eq!(rx.stat()[5], 40);
+}
+
+#[test]
+fn capacity_is_shared_by_senders() {
+    let n = name("cap");
+    let _u = Unlink(n.clone());
+    let a = open(&n, 5, 4);
+    let b = open(&n, 5, 4);
+    for _ in 0..4 {
+        a.send(b"a", false, 0).unwrap();
+    }
+    b.send(b"b", false, 0).unwrap();
+    assert_eq!(b.send(b"b", false, 0), Err(FULL_CAPACITY));
+}
+
+#[test]
+fn ack_outcome_follows_release_and_receiver_death() {
+    let n = name("ack");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 1);
+    let rx = open(&n, 4, 1);
+    let (k, g, _) = tx.send(b"x", true, 0).unwrap();
+    assert_eq!(tx.ack_status(k, g), PENDING);
+    let (_, m) = recv_bytes(&rx).unwrap();
+    assert_eq!(tx.ack_status(k, g), PENDING);
+    assert_eq!(rx.release(m.slot, m.generation), OK);
+    assert_eq!(tx.ack_status(k, g), OK);
+
+    let (k, g, _) = tx.send(b"y", true, 0).unwrap();
+    let rx2 = open(&n, 4, 1);
+    let _held = recv_bytes(&rx2).unwrap();
+    drop(rx2); // dies holding it
+    assert_eq!(tx.sweep(), 1);
+    assert_eq!(tx.ack_status(k, g), PEER_DIED);
+    drop(rx);
+}
+
+#[test]
+fn async_message_held_by_a_dead_receiver_is_redelivered() {
+    let n = name("redeliver");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 4);
+    let rx = open(&n, 4, 4);
+    tx.send(b"one", false, 0).unwrap();
+    let doomed = open(&n, 4, 4);
+    let (b, _) = recv_bytes(&doomed).unwrap();
+    assert_eq!(b, b"one");
+    drop(doomed);
+    assert_eq!(rx.claim().err(), Some(EMPTY));
+    assert_eq!(tx.sweep(), 1);
+    let (b, m) = recv_bytes(&rx).unwrap();
+    assert_eq!(b, b"one");
+    assert!(m.redelivered);
+}
+
+#[test]
+fn a_dead_writer_never_exposes_its_slot_and_the_slot_comes_back() {
+    let n = name("writer");
+    let _u = Unlink(n.clone());
+    let rx = open(&n, 1, 1);
+    {
+        let tx = open(&n, 1, 1);
+        tx.send(b"kept", false, 0).unwrap(); // queued messages outlive their sender
+    }
+    let (b, m) = recv_bytes(&rx).unwrap();
+    assert_eq!(b, b"kept");
+    rx.release(m.slot, m.generation);
+    let tx = open(&n, 1, 1);
+    tx.send(b"again", false, 0).unwrap();
+    assert_eq!(recv_bytes(&rx).unwrap().0, b"again");
+}
+
+#[test]
+fn blocking_receive_wakes_for_a_message_from_another_thread() {
+    let n = name("wake");
+    let _u = Unlink(n.clone());
+    let rx = open(&n, 4, 4);
+    let n2 = n.clone();
+    let t = std::thread::spawn(move || {
+        let tx = open(&n2, 4, 4);
+        let epoch_seen = tx.park_prepare(Side::Send);
+        tx.park_cancel(Side::Send);
+        tx.send(b"late", false, 0).unwrap();
+        epoch_seen
+    });
+    let got = rx.wait_for(Side::Recv, 5000, || rx.claim().ok().map(|_| OK));
+    t.join().unwrap();
+    assert_eq!(got, OK);
+}
