@@ -11,6 +11,8 @@ use crate::status::*;
 pub const OPEN_OBSERVER: u32 = 1;
 /// `flags` bits of `ferry_send*` and `ferry_recv*`.
 pub const SEND_ACK: u32 = 1;
+/// Count a FULL answer in the channel's `full` counter (a caller giving up, not one retrying).
+pub const SEND_COUNT_FULL: u32 = 2;
 pub const RECV_AUTO_RELEASE: u32 = 1;
 
 fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
@@ -140,7 +142,7 @@ fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32 {
     }
 }
 
-/// Sends without waiting. `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
+/// Sends without waiting (flags: SEND_ACK, SEND_COUNT_FULL). `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
 #[no_mangle]
 pub extern "C" fn ferry_send(
     h: *const Handle,
@@ -154,7 +156,7 @@ pub extern "C" fn ferry_send(
         return ERR_INVALID_ARGUMENT;
     };
     let r = h.send(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms);
-    if matches!(r, Err(FULL_CAPACITY) | Err(FULL_SLOTS)) {
+    if flags & SEND_COUNT_FULL != 0 && matches!(r, Err(FULL_CAPACITY) | Err(FULL_SLOTS)) {
         h.note_full();
     }
     send_result(r, out)
@@ -225,13 +227,17 @@ pub extern "C" fn ferry_recv(
     h: *const Handle,
     dst: *mut u8,
     dst_cap: u32,
+    dst_off: u32,
     flags: u32,
     meta: *mut u32,
 ) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    recv_into(h, bytes_mut(dst, dst_cap), flags, meta)
+    let Some(dst) = bytes_mut(dst, dst_cap).get_mut(dst_off as usize..) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    recv_into(h, dst, flags, meta)
 }
 
 /// As `ferry_recv`, blocking the calling thread up to `timeout_ms`.
@@ -240,6 +246,7 @@ pub extern "C" fn ferry_recv_wait(
     h: *const Handle,
     dst: *mut u8,
     dst_cap: u32,
+    dst_off: u32,
     flags: u32,
     meta: *mut u32,
     timeout_ms: u32,
@@ -247,7 +254,9 @@ pub extern "C" fn ferry_recv_wait(
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    let dst = bytes_mut(dst, dst_cap);
+    let Some(dst) = bytes_mut(dst, dst_cap).get_mut(dst_off as usize..) else {
+        return ERR_INVALID_ARGUMENT;
+    };
     h.wait_for(Side::Recv, timeout_ms, || {
         match recv_into(h, dst, flags, meta) {
             EMPTY => None,
@@ -264,11 +273,15 @@ pub extern "C" fn ferry_read(
     generation: u32,
     dst: *mut u8,
     dst_cap: u32,
+    dst_off: u32,
 ) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    match h.read(slot, generation, bytes_mut(dst, dst_cap)) {
+    let Some(dst) = bytes_mut(dst, dst_cap).get_mut(dst_off as usize..) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    match h.read(slot, generation, dst) {
         Ok(len) => len as i32,
         Err(code) => code,
     }

@@ -1,0 +1,40 @@
+// Status codes of core/src/status.rs: keep the two tables in step.
+
+export const Status = {
+  OK: 0,
+  EMPTY: 1,
+  FULL_CAPACITY: 2,
+  FULL_SLOTS: 3,
+  PENDING: 4,
+  PEER_DIED: 5,
+  EXPIRED: 6,
+  TIMEOUT: 7,
+  NEED_BUFFER: 8,
+  CLOSED: 9,
+  ERR_TOO_LARGE: -1,
+  ERR_INVALID_NAME: -2,
+  ERR_INCOMPATIBLE: -3,
+  ERR_NO_SPACE: -4,
+  ERR_PERMISSION: -5,
+  ERR_TOO_MANY_PARTICIPANTS: -6,
+  ERR_INVALID_ARGUMENT: -7,
+  ERR_NOT_HELD: -8,
+  ERR_NOT_FOUND: -9,
+  ERR_IO: -10,
+} as const;
+
+/** Sub-reasons reported with ERR_INCOMPATIBLE. */
+export const IncompatibleReason: Record<number, string> = {
+  1: "it is not a ferry channel (wrong magic)",
+  2: "it was made by another ferry layout version",
+  3: "its size does not match its header (truncated or corrupt)",
+};
+
+export const OPEN_OBSERVER = 1;
+export const SEND_ACK = 1;
+export const SEND_COUNT_FULL = 2;
+export const RECV_AUTO_RELEASE = 1;
+export const SIDE_RECV = 0;
+export const SIDE_SEND = 1;
+/** A timeout of "no limit" through the u32 ABI. */
+export const NO_TIMEOUT = 0xffff_ffff;

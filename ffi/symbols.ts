@@ -1,0 +1,93 @@
+// The C ABI of core/src/ffi.rs, one entry per function, one line per parameter. Per-message calls
+// use only u32/i32/pointer/buffer parameters so V8 takes its fast path.
+
+export const symbols = {
+  ferry_open: {
+    parameters: [
+      "buffer", // const u8 *name ("<prefix>.<name>")
+      "u32", // name_len
+      "u32", // capacity
+      "u32", // max_message
+      "u32", // mode (permissions)
+      "u32", // slot_limit
+      "u32", // flags (1 observer)
+      "buffer", // i32 err_out[2]
+    ],
+    result: "pointer",
+  },
+  ferry_unlink: { parameters: ["buffer", "u32"], result: "i32" }, // name, name_len
+  ferry_close: { parameters: ["pointer"], result: "void" },
+  ferry_free: { parameters: ["pointer"], result: "void" },
+  ferry_info: { parameters: ["pointer", "buffer"], result: "i32" }, // handle, u32 out[2]
+  ferry_send: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // const u8 *payload
+      "u32", // len
+      "u32", // flags (1 ack, 2 count full)
+      "u32", // expiry_ms (0 never)
+      "buffer", // u32 out[4]: slot, generation, seq_lo, seq_hi
+    ],
+    result: "i32",
+  },
+  ferry_send_wait: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // const u8 *payload
+      "u32", // len
+      "u32", // flags
+      "u32", // expiry_ms
+      "u32", // timeout_ms (0xffffffff: none)
+      "buffer", // u32 out[4]
+    ],
+    result: "i32",
+  },
+  ferry_recv: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // u8 *dst
+      "u32", // dst_cap
+      "u32", // dst_off
+      "u32", // flags (1 auto release)
+      "buffer", // u32 meta[7]
+    ],
+    result: "i32",
+  },
+  ferry_recv_wait: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // u8 *dst
+      "u32", // dst_cap
+      "u32", // dst_off
+      "u32", // flags
+      "buffer", // u32 meta[7]
+      "u32", // timeout_ms
+    ],
+    result: "i32",
+  },
+  ferry_read: {
+    parameters: [
+      "pointer", // Handle *h
+      "u32", // slot
+      "u32", // generation
+      "buffer", // u8 *dst
+      "u32", // dst_cap
+      "u32", // dst_off
+    ],
+    result: "i32",
+  },
+  ferry_release: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
+  ferry_ack_status: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
+  ferry_ack_wait: { parameters: ["pointer", "u32", "u32", "u32"], result: "i32" }, // h, slot, gen, timeout_ms
+  ferry_ack_cancel: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
+  ferry_park_prepare: { parameters: ["pointer", "u32"], result: "u32" }, // h, side (0 recv, 1 send)
+  ferry_park_cancel: { parameters: ["pointer", "u32"], result: "void" }, // h, side
+  ferry_park_wait: {
+    parameters: ["pointer", "u32", "u32", "u32"], // h, side, epoch, timeout_ms
+    result: "i32",
+    nonblocking: true,
+  },
+  ferry_sweep: { parameters: ["pointer"], result: "u32" },
+  ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[13]
+  ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[2*max], max
+} as const satisfies Deno.ForeignLibraryInterface;

@@ -1,0 +1,34 @@
+/**
+ * ferry: message passing between processes on one machine through shared memory.
+ * No broker, no socket. See README.md.
+ * @module
+ */
+
+export {
+  Channel,
+  type ChannelStat,
+  type OpenOptions,
+  type RecvOptions,
+  type SendMode,
+  type SendOptions,
+} from "./src/channel.ts";
+export { Message } from "./src/message.ts";
+export type { CodecOption } from "./src/codec.ts";
+export {
+  ChannelClosedError,
+  ChannelFullError,
+  ChannelNotFoundError,
+  DecodeError,
+  EncodeError,
+  ExpiredError,
+  FerryError,
+  IncompatibleChannelError,
+  InvalidNameError,
+  InvalidOptionError,
+  MessageTooLargeError,
+  NoSpaceError,
+  PeerDiedError,
+  PermissionDeniedError,
+  TimeoutError,
+  TooManyParticipantsError,
+} from "./src/errors.ts";

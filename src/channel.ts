@@ -1,0 +1,649 @@
+// Channel: a named queue in shared memory. Sends and receives are one synchronous FFI call each
+// when they can complete now; only when they must wait do they spin briefly and then park in one
+// nonblocking futex wait per handle and side, so the event loop is never blocked for long.
+
+import { core } from "../ffi/lib.ts";
+import {
+  IncompatibleReason,
+  NO_TIMEOUT,
+  OPEN_OBSERVER,
+  RECV_AUTO_RELEASE,
+  SEND_ACK,
+  SEND_COUNT_FULL,
+  SIDE_RECV,
+  SIDE_SEND,
+  Status,
+} from "../ffi/status.ts";
+import { type Codec, type CodecOption, makeCodec } from "./codec.ts";
+import {
+  ChannelClosedError,
+  ChannelFullError,
+  ChannelNotFoundError,
+  ExpiredError,
+  FerryError,
+  IncompatibleChannelError,
+  InvalidNameError,
+  InvalidOptionError,
+  MessageTooLargeError,
+  NoSpaceError,
+  PeerDiedError,
+  PermissionDeniedError,
+  TimeoutError,
+  TooManyParticipantsError,
+} from "./errors.ts";
+import { Message, type Releaser } from "./message.ts";
+
+export type SendMode = "ack" | "async";
+
+export interface OpenOptions<T = unknown> {
+  /** Namespace: channels with the same prefix see each other. Default "ferry". */
+  prefix?: string;
+  /** "ack" (default): send resolves once a receiver released the message. "async": once written. */
+  mode?: SendMode;
+  /** Messages this handle may have written and not yet released (1..32). Default 1 ack, 16 async. */
+  slots?: number;
+  /** Messages the channel holds at once, queued or received and not yet released. Fixed at creation. */
+  capacity?: number;
+  /** Largest encoded message in bytes. Fixed at creation. Default 1 MiB. */
+  maxMessageSize?: number;
+  /** Seconds after which an unreceived message is dropped (0 or Infinity: never). Default 60. */
+  expiry?: number;
+  /** Milliseconds any wait may take (Infinity: no limit). Default 5000. */
+  timeout?: number;
+  codec?: CodecOption<T>;
+  /** Release each message when it is received (or after the `for await` body). Default true. */
+  autoRelease?: boolean;
+  /** Permission bits of a segment this call creates. Default 0o600. */
+  permissions?: number;
+}
+
+export interface SendOptions {
+  mode?: SendMode;
+  timeout?: number;
+  expiry?: number;
+}
+
+export interface RecvOptions {
+  timeout?: number;
+}
+
+export interface ChannelStat {
+  name: string;
+  prefix: string;
+  capacity: number;
+  maxMessageSize: number;
+  /** Bytes the segment reserves in /dev/shm. */
+  bytes: number;
+  /** Messages queued and not yet received. */
+  depth: number;
+  /** Messages received and not yet released. */
+  inFlight: number;
+  counters: {
+    sent: number;
+    received: number;
+    released: number;
+    expired: number;
+    full: number;
+    redelivered: number;
+  };
+  createdAt: Date;
+  participants: { pid: number; alive: boolean }[];
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
+const DEFAULTS = { prefix: "ferry", capacity: 100, maxMessageSize: 1 << 20, expiry: 60, timeout: 5000 };
+/** Received payloads are copied into chunks of this size, one `subarray` each. */
+const CHUNK_BYTES = 64 * 1024;
+/** Below this much room left, start a new chunk before receiving. */
+const CHUNK_MIN_FREE = 4 * 1024;
+/** Attempts before a wait parks: covers a peer's round trip without a nonblocking call. */
+const SPIN_ATTEMPTS = 1000;
+/** Longest single park; waits re-check liveness and deadlines at least this often. */
+const PARK_SLICE_MS = 20;
+const MAX_MS = 0xffff_fffe;
+
+const encoder = new TextEncoder();
+
+function checkName(what: string, value: unknown): string {
+  if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
+    throw new InvalidNameError(
+      `${what} ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or . _ - !`,
+    );
+  }
+  return value;
+}
+
+function checkInt(what: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(`${what} must be an integer from ${min} to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+function checkMs(what: string, value: number): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new InvalidOptionError(`${what} must be a number of milliseconds >= 0 (or Infinity), not ${value}`);
+  }
+  return value;
+}
+
+/** Expiry seconds as the u32 milliseconds the core takes (0: never). */
+function expiryMs(seconds: number): number {
+  if (typeof seconds !== "number" || Number.isNaN(seconds) || seconds < 0) {
+    throw new InvalidOptionError(`expiry must be a number of seconds >= 0, not ${seconds}`);
+  }
+  if (seconds === 0 || seconds === Infinity) return 0;
+  return Math.min(MAX_MS, Math.max(1, Math.round(seconds * 1000)));
+}
+
+function abiMs(ms: number): number {
+  return ms === Infinity ? NO_TIMEOUT : Math.min(MAX_MS, Math.ceil(ms));
+}
+
+function segmentName(prefix: string, name: string): Uint8Array {
+  return encoder.encode(`${prefix}.${name}`);
+}
+
+function openError(code: number, detail: number, prefix: string, name: string, bytes?: number): FerryError {
+  const where = `/dev/shm/${prefix}.${name}`;
+  switch (code) {
+    case Status.ERR_INVALID_NAME:
+      return new InvalidNameError(`channel name '${prefix}.${name}' is not valid`);
+    case Status.ERR_INCOMPATIBLE:
+      return new IncompatibleChannelError(
+        `${where} cannot be used: ${IncompatibleReason[detail] ?? "unknown reason"}. ` +
+          `Remove it with Channel.unlink("${name}", { prefix: "${prefix}" }) if it is stale.`,
+      );
+    case Status.ERR_NO_SPACE:
+      return new NoSpaceError(
+        `/dev/shm cannot hold channel '${name}'${bytes ? ` (${bytes} bytes)` : ""}: ` +
+          "lower capacity or maxMessageSize, or free space in /dev/shm",
+      );
+    case Status.ERR_PERMISSION:
+      return new PermissionDeniedError(`no permission to open ${where}: it belongs to another user or mode`);
+    case Status.ERR_TOO_MANY_PARTICIPANTS:
+      return new TooManyParticipantsError(`channel '${name}' already has 64 open handles; close some first`);
+    case Status.ERR_NOT_FOUND:
+      return new ChannelNotFoundError(`there is no channel '${name}' in namespace '${prefix}'`);
+    case Status.ERR_INVALID_ARGUMENT:
+      return new InvalidOptionError(`channel '${name}': capacity, maxMessageSize or slots out of range`);
+    default:
+      return new FerryError("Io", `cannot open ${where}: system error ${detail} (status ${code})`);
+  }
+}
+
+const finalizer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
+  const lib = core();
+  lib.ferry_close(handle);
+  lib.ferry_free(handle);
+});
+
+const token = Symbol("ferry.channel");
+
+export class Channel<T = unknown>
+  implements Releaser, AsyncIterable<Message<T>>, Disposable, AsyncDisposable {
+  readonly name: string;
+  readonly prefix: string;
+  readonly mode: SendMode;
+  readonly slots: number;
+  readonly capacity: number;
+  readonly maxMessageSize: number;
+  readonly expiry: number;
+  readonly timeout: number;
+  readonly autoRelease: boolean;
+
+  #lib = core();
+  #handle: Deno.PointerObject;
+  #codec: Codec<T>;
+  #expiryMs: number;
+  #sendOut = new Uint32Array(4);
+  #meta = new Uint32Array(7);
+  #chunk = new Uint8Array(CHUNK_BYTES);
+  #chunkUsed = 0;
+  #parked: [Promise<number> | null, Promise<number> | null] = [null, null];
+  #closed = false;
+  #freed = false;
+
+  /** Opens (creating if absent) the channel `name`. Creation settings come from the creator. */
+  static open<T = unknown>(name: string, options: OpenOptions<T> = {}): Channel<T> {
+    return new Channel<T>(token, name, options);
+  }
+
+  /** Removes the channel's segment. Open handles keep working on it; new opens get a new one. */
+  static unlink(name: string, options: { prefix?: string } = {}): boolean {
+    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    const bytes = segmentName(prefix, checkName("channel name", name));
+    const st = core().ferry_unlink(bytes, bytes.length);
+    if (st === Status.OK) return true;
+    if (st === Status.ERR_NOT_FOUND) return false;
+    throw openError(st, 0, prefix, name);
+  }
+
+  /** Depth, counters and participants of a channel, without joining it. */
+  static stat(name: string, options: { prefix?: string } = {}): ChannelStat {
+    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    checkName("channel name", name);
+    const lib = core();
+    const bytes = segmentName(prefix, name);
+    const err = new Int32Array(2);
+    const h = lib.ferry_open(bytes, bytes.length, 1, 0, 0o600, 1, OPEN_OBSERVER, err);
+    if (h === null) throw openError(err[0], err[1], prefix, name);
+    try {
+      return readStat(h, name, prefix);
+    } finally {
+      lib.ferry_free(h);
+    }
+  }
+
+  private constructor(key: symbol, name: string, options: OpenOptions<T>) {
+    if (key !== token) throw new TypeError("use Channel.open()");
+    this.name = checkName("channel name", name);
+    this.prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    const mode = options.mode ?? "ack";
+    if (mode !== "ack" && mode !== "async") {
+      throw new InvalidOptionError(`mode must be "ack" or "async", not ${mode}`);
+    }
+    this.mode = mode;
+    this.slots = checkInt("slots", options.slots ?? (mode === "ack" ? 1 : 16), 1, 32);
+    const capacity = checkInt("capacity", options.capacity ?? DEFAULTS.capacity, 1, 65536);
+    const maxMessageSize = checkInt(
+      "maxMessageSize",
+      options.maxMessageSize ?? DEFAULTS.maxMessageSize,
+      0,
+      1 << 30,
+    );
+    this.expiry = options.expiry ?? DEFAULTS.expiry;
+    this.#expiryMs = expiryMs(this.expiry);
+    this.timeout = checkMs("timeout", options.timeout ?? DEFAULTS.timeout);
+    this.autoRelease = options.autoRelease ?? true;
+    const permissions = checkInt("permissions", options.permissions ?? 0o600, 0, 0o777);
+    this.#codec = makeCodec(options.codec);
+
+    const bytes = segmentName(this.prefix, this.name);
+    const err = new Int32Array(2);
+    const h = this.#lib.ferry_open(
+      bytes,
+      bytes.length,
+      capacity,
+      maxMessageSize,
+      permissions,
+      this.slots,
+      0,
+      err,
+    );
+    if (h === null) throw openError(err[0], err[1], this.prefix, this.name, capacity * maxMessageSize);
+    this.#handle = h;
+    const info = new Uint32Array(2);
+    this.#lib.ferry_info(h, info);
+    this.capacity = info[0];
+    this.maxMessageSize = info[1];
+    finalizer.register(this, h, this);
+  }
+
+  // ------------------------------------------------------------------ sending
+
+  /** Sends in the handle's mode: ack resolves once a receiver released it, async once written. */
+  async send(value: T, options?: SendOptions): Promise<void> {
+    let bytes = this.#encode(value);
+    const ack = (options?.mode ?? this.mode) === "ack";
+    const flags = ack ? SEND_ACK : 0;
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const out = this.#sendOut;
+    const lib = this.#lib;
+    let st = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
+    let deadline: number | undefined;
+    if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+      deadline = performance.now() + timeout;
+      bytes = bytes.slice(); // the codec may reuse its buffer while we wait
+      const sent = await this.#until(SIDE_SEND, deadline, () => {
+        const s = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
+        return s === Status.FULL_CAPACITY || s === Status.FULL_SLOTS ? undefined : s;
+      });
+      st = sent ?? lib.ferry_send(this.#live(), bytes, bytes.length, flags | SEND_COUNT_FULL, expiry, out);
+    }
+    if (st !== Status.OK) throw this.#sendError(st);
+    if (ack) await this.#ackOutcome(out[0], out[1], deadline ?? performance.now() + timeout, timeout);
+  }
+
+  /** As `send`, blocking the thread (for scripts and workers). */
+  sendSync(value: T, options?: SendOptions): void {
+    const bytes = this.#encode(value);
+    const ack = (options?.mode ?? this.mode) === "ack";
+    const flags = ack ? SEND_ACK : 0;
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const out = this.#sendOut;
+    const lib = this.#lib;
+    let st = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
+    if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+      st = lib.ferry_send_wait(this.#live(), bytes, bytes.length, flags, expiry, abiMs(timeout), out);
+    }
+    if (st !== Status.OK) throw this.#sendError(st);
+    if (!ack) return;
+    const [slot, generation] = [out[0], out[1]];
+    let outcome = lib.ferry_ack_wait(this.#live(), slot, generation, abiMs(timeout));
+    if (outcome === Status.TIMEOUT) outcome = lib.ferry_ack_cancel(this.#live(), slot, generation);
+    if (outcome !== Status.OK) throw this.#ackError(outcome, timeout);
+  }
+
+  /**
+   * Sends without waiting for room: throws ChannelFullError when the channel or this sender's
+   * slots are full. In ack mode the message is written now and the returned promise settles
+   * with its acknowledgement.
+   */
+  trySend(value: T, options?: SendOptions): void | Promise<void> {
+    const bytes = this.#encode(value);
+    const ack = (options?.mode ?? this.mode) === "ack";
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const out = this.#sendOut;
+    const st = this.#lib.ferry_send(
+      this.#live(),
+      bytes,
+      bytes.length,
+      (ack ? SEND_ACK : 0) | SEND_COUNT_FULL,
+      expiry,
+      out,
+    );
+    if (st !== Status.OK) throw this.#sendError(st);
+    if (ack) {
+      const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+      return this.#ackOutcome(out[0], out[1], performance.now() + timeout, timeout);
+    }
+  }
+
+  #encode(value: T): Uint8Array {
+    const bytes = this.#codec.encode(value);
+    if (bytes.length > this.maxMessageSize) {
+      throw new MessageTooLargeError(
+        `message is ${bytes.length} bytes; channel '${this.name}' takes at most ${this.maxMessageSize} ` +
+          "(maxMessageSize, fixed when the channel was created)",
+      );
+    }
+    return bytes;
+  }
+
+  async #ackOutcome(slot: number, generation: number, deadline: number, timeout: number): Promise<void> {
+    const lib = this.#lib;
+    const poll = () => {
+      const s = lib.ferry_ack_status(this.#live(), slot, generation);
+      return s === Status.PENDING ? undefined : s;
+    };
+    let outcome = poll() ?? await this.#until(SIDE_SEND, deadline, poll);
+    if (outcome === undefined) outcome = lib.ferry_ack_cancel(this.#live(), slot, generation);
+    if (outcome !== Status.OK) throw this.#ackError(outcome, timeout);
+  }
+
+  #sendError(st: number): FerryError {
+    switch (st) {
+      case Status.FULL_CAPACITY:
+        return new ChannelFullError(
+          `channel '${this.name}' is full (${this.capacity}/${this.capacity} messages held); ` +
+            "raise capacity or receive faster",
+        );
+      case Status.FULL_SLOTS:
+        return new ChannelFullError(
+          `this sender has ${this.slots} unreleased messages on '${this.name}' (slots: ${this.slots}); ` +
+            "wait for receivers to release them or raise slots",
+        );
+      case Status.ERR_TOO_LARGE:
+        return new MessageTooLargeError(`message exceeds maxMessageSize ${this.maxMessageSize}`);
+      default:
+        return this.#statusError(st);
+    }
+  }
+
+  #ackError(st: number, timeout: number): FerryError {
+    switch (st) {
+      case Status.PEER_DIED:
+        return new PeerDiedError(
+          `the receiver holding this message on '${this.name}' died before releasing it; it may have been processed`,
+        );
+      case Status.EXPIRED:
+        return new ExpiredError(`the message on '${this.name}' expired before any receiver took it`);
+      case Status.TIMEOUT:
+        return new TimeoutError(
+          `no receiver released the message on '${this.name}' within ${timeout} ms (ack mode); ` +
+            "if none had taken it, it was withdrawn",
+        );
+      default:
+        return this.#statusError(st);
+    }
+  }
+
+  #statusError(st: number): FerryError {
+    if (st === Status.CLOSED) return this.#closedError();
+    if (st === Status.ERR_NOT_HELD) {
+      return new FerryError("NotHeld", `that message is no longer held by this handle on '${this.name}'`);
+    }
+    return new FerryError("Internal", `unexpected status ${st} from the ferry core on '${this.name}'`);
+  }
+
+  // ------------------------------------------------------------------ receiving
+
+  /** The next message, waiting up to `timeout` ms (TimeoutError when nothing came). */
+  async recv(options?: RecvOptions): Promise<Message<T>> {
+    const auto = this.autoRelease;
+    const now = this.#receive(auto);
+    if (now !== undefined) return now;
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const got = await this.#until(SIDE_RECV, performance.now() + timeout, () => this.#receive(auto));
+    if (got === undefined) throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
+    return got;
+  }
+
+  /** As `recv`, blocking the thread. */
+  recvSync(options?: RecvOptions): Message<T> {
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const auto = this.autoRelease;
+    this.#ensureChunk();
+    const st = this.#lib.ferry_recv_wait(
+      this.#live(),
+      this.#chunk,
+      this.#chunk.length,
+      this.#chunkUsed,
+      auto ? RECV_AUTO_RELEASE : 0,
+      this.#meta,
+      abiMs(timeout),
+    );
+    if (st === Status.TIMEOUT) {
+      throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
+    }
+    return this.#received(st, auto);
+  }
+
+  /** The next message if one is queued now, else undefined. */
+  tryRecv(): Message<T> | undefined {
+    return this.#receive(this.autoRelease);
+  }
+
+  /** Messages as they come; with autoRelease each is released after the loop body. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Message<T>, void, undefined> {
+    while (!this.#closed) {
+      let msg: Message<T> | undefined;
+      try {
+        msg = this.#receive(false) ?? await this.#until(SIDE_RECV, Infinity, () => this.#receive(false));
+      } catch (e) {
+        if (e instanceof ChannelClosedError) return;
+        throw e;
+      }
+      if (msg === undefined) return;
+      try {
+        yield msg;
+      } finally {
+        if (this.autoRelease && !this.#closed) msg.release();
+      }
+    }
+  }
+
+  #ensureChunk(): void {
+    if (this.#chunk.length - this.#chunkUsed < CHUNK_MIN_FREE) {
+      this.#chunk = new Uint8Array(CHUNK_BYTES);
+      this.#chunkUsed = 0;
+    }
+  }
+
+  #receive(auto: boolean): Message<T> | undefined {
+    this.#ensureChunk();
+    const st = this.#lib.ferry_recv(
+      this.#live(),
+      this.#chunk,
+      this.#chunk.length,
+      this.#chunkUsed,
+      auto ? RECV_AUTO_RELEASE : 0,
+      this.#meta,
+    );
+    return st === Status.EMPTY ? undefined : this.#received(st, auto);
+  }
+
+  /** Builds the Message for a receive that returned `st` (OK or NEED_BUFFER). */
+  #received(st: number, auto: boolean): Message<T> {
+    const meta = this.#meta;
+    const slot = meta[0], generation = meta[1], len = meta[2];
+    let buf = this.#chunk;
+    let start = this.#chunkUsed;
+    if (st === Status.NEED_BUFFER) {
+      if (len <= CHUNK_BYTES / 4) {
+        this.#chunk = buf = new Uint8Array(CHUNK_BYTES);
+        start = 0;
+      } else {
+        buf = new Uint8Array(len);
+        start = 0;
+      }
+      const n = this.#lib.ferry_read(this.#live(), slot, generation, buf, buf.length, start);
+      if (n < 0) throw this.#statusError(n);
+      if (auto) this.#lib.ferry_release(this.#live(), slot, generation);
+    } else if (st !== Status.OK) {
+      throw this.#statusError(st);
+    }
+    if (buf === this.#chunk) this.#chunkUsed = start + len;
+    return new Message<T>(
+      this.#codec,
+      buf,
+      start,
+      start + len,
+      meta[4] + meta[5] * 0x1_0000_0000,
+      meta[3],
+      (meta[6] & 1) !== 0,
+      auto ? null : this,
+      slot,
+      generation,
+    );
+  }
+
+  /** @internal Called by Message.release(). */
+  releaseHeld(slot: number, generation: number): void {
+    if (this.#closed) return; // closing handed held messages back for redelivery
+    const st = this.#lib.ferry_release(this.#live(), slot, generation);
+    if (st !== Status.OK) throw this.#statusError(st);
+  }
+
+  // ------------------------------------------------------------------ waiting
+
+  /**
+   * Calls `attempt` until it returns a value or `deadline` (performance.now() ms) passes
+   * (undefined). Spins first, then parks in one nonblocking futex wait shared by every waiter
+   * on this handle and side.
+   */
+  async #until<R>(side: number, deadline: number, attempt: () => R | undefined): Promise<R | undefined> {
+    for (let i = 0; i < SPIN_ATTEMPTS; i++) {
+      const r = attempt();
+      if (r !== undefined) return r;
+    }
+    const lib = this.#lib;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined;
+      const parked = this.#parked[side];
+      if (parked !== null) {
+        await parked;
+      } else {
+        const h = this.#live();
+        const epoch = lib.ferry_park_prepare(h, side);
+        const r = attempt();
+        if (r !== undefined) {
+          lib.ferry_park_cancel(h, side);
+          return r;
+        }
+        const wait = lib.ferry_park_wait(h, side, epoch, Math.min(Math.ceil(left), PARK_SLICE_MS));
+        this.#parked[side] = wait;
+        try {
+          await wait;
+        } finally {
+          this.#parked[side] = null;
+          this.#freeWhenIdle();
+        }
+      }
+      const r = attempt(); // throws ChannelClosedError once the handle is closed
+      if (r !== undefined) return r;
+    }
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  #live(): Deno.PointerObject {
+    if (this.#closed) throw this.#closedError();
+    return this.#handle;
+  }
+
+  #closedError(): ChannelClosedError {
+    return new ChannelClosedError(`channel '${this.name}' is closed`);
+  }
+
+  /** Depth, counters and participants now. */
+  stat(): ChannelStat {
+    return readStat(this.#live(), this.name, this.prefix);
+  }
+
+  /**
+   * Leaves the channel. Messages this handle holds unreleased are redelivered to others; messages
+   * it sent stay queued. Pending waits on this handle reject with ChannelClosedError.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    finalizer.unregister(this);
+    this.#lib.ferry_close(this.#handle);
+    this.#freeWhenIdle();
+  }
+
+  /** The native handle is freed only when no parked wait still uses it. */
+  #freeWhenIdle(): void {
+    if (this.#closed && !this.#freed && this.#parked[0] === null && this.#parked[1] === null) {
+      this.#freed = true;
+      this.#lib.ferry_free(this.#handle);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+function readStat(h: Deno.PointerObject, name: string, prefix: string): ChannelStat {
+  const lib = core();
+  const s = new BigUint64Array(13);
+  lib.ferry_stat(h, s);
+  const n = (i: number) => Number(s[i]);
+  const pairs = new Uint32Array(128);
+  const count = lib.ferry_participants(h, pairs, 64);
+  const participants = [];
+  for (let i = 0; i < count; i++) participants.push({ pid: pairs[2 * i], alive: pairs[2 * i + 1] === 1 });
+  return {
+    name,
+    prefix,
+    capacity: n(0),
+    maxMessageSize: n(1),
+    bytes: n(2),
+    depth: n(3),
+    inFlight: n(4),
+    counters: { sent: n(5), received: n(6), released: n(7), expired: n(8), full: n(9), redelivered: n(10) },
+    createdAt: new Date(n(11)),
+    participants,
+  };
+}

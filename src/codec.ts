@@ -1,0 +1,99 @@
+// How values become bytes: msgpack (msgpackr), raw Uint8Array, or the caller's own codec.
+
+import { addExtension, Packr, Unpackr } from "msgpackr";
+import { DecodeError, EncodeError, InvalidOptionError } from "./errors.ts";
+
+export interface Codec<T = unknown> {
+  encode(value: T): Uint8Array;
+  /** Decodes `bytes[start, end)`. */
+  decode(bytes: Uint8Array, start: number, end: number): T;
+}
+
+export type CodecOption<T> = "msgpack" | "raw" | {
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+};
+
+// msgpackr silently writes functions as nil; refusing them keeps "unencodable input is an error".
+let functionsRefused = false;
+function refuseFunctions() {
+  if (functionsRefused) return;
+  functionsRefused = true;
+  addExtension({
+    Class: Function,
+    type: 0x7f,
+    write() {
+      throw new TypeError("functions cannot be sent");
+    },
+    read: () => undefined,
+  });
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function msgpack<T>(): Codec<T> {
+  refuseFunctions();
+  // Records (msgpackr's default) keep Map and plain objects apart; moreTypes adds Set, Error, etc.
+  const packr = new Packr({ moreTypes: true });
+  const unpackr = new Unpackr({ moreTypes: true });
+  return {
+    encode(value) {
+      try {
+        return packr.pack(value);
+      } catch (e) {
+        throw new EncodeError(`cannot encode this value as msgpack: ${describe(e)}`, { cause: e });
+      }
+    },
+    decode(bytes, start, end) {
+      try {
+        return unpackr.unpack(bytes, { start, end }) as T;
+      } catch (e) {
+        throw new DecodeError(`received bytes are not valid msgpack: ${describe(e)}`, { cause: e });
+      }
+    },
+  };
+}
+
+const raw: Codec<Uint8Array> = {
+  encode(value) {
+    if (!(value instanceof Uint8Array)) {
+      throw new EncodeError(`the raw codec sends Uint8Array values, not ${typeof value}`);
+    }
+    return value;
+  },
+  decode: (bytes, start, end) => bytes.subarray(start, end),
+};
+
+export function makeCodec<T>(option: CodecOption<T> | undefined): Codec<T> {
+  if (option === undefined || option === "msgpack") return msgpack<T>();
+  if (option === "raw") return raw as unknown as Codec<T>;
+  if (
+    typeof option === "object" && typeof option.encode === "function" && typeof option.decode === "function"
+  ) {
+    const custom = option;
+    return {
+      encode(value) {
+        let out: unknown;
+        try {
+          out = custom.encode(value);
+        } catch (e) {
+          throw new EncodeError(`the custom codec could not encode this value: ${describe(e)}`, { cause: e });
+        }
+        if (!(out instanceof Uint8Array)) {
+          throw new EncodeError("the custom codec's encode must return a Uint8Array");
+        }
+        return out;
+      },
+      decode(bytes, start, end) {
+        try {
+          return custom.decode(bytes.subarray(start, end));
+        } catch (e) {
+          throw new DecodeError(`the custom codec could not decode a message: ${describe(e)}`, { cause: e });
+        }
+      },
+    };
+  }
+  throw new InvalidOptionError('codec must be "msgpack", "raw" or an object with encode and decode');
+}
