@@ -90,4 +90,5 @@ export const symbols = {
   ferry_sweep: { parameters: ["pointer"], result: "u32" },
   ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[13]
   ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[2*max], max
+  ferry_clock_ns32: { parameters: [], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;

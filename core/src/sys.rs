@@ -206,6 +206,14 @@ pub fn coarse_ms() -> u64 {
     clock_ms(libc::CLOCK_MONOTONIC_COARSE)
 }
 
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: plain data, written by clock_gettime.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes only the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 pub fn monotonic_ms() -> u64 {
     clock_ms(libc::CLOCK_MONOTONIC)
 }
