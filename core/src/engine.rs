@@ -154,7 +154,8 @@ impl Handle {
                 Err(e) => return Err((ERR_IO, e.raw_os_error().unwrap_or(0))),
             }
             let p = self.seg.participant(i);
-            if p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE {
+            let inherited_dead = p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE;
+            if inherited_dead {
                 // Its previous owner died and nobody swept it yet: undo its states first.
                 self.recover_locked(i);
             }
@@ -173,9 +174,12 @@ impl Handle {
             let capacity = self.seg.layout.capacity;
             self.me = i;
             let l = self.local_mut();
-            (l.tail, l.sent, l.received, l.released, l.full) =
-                (tail, sent, received, released, full);
+            (l.tail, l.sent, l.received, l.released, l.full) = (tail, sent, received, released, full);
             l.scan_cursor = (i * 7919) % capacity;
+            if inherited_dead {
+                self.wake(Side::Recv);
+                self.wake(Side::Send);
+            }
             return Ok(());
         }
         Err((ERR_TOO_MANY_PARTICIPANTS, 0))
@@ -234,21 +238,24 @@ impl Handle {
         if payload.len() > self.seg.layout.max_message as usize {
             return Err(ERR_TOO_LARGE);
         }
-        let l = self.local();
-        if l.inflight.len() >= self.slot_limit as usize {
+        // `self.local()` is re-borrowed after each call that takes it too (reap, claim).
+        let limit = self.slot_limit as usize;
+        if self.local().inflight.len() >= limit {
             self.reap();
-            if l.inflight.len() >= self.slot_limit as usize {
+            if self.local().inflight.len() >= limit {
                 return Err(FULL_SLOTS);
             }
         }
         let lane = self.seg.participant(self.me);
-        if l.tail - lane.head.head.load(Acquire) >= LANE_RING as u64 {
+        let window_full = |h: &Handle| h.local().tail - lane.head.head.load(Acquire) >= LANE_RING as u64;
+        if window_full(self) {
             self.advance_head(self.me);
-            if l.tail - lane.head.head.load(Acquire) >= LANE_RING as u64 {
+            if window_full(self) {
                 return Err(FULL_SLOTS);
             }
         }
         let k = self.claim_free_slot().ok_or(FULL_CAPACITY)?;
+        let l = self.local();
         let s = self.seg.slot(k);
         // SAFETY: slot k is WRITING with us as sender (claimed by CAS in claim_free_slot), so
         // its data region is ours alone; payload.len() <= max_message <= slot_stride.
@@ -257,23 +264,14 @@ impl Handle {
         s.len.store(payload.len() as u32, Relaxed);
         s.seq.store(seq, Relaxed);
         s.pid.store(self.pid, Relaxed);
-        s.deadline_ms.store(
-            if expiry_ms == 0 {
-                0
-            } else {
-                sys::coarse_ms() + u64::from(expiry_ms)
-            },
-            Relaxed,
-        );
+        s.deadline_ms
+            .store(if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) }, Relaxed);
         lane.ring.slot[(seq % LANE_RING as u64) as usize].store(k, Relaxed);
         let writing = State(s.state.load(Relaxed));
         // SYNC POINT: the payload, the metadata and the ring entry are visible to whoever
         // observes READY (receivers' Acquire loads and claim CAS). Only we may change a slot we
         // are WRITING, so a store is the whole transition.
-        s.state.store(
-            writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0,
-            Release,
-        );
+        s.state.store(writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0, Release);
         // SYNC POINT: makes the ring entry reachable to receivers that load tail with Acquire.
         lane.owner.tail.store(seq + 1, Release);
         l.tail = seq + 1;
@@ -291,11 +289,7 @@ impl Handle {
         }
         let l = self.local();
         l.full += 1;
-        self.seg
-            .participant(self.me)
-            .owner
-            .full
-            .store(l.full, Relaxed);
+        self.seg.participant(self.me).owner.full.store(l.full, Relaxed);
     }
 
     /// Forgets in-flight slots whose message was released (their generation moved on).
@@ -385,23 +379,33 @@ impl Handle {
 
     /// Drops an expired message that is READY or that we just claimed: async messages are
     /// freed, ack messages go back to their sender as EXPIRED.
-    fn expire(&self, k: u32, cur: State) -> bool {
-        let next = if cur.ack() {
-            cur.with_kind(Kind::Expired)
-        } else {
-            cur.freed()
-        };
-        let ok = self
-            .seg
-            .slot(k)
-            .state
-            .compare_exchange(cur.0, next.0, AcqRel, Relaxed)
-            .is_ok();
-        if ok {
-            self.seg.header().shared.expired.fetch_add(1, Relaxed);
-            self.wake(Side::Send);
+    fn expire(&self, k: u32, mut cur: State) -> bool {
+        let st = &self.seg.slot(k).state;
+        loop {
+            let next = if cur.ack() { cur.with_kind(Kind::Expired) } else { cur.freed() };
+            match st.compare_exchange(cur.0, next.0, AcqRel, Relaxed) {
+                Ok(_) => break,
+                // Only a flag changed (the sender stopped waiting, or was recovered): the same
+                // message with the same holder, so expire it as it is now.
+                Err(now) if Self::same_message(State(now), cur) => cur = State(now),
+                Err(_) => return false,
+            }
         }
-        ok
+        let shared = &self.seg.header().shared;
+        if cur.kind() == Kind::Ready && cur.redelivered() {
+            Self::uncount_redelivery(shared);
+        }
+        shared.expired.fetch_add(1, Relaxed);
+        self.wake(Side::Send);
+        true
+    }
+
+    fn same_message(a: State, b: State) -> bool {
+        a.kind() == b.kind() && a.generation() == b.generation() && a.receiver() == b.receiver()
+    }
+
+    fn uncount_redelivery(shared: &SharedLine) {
+        let _ = shared.redeliver_pending.fetch_update(AcqRel, Relaxed, |v| v.checked_sub(1));
     }
 
     /// Moves lane `j`'s head past entries that are no longer READY with that sequence
@@ -425,8 +429,7 @@ impl Handle {
     fn queued_at(&self, k: u32, j: u32, seq: u64) -> Option<State> {
         let s = self.seg.slot(k);
         let cur = State(s.state.load(Acquire));
-        (cur.kind() == Kind::Ready && cur.sender() == j && s.seq.load(Relaxed) == seq)
-            .then_some(cur)
+        (cur.kind() == Kind::Ready && cur.sender() == j && s.seq.load(Relaxed) == seq).then_some(cur)
     }
 
     // ---------------------------------------------------------------- ack outcomes
@@ -455,10 +458,7 @@ impl Handle {
                     return ERR_NOT_HELD;
                 }
             };
-            if s.state
-                .compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed)
-                .is_ok()
-            {
+            if s.state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
                     self.seg.header().shared.expired.fetch_add(1, Relaxed);
                 }
@@ -488,10 +488,7 @@ impl Handle {
                 Kind::Reading => return TIMEOUT,
                 _ => return self.ack_status(k, g),
             };
-            if s.state
-                .compare_exchange(cur.0, next.0, AcqRel, Relaxed)
-                .is_ok()
-            {
+            if s.state.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
                     self.forget_inflight(k, g);
                     self.wake(Side::Send);
@@ -515,12 +512,7 @@ impl Handle {
             let (k, cur) = self.claim_next().ok_or(EMPTY)?;
             let s = self.seg.slot(k);
             if cur.redelivered() {
-                let _ =
-                    self.seg
-                        .header()
-                        .shared
-                        .redeliver_pending
-                        .fetch_update(AcqRel, Relaxed, |v| v.checked_sub(1));
+                Self::uncount_redelivery(&self.seg.header().shared);
             }
             if Self::expired(s, sys::coarse_ms()) {
                 self.expire(k, cur);
@@ -528,11 +520,7 @@ impl Handle {
             }
             let l = self.local();
             l.received += 1;
-            self.seg
-                .participant(self.me)
-                .owner
-                .received
-                .store(l.received, Relaxed);
+            self.seg.participant(self.me).owner.received.store(l.received, Relaxed);
             return Ok(Received {
                 slot: k,
                 generation: cur.generation(),
@@ -579,13 +567,7 @@ impl Handle {
                 if let Some(cur) = self.queued_at(k, j, h) {
                     let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
                     // SYNC POINT (Acquire): the payload the sender published with READY.
-                    if self
-                        .seg
-                        .slot(k)
-                        .state
-                        .compare_exchange(cur.0, reading.0, Acquire, Relaxed)
-                        .is_ok()
-                    {
+                    if self.seg.slot(k).state.compare_exchange(cur.0, reading.0, Acquire, Relaxed).is_ok() {
                         let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
                         return Some((k, reading));
                     }
@@ -603,10 +585,7 @@ impl Handle {
             let cur = State(st.load(Acquire));
             if cur.kind() == Kind::Ready && cur.redelivered() {
                 let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
-                if st
-                    .compare_exchange(cur.0, reading.0, Acquire, Relaxed)
-                    .is_ok()
-                {
+                if st.compare_exchange(cur.0, reading.0, Acquire, Relaxed).is_ok() {
                     return Some((k, reading));
                 }
             }
@@ -646,20 +625,12 @@ impl Handle {
             if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
                 return ERR_NOT_HELD;
             }
-            let next = if cur.ack() {
-                cur.with_kind(Kind::Acked)
-            } else {
-                cur.freed()
-            };
+            let next = if cur.ack() { cur.with_kind(Kind::Acked) } else { cur.freed() };
             // SYNC POINT (Release): our reads of the payload happen before the slot is reused.
             if st.compare_exchange(cur.0, next.0, Release, Relaxed).is_ok() {
                 let l = self.local();
                 l.released += 1;
-                self.seg
-                    .participant(self.me)
-                    .owner
-                    .released
-                    .store(l.released, Relaxed);
+                self.seg.participant(self.me).owner.released.store(l.released, Relaxed);
                 self.wake(Side::Send);
                 return OK;
             }
@@ -680,9 +651,7 @@ impl Handle {
     }
 
     pub fn park_cancel(&self, side: Side) {
-        self.wait_line(side)
-            .sleepers
-            .fetch_and(!bit(self.me), Release);
+        self.wait_line(side).sleepers.fetch_and(!bit(self.me), Release);
     }
 
     /// Sleeps until woken or `timeout_ms` (at most one slice) passes; on a quiet slice it sweeps
@@ -694,21 +663,19 @@ impl Handle {
             sys::futex_wait(&line.word, epoch, Duration::from_millis(ms));
         }
         self.park_cancel(side);
+        // On every return, not only quiet ones: under steady traffic every slice is woken, and
+        // a dead receiver must still be found (one sweep per SWEEP_EVERY_MS channel-wide).
+        self.maybe_sweep();
         if line.word.load(Acquire) == epoch {
-            self.maybe_sweep();
-            return TIMEOUT;
+            TIMEOUT
+        } else {
+            OK
         }
-        OK
     }
 
     /// Calls `attempt` until it gives an answer or `timeout_ms` passes (u32::MAX: no limit):
     /// spin, then yield, then sleep on the futex in slices.
-    pub fn wait_for(
-        &self,
-        side: Side,
-        timeout_ms: u32,
-        mut attempt: impl FnMut() -> Option<i32>,
-    ) -> i32 {
+    pub fn wait_for(&self, side: Side, timeout_ms: u32, mut attempt: impl FnMut() -> Option<i32>) -> i32 {
         for i in 0..SPIN_CHECKS + YIELD_CHECKS {
             if let Some(r) = attempt() {
                 return r;
@@ -719,8 +686,7 @@ impl Handle {
                 std::thread::yield_now();
             }
         }
-        let deadline =
-            (timeout_ms != u32::MAX).then(|| sys::monotonic_ms() + u64::from(timeout_ms));
+        let deadline = (timeout_ms != u32::MAX).then(|| sys::monotonic_ms() + u64::from(timeout_ms));
         loop {
             let epoch = self.park_prepare(side);
             if let Some(r) = attempt() {
@@ -747,10 +713,7 @@ impl Handle {
         let now = sys::coarse_ms();
         let last = shared.last_sweep_ms.load(Relaxed);
         if now.saturating_sub(last) < SWEEP_EVERY_MS
-            || shared
-                .last_sweep_ms
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_err()
+            || shared.last_sweep_ms.compare_exchange(last, now, Relaxed, Relaxed).is_err()
         {
             return 0;
         }
@@ -766,23 +729,14 @@ impl Handle {
         if self.closed.load(Relaxed) {
             return 0;
         }
-        let lanes = self
-            .seg
-            .header()
-            .shared
-            .lanes_used
-            .load(Acquire)
-            .min(MAX_PARTICIPANTS as u32);
+        let lanes = self.seg.header().shared.lanes_used.load(Acquire).min(MAX_PARTICIPANTS as u32);
         let mut recovered = 0;
         for i in 0..lanes {
             let p = self.seg.participant(i);
             if i == self.me || p.owner.state.load(Acquire) != PARTICIPANT_ACTIVE {
                 continue;
             }
-            if !matches!(
-                sys::try_lock_byte(&self.seg.fd, participant_lock_byte(i)),
-                Ok(true)
-            ) {
+            if !matches!(sys::try_lock_byte(&self.seg.fd, participant_lock_byte(i)), Ok(true)) {
                 continue;
             }
             // Holding its lock, we are the only one who can act for participant i.
@@ -825,26 +779,28 @@ impl Handle {
                     // Outcomes nobody will collect.
                     Kind::Acked | Kind::PeerDied | Kind::Expired if as_sender => cur.freed(),
                     // Nobody waits for this outcome any more: deliver it as an async message.
-                    Kind::Ready | Kind::Reading if as_sender && cur.ack() => {
-                        cur.with_flag(FLAG_ACK, false)
-                    }
+                    Kind::Ready | Kind::Reading if as_sender && cur.ack() => cur.with_flag(FLAG_ACK, false),
                     Kind::Reading if cur.receiver() == i && cur.ack() => {
                         cur.with_kind(Kind::PeerDied).with_receiver(0)
                     }
-                    Kind::Reading if cur.receiver() == i => cur
-                        .with_kind(Kind::Ready)
-                        .with_receiver(0)
-                        .with_flag(FLAG_REDELIVERED, true),
+                    Kind::Reading if cur.receiver() == i => {
+                        cur.with_kind(Kind::Ready).with_receiver(0).with_flag(FLAG_REDELIVERED, true)
+                    }
                     _ => break,
                 };
+                // Count a redelivery before it becomes visible: a receiver that claims it at once
+                // finds the count to take it from, and a crash here leaves the hint high (a
+                // wasted scan), never low (an unreachable message).
+                let redelivery = next.kind() == Kind::Ready && cur.kind() == Kind::Reading;
+                if redelivery {
+                    shared.redeliver_pending.fetch_add(1, AcqRel);
+                }
                 if st.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
-                    if next.kind() == Kind::Ready
-                        && next.redelivered()
-                        && cur.kind() == Kind::Reading
-                    {
-                        shared.redeliver_pending.fetch_add(1, AcqRel);
+                    if redelivery {
                         shared.redelivered.fetch_add(1, Relaxed);
                     }
+                } else if redelivery {
+                    Self::uncount_redelivery(shared);
                 }
             }
         }
@@ -862,11 +818,7 @@ impl Handle {
         {
             let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
             self.recover_locked(self.me);
-            self.seg
-                .participant(self.me)
-                .owner
-                .state
-                .store(PARTICIPANT_EMPTY, Release);
+            self.seg.participant(self.me).owner.state.store(PARTICIPANT_EMPTY, Release);
         }
         self.wake(Side::Recv);
         self.wake(Side::Send);
@@ -922,8 +874,7 @@ impl Handle {
         (0..MAX_PARTICIPANTS as u32)
             .filter(|&i| self.seg.participant(i).owner.state.load(Acquire) == PARTICIPANT_ACTIVE)
             .map(|i| {
-                let alive = i == self.me
-                    || sys::byte_locked_by_other(&self.seg.fd, participant_lock_byte(i));
+                let alive = i == self.me || sys::byte_locked_by_other(&self.seg.fd, participant_lock_byte(i));
                 (self.seg.participant(i).owner.pid.load(Relaxed), alive)
             })
             .collect()

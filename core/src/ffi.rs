@@ -50,9 +50,7 @@ fn shm_name(p: *const u8, len: u32) -> Option<String> {
     let raw = bytes(p, len);
     let ok = !raw.is_empty()
         && raw.len() <= 201
-        && raw
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'!'));
+        && raw.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'!'));
     // All bytes are ASCII, so the conversion cannot fail.
     ok.then(|| format!("/{}", String::from_utf8_lossy(raw)))
 }
@@ -178,14 +176,12 @@ pub extern "C" fn ferry_send_wait(
     };
     let payload = bytes(buf, len);
     let mut last = TIMEOUT;
-    let r = h.wait_for(Side::Send, timeout_ms, || {
-        match h.send(payload, flags & SEND_ACK != 0, expiry_ms) {
-            Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
-                last = code;
-                None
-            }
-            r => Some(send_result(r, out)),
+    let r = h.wait_for(Side::Send, timeout_ms, || match h.send(payload, flags & SEND_ACK != 0, expiry_ms) {
+        Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
+            last = code;
+            None
         }
+        r => Some(send_result(r, out)),
     });
     if r == TIMEOUT {
         h.note_full();
@@ -200,18 +196,7 @@ fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) -> i32 {
         Err(code) => return code,
     };
     let flag_bits = u32::from(m.redelivered) | (u32::from(m.ack) << 1);
-    write_out(
-        meta,
-        &[
-            m.slot,
-            m.generation,
-            m.len,
-            m.pid,
-            m.seq as u32,
-            (m.seq >> 32) as u32,
-            flag_bits,
-        ],
-    );
+    write_out(meta, &[m.slot, m.generation, m.len, m.pid, m.seq as u32, (m.seq >> 32) as u32, flag_bits]);
     match h.read(m.slot, m.generation, dst) {
         Ok(_) if flags & RECV_AUTO_RELEASE != 0 => h.release(m.slot, m.generation),
         Ok(_) => OK,
@@ -257,11 +242,9 @@ pub extern "C" fn ferry_recv_wait(
     let Some(dst) = bytes_mut(dst, dst_cap).get_mut(dst_off as usize..) else {
         return ERR_INVALID_ARGUMENT;
     };
-    h.wait_for(Side::Recv, timeout_ms, || {
-        match recv_into(h, dst, flags, meta) {
-            EMPTY => None,
-            r => Some(r),
-        }
+    h.wait_for(Side::Recv, timeout_ms, || match recv_into(h, dst, flags, meta) {
+        EMPTY => None,
+        r => Some(r),
     })
 }
 
@@ -306,20 +289,13 @@ pub extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32)
 /// Blocks until the ack-mode message has an outcome or `timeout_ms` passes (TIMEOUT; the
 /// caller then decides whether to `ferry_ack_cancel`).
 #[no_mangle]
-pub extern "C" fn ferry_ack_wait(
-    h: *const Handle,
-    slot: u32,
-    generation: u32,
-    timeout_ms: u32,
-) -> i32 {
+pub extern "C" fn ferry_ack_wait(h: *const Handle, slot: u32, generation: u32, timeout_ms: u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    h.wait_for(Side::Send, timeout_ms, || {
-        match h.ack_status(slot, generation) {
-            PENDING => None,
-            r => Some(r),
-        }
+    h.wait_for(Side::Send, timeout_ms, || match h.ack_status(slot, generation) {
+        PENDING => None,
+        r => Some(r),
     })
 }
 
@@ -373,12 +349,8 @@ pub extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
 #[no_mangle]
 pub extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max: u32) -> u32 {
     let Some(h) = handle(h) else { return 0 };
-    let flat: Vec<u32> = h
-        .participants()
-        .into_iter()
-        .take(max as usize)
-        .flat_map(|(p, a)| [p, u32::from(a)])
-        .collect();
+    let flat: Vec<u32> =
+        h.participants().into_iter().take(max as usize).flat_map(|(p, a)| [p, u32::from(a)]).collect();
     write_out(out, &flat);
     (flat.len() / 2) as u32
 }

@@ -36,7 +36,8 @@ pub const INIT_READY: u32 = 2;
 pub const PARTICIPANT_EMPTY: u32 = 0;
 pub const PARTICIPANT_ACTIVE: u32 = 1;
 
-/// Settings fixed at creation; read back by every later opener.
+/// Settings fixed at creation; read back by every later opener. `magic`, `version` and
+/// `init_state` keep their offsets (0, 8, 12) in every layout version: openers read them first.
 #[repr(C, align(128))]
 pub struct Fixed {
     pub magic: AtomicU64,
@@ -159,25 +160,10 @@ impl Layout {
         }
         let slot_stride = round_up(u64::from(max_message).max(1), 64);
         let participants_off = round_up(std::mem::size_of::<Header>() as u64, 128);
-        let slots_off =
-            participants_off + (MAX_PARTICIPANTS * std::mem::size_of::<Participant>()) as u64;
-        let data_off = round_up(
-            slots_off + u64::from(capacity) * std::mem::size_of::<Slot>() as u64,
-            PAGE,
-        );
-        let total_size = round_up(
-            data_off.checked_add(slot_stride.checked_mul(u64::from(capacity))?)?,
-            PAGE,
-        );
-        Some(Layout {
-            capacity,
-            max_message,
-            slot_stride,
-            participants_off,
-            slots_off,
-            data_off,
-            total_size,
-        })
+        let slots_off = participants_off + (MAX_PARTICIPANTS * std::mem::size_of::<Participant>()) as u64;
+        let data_off = round_up(slots_off + u64::from(capacity) * std::mem::size_of::<Slot>() as u64, PAGE);
+        let total_size = round_up(data_off.checked_add(slot_stride.checked_mul(u64::from(capacity))?)?, PAGE);
+        Some(Layout { capacity, max_message, slot_stride, participants_off, slots_off, data_off, total_size })
     }
 
     /// The layout a segment's header claims, if it is self-consistent.

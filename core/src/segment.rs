@@ -78,20 +78,18 @@ fn inspect(fd: &OwnedFd) -> io::Result<Found> {
     head.truncate(n);
     if head.len() < 128 || u64_at(&head, 0) == 0 {
         let blank = head.iter().all(|&b| b == 0);
-        return Ok(if blank {
-            Found::Unbuilt
-        } else {
-            Found::Foreign(WHY_MAGIC)
-        });
+        return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
     }
     if u64_at(&head, 0) != MAGIC {
         return Ok(Found::Foreign(WHY_MAGIC));
     }
-    if u32_at(&head, 8) != LAYOUT_VERSION {
-        return Ok(Found::Foreign(WHY_VERSION));
-    }
+    // Ours but not finished: a builder is at work or died mid-way, so fields after the magic
+    // (the version among them) may be missing. Waited for, or rebuilt under the init lock.
     if u32_at(&head, 12) != INIT_READY {
         return Ok(Found::Unbuilt);
+    }
+    if u32_at(&head, 8) != LAYOUT_VERSION {
+        return Ok(Found::Foreign(WHY_VERSION));
     }
     let claimed = Layout::new(u32_at(&head, 24), u32_at(&head, 28));
     match claimed {
@@ -145,6 +143,9 @@ fn build(fd: &OwnedFd, layout: Layout, mode: u32) -> io::Result<()> {
     let h = unsafe { &*(map.base as *const Header) };
     let f = &h.fixed;
     f.magic.store(MAGIC, Relaxed);
+    // The magic lands before any other field, so no reader sees fields without it (which would
+    // look like a foreign segment rather than one being built).
+    std::sync::atomic::fence(Release);
     f.version.store(LAYOUT_VERSION, Relaxed);
     f.total_size.store(layout.total_size, Relaxed);
     f.capacity.store(layout.capacity, Relaxed);
@@ -165,9 +166,7 @@ fn attach(fd: OwnedFd, layout: Layout) -> Result<Segment, OpenError> {
     // header; Header is plain atomics.
     let h = unsafe { &*(map.base as *const Header) };
     // SYNC POINT: pairs with the builder's Release store of INIT_READY.
-    if h.fixed.init_state.load(Acquire) != INIT_READY
-        || Layout::from_fixed(&h.fixed) != Some(layout)
-    {
+    if h.fixed.init_state.load(Acquire) != INIT_READY || Layout::from_fixed(&h.fixed) != Some(layout) {
         return Err((ERR_INCOMPATIBLE, WHY_SIZE));
     }
     Ok(Segment { fd, map, layout })
@@ -180,17 +179,13 @@ pub fn open(req: &OpenRequest) -> Result<Segment, OpenError> {
     let (fd, created) = if req.create {
         match exclusive_create(req.name, req.mode) {
             Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => (
-                sys::shm_open_rw(req.name, false, req.mode).map_err(io_error)?,
-                false,
-            ),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                (sys::shm_open_rw(req.name, false, req.mode).map_err(io_error)?, false)
+            }
             Err(e) => return Err(io_error(e)),
         }
     } else {
-        (
-            sys::shm_open_rw(req.name, false, req.mode).map_err(io_error)?,
-            false,
-        )
+        (sys::shm_open_rw(req.name, false, req.mode).map_err(io_error)?, false)
     };
     loop {
         match inspect(&fd).map_err(io_error)? {
@@ -233,8 +228,7 @@ impl Segment {
 
     pub fn participant(&self, i: u32) -> &Participant {
         debug_assert!((i as usize) < MAX_PARTICIPANTS);
-        let off =
-            self.layout.participants_off as usize + i as usize * std::mem::size_of::<Participant>();
+        let off = self.layout.participants_off as usize + i as usize * std::mem::size_of::<Participant>();
         // SAFETY: i < MAX_PARTICIPANTS (callers index from lanes_used, clamped, or from a state
         // word's 8-bit field checked below) and the participant array lies inside the mapping.
         unsafe { &*(self.map.base.add(off) as *const Participant) }

@@ -86,23 +86,14 @@ mod tests {
 
     #[test]
     fn fields_round_trip_and_freeing_bumps_the_generation() {
-        let s = State(7u64 << 32)
-            .with_kind(Kind::Writing)
-            .with_sender(63)
-            .with_flag(FLAG_ACK, true);
+        let s = State(7u64 << 32).with_kind(Kind::Writing).with_sender(63).with_flag(FLAG_ACK, true);
         assert_eq!(s.kind(), Kind::Writing);
         assert_eq!(s.sender(), 63);
         assert!(s.ack());
         let r = s.with_kind(Kind::Reading).with_receiver(5);
-        assert_eq!(
-            (r.kind(), r.sender(), r.receiver(), r.generation()),
-            (Kind::Reading, 63, 5, 7)
-        );
+        assert_eq!((r.kind(), r.sender(), r.receiver(), r.generation()), (Kind::Reading, 63, 5, 7));
         let f = r.freed();
-        assert_eq!(
-            (f.kind(), f.generation(), f.ack(), f.sender()),
-            (Kind::Free, 8, false, 0)
-        );
+        assert_eq!((f.kind(), f.generation(), f.ack(), f.sender()), (Kind::Free, 8, false, 0));
         assert_eq!(State(u64::MAX << 32).freed().generation(), 0);
     }
 }

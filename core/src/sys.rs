@@ -29,21 +29,12 @@ pub fn shm_remove(name: &str) -> io::Result<()> {
 }
 
 pub fn file_size(fd: &OwnedFd) -> io::Result<u64> {
-    Ok(nix::sys::stat::fstat(fd.as_raw_fd())
-        .map_err(errno)?
-        .st_size as u64)
+    Ok(nix::sys::stat::fstat(fd.as_raw_fd()).map_err(errno)?.st_size as u64)
 }
 
 pub fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     // SAFETY: pread writes at most buf.len() bytes into buf.
-    let n = unsafe {
-        libc::pread(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            offset as libc::off_t,
-        )
-    };
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -56,13 +47,7 @@ pub fn set_size(fd: &OwnedFd, size: u64) -> io::Result<()> {
 
 /// Reserves every page now, so a full /dev/shm is ENOSPC here and never SIGBUS on a later write.
 pub fn reserve(fd: &OwnedFd, size: u64) -> io::Result<()> {
-    nix::fcntl::fallocate(
-        fd.as_raw_fd(),
-        nix::fcntl::FallocateFlags::empty(),
-        0,
-        size as i64,
-    )
-    .map_err(errno)
+    nix::fcntl::fallocate(fd.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, size as i64).map_err(errno)
 }
 
 pub fn set_mode(fd: &OwnedFd, mode: u32) -> io::Result<()> {
@@ -98,10 +83,7 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping {
-            base: p.cast(),
-            len,
-        })
+        Ok(Mapping { base: p.cast(), len })
     }
 }
 
@@ -180,15 +162,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: the futex word is a live, aligned u32 in our mapping.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            0usize,
-            0usize,
-            0u32,
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
     }
 }
 

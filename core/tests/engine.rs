@@ -5,12 +5,7 @@ use ferry_core::engine::{Handle, OpenOptions, Side};
 use ferry_core::status::*;
 
 fn name(tag: &str) -> String {
-    format!(
-        "/ferrytest.{}-{}-{}",
-        tag,
-        std::process::id(),
-        ferry_core::sys::monotonic_ms()
-    )
+    format!("/ferrytest.{}-{}-{}", tag, std::process::id(), ferry_core::sys::monotonic_ms())
 }
 
 fn open(name: &str, capacity: u32, slots: u32) -> Handle {

@@ -1,0 +1,165 @@
+//! Regressions from the protocol review: each test reproduced a defect before its fix.
+//! Handles in one process stand in for processes (each has its own fd and OFD lock).
+
+use std::io::Write;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::time::{Duration, Instant};
+
+use ferry_core::engine::{Handle, OpenOptions, Side};
+use ferry_core::state::{Kind, State};
+use ferry_core::status::*;
+
+fn name(tag: &str) -> String {
+    format!("/ferrytest.{}-{}-{}", tag, std::process::id(), ferry_core::sys::monotonic_ms())
+}
+
+fn open(name: &str, capacity: u32, slots: u32) -> Handle {
+    Handle::open(&OpenOptions {
+        name,
+        capacity,
+        max_message: 256,
+        mode: 0o600,
+        slot_limit: slots,
+        observer: false,
+    })
+    .expect("open")
+}
+
+struct Unlink(String);
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = ferry_core::sys::shm_remove(&self.0);
+    }
+}
+
+fn slot_state(h: &Handle, k: u32) -> State {
+    State(h.seg.slot(k).state.load(Acquire))
+}
+
+/// A receiver claims an expired ack message while its sender gives up waiting (clearing ACK):
+/// the receiver's expiry must still free the slot, not leave it READING forever.
+#[test]
+fn expiring_a_claimed_message_survives_the_sender_cancelling() {
+    let n = name("exprace");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 1, 1);
+    let rx = open(&n, 1, 1);
+    let go = AtomicU32::new(0);
+    let done = AtomicU32::new(0);
+    let stop = AtomicBool::new(false);
+    let mut failure = None;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut round = 0;
+            while !stop.load(Relaxed) {
+                round += 1;
+                while go.load(Acquire) < round {
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                let _ = rx.claim();
+                done.store(round, Release);
+            }
+        });
+        for round in 1..=150u32 {
+            let (k, g) = match tx.send(b"x", true, 1) {
+                Ok((k, g, _)) => (k, g),
+                Err(code) => {
+                    failure = Some(format!("round {round}: the slot never came back (send: {code})"));
+                    break;
+                }
+            };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(6) {
+                std::hint::spin_loop(); // past the 1 ms expiry on the coarse clock
+            }
+            go.store(round, Release);
+            for _ in 0..(round % 64) {
+                std::hint::spin_loop();
+            }
+            let _ = tx.ack_cancel(k, g);
+            while done.load(Acquire) < round {
+                std::hint::spin_loop();
+            }
+            if slot_state(&tx, k).kind() == Kind::Reading {
+                failure = Some(format!("round {round}: slot {k} left READING with nobody holding it"));
+                break;
+            }
+            let _ = tx.ack_status(k, g);
+        }
+        stop.store(true, Relaxed); // before any assertion, so the receiver thread always ends
+    });
+    assert_eq!(failure, None);
+}
+
+/// A receiver dies holding an ack message while other traffic wakes every parked waiter: the
+/// sender must still learn PEER_DIED long before its timeout.
+#[test]
+fn a_dead_receiver_is_found_under_steady_traffic() {
+    let n = name("starve");
+    let _u = Unlink(n.clone());
+    let sender = open(&n, 64, 1);
+    let background = open(&n, 64, 16);
+    let worker = open(&n, 64, 16);
+    let doomed = open(&n, 64, 1);
+    let (k, g, _) = sender.send(b"ack-me", true, 0).unwrap();
+    assert_eq!(doomed.claim().unwrap().slot, k);
+    drop(doomed);
+    let stop = AtomicBool::new(false);
+    let outcome = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(Relaxed) {
+                let _ = background.send(b"bg", false, 0);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        sc.spawn(|| {
+            while !stop.load(Relaxed) {
+                worker.wait_for(Side::Recv, 100, || {
+                    worker.claim().ok().map(|m| worker.release(m.slot, m.generation))
+                });
+            }
+        });
+        let outcome =
+            sender.wait_for(Side::Send, 3000, || Some(sender.ack_status(k, g)).filter(|&s| s != PENDING));
+        stop.store(true, Relaxed);
+        outcome
+    });
+    assert_eq!(outcome, PEER_DIED);
+}
+
+/// A builder that died after writing only the magic leaves a segment that is rebuilt, not one
+/// that looks foreign forever.
+#[test]
+fn a_builder_that_died_mid_header_is_rebuilt() {
+    let n = name("build");
+    let _u = Unlink(n.clone());
+    let layout = ferry_core::layout::Layout::new(4, 256).unwrap();
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).open(format!("/dev/shm{n}")).unwrap();
+    f.set_len(layout.total_size).unwrap();
+    f.write_all(&ferry_core::layout::MAGIC.to_le_bytes()).unwrap();
+    drop(f);
+    let h = open(&n, 4, 1);
+    h.send(b"works", false, 0).unwrap();
+}
+
+/// A redelivered message that expires must take its count out of the redelivery hint, or
+/// every receive scans all slots from then on.
+#[test]
+fn an_expired_redelivery_leaves_no_hint_behind() {
+    let n = name("pending");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 2, 4);
+    let doomed = open(&n, 2, 4);
+    tx.send(b"a", false, 1).unwrap();
+    let _held = doomed.claim().unwrap();
+    drop(doomed);
+    assert_eq!(tx.sweep(), 1);
+    std::thread::sleep(Duration::from_millis(30)); // let its 1 ms expiry pass on the coarse clock
+    tx.send(b"b", false, 0).unwrap();
+    tx.send(b"c", false, 0).unwrap(); // the pool is full: reclaim expires the redelivered one
+    assert_eq!(tx.seg.header().shared.redeliver_pending.load(Relaxed), 0);
+}
