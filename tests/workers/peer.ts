@@ -1,0 +1,68 @@
+// A channel participant driven by the test over stdin: one JSON command per line, one JSON reply per
+// line on stdout. Usage: peer.ts <prefix> <name> <open options as JSON>
+//   {"op":"ping"}                          -> {}
+//   {"op":"recv","timeout":ms}             -> {seq, sender, redelivered, data, size}; held if autoRelease is off
+//   {"op":"release"}                       -> {released}: releases every held message
+//   {"op":"trySend","n":n}                 -> {sent, error}: trySend {from: pid, i} n times, stopping at an error
+//   {"op":"send","values":[..],"opts":{}}  -> {sent}: awaits send of each value in turn
+// A failed command answers {error: <class name>, code, message}.
+
+import { Channel } from "../../mod.ts";
+import { stdinLines } from "../helpers.ts";
+
+type Message = NonNullable<ReturnType<Channel["tryRecv"]>>;
+
+const [prefix, name, optionsJson = "{}"] = Deno.args;
+const options = JSON.parse(optionsJson);
+const channel = Channel.open(name, { ...options, prefix });
+const held: Message[] = [];
+
+async function run(command: Record<string, unknown>): Promise<object> {
+  switch (command.op) {
+    case "ping":
+      return {};
+    case "recv": {
+      const message = await channel.recv({ timeout: command.timeout as number | undefined });
+      if (options.autoRelease === false) held.push(message);
+      return {
+        seq: Number(message.seq),
+        sender: message.sender,
+        redelivered: message.redelivered,
+        data: message.data,
+        size: message.bytes.byteLength,
+      };
+    }
+    case "release": {
+      const count = held.length;
+      for (const message of held.splice(0)) message.release();
+      return { released: count };
+    }
+    case "trySend": {
+      let sent = 0;
+      try {
+        for (; sent < (command.n as number); sent++) channel.trySend({ from: Deno.pid, i: sent });
+      } catch (error) {
+        return { sent, error: (error as Error).name };
+      }
+      return { sent, error: null };
+    }
+    case "send": {
+      const values = command.values as unknown[];
+      for (const value of values) await channel.send(value, command.opts as Parameters<Channel["send"]>[1]);
+      return { sent: values.length };
+    }
+    default:
+      throw new Error(`unknown op ${command.op}`);
+  }
+}
+
+console.log("ready");
+for await (const line of stdinLines()) {
+  try {
+    console.log(JSON.stringify(await run(JSON.parse(line))));
+  } catch (error) {
+    const { name, message, code } = error as Error & { code?: string };
+    console.log(JSON.stringify({ error: name, code, message }));
+  }
+}
+channel.close();
