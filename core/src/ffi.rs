@@ -1,6 +1,13 @@
 //! The C ABI Deno binds to (`ffi/symbols.ts` mirrors it). Thin on purpose: argument checks and
 //! conversions only; the logic lives in `engine`. Every per-message entry point takes only
 //! u32/i32/pointer/buffer parameters so that V8 calls it on its fast path.
+//!
+//! # Safety (every `unsafe extern "C"` function here)
+//!
+//! `h` is null or a pointer returned by `ferry_open` and not yet passed to `ferry_free`; every
+//! buffer pointer is null or valid for the length passed with it (out arrays for the length
+//! each function documents) for the duration of the call. The Deno binding upholds this.
+#![allow(clippy::missing_safety_doc)] // stated once above rather than on each function
 
 use std::slice;
 
@@ -58,7 +65,7 @@ fn shm_name(p: *const u8, len: u32) -> Option<String> {
 /// Opens `<prefix>.<name>` (given as bytes). On failure returns null and writes
 /// [status, detail] to `err_out` (2 x i32).
 #[no_mangle]
-pub extern "C" fn ferry_open(
+pub unsafe extern "C" fn ferry_open(
     name: *const u8,
     name_len: u32,
     capacity: u32,
@@ -90,7 +97,7 @@ pub extern "C" fn ferry_open(
 }
 
 #[no_mangle]
-pub extern "C" fn ferry_unlink(name: *const u8, name_len: u32) -> i32 {
+pub unsafe extern "C" fn ferry_unlink(name: *const u8, name_len: u32) -> i32 {
     let Some(name) = shm_name(name, name_len) else {
         return ERR_INVALID_NAME;
     };
@@ -104,7 +111,7 @@ pub extern "C" fn ferry_unlink(name: *const u8, name_len: u32) -> i32 {
 
 /// Leaves the channel; the handle stays valid (calls answer CLOSED) until `ferry_free`.
 #[no_mangle]
-pub extern "C" fn ferry_close(h: *const Handle) {
+pub unsafe extern "C" fn ferry_close(h: *const Handle) {
     if let Some(h) = handle(h) {
         h.close();
     }
@@ -113,7 +120,7 @@ pub extern "C" fn ferry_close(h: *const Handle) {
 /// Frees the handle: unmaps the segment and closes the fd. Call once, after every call that
 /// uses the handle (including a parked wait) has returned.
 #[no_mangle]
-pub extern "C" fn ferry_free(h: *mut Handle) {
+pub unsafe extern "C" fn ferry_free(h: *mut Handle) {
     if !h.is_null() {
         // SAFETY: `h` came from Box::into_raw in ferry_open and the binding frees it once.
         drop(unsafe { Box::from_raw(h) });
@@ -122,7 +129,7 @@ pub extern "C" fn ferry_free(h: *mut Handle) {
 
 /// [capacity, max_message] of the open segment into `out` (2 x u32).
 #[no_mangle]
-pub extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
+pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -142,7 +149,7 @@ fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32 {
 
 /// Sends without waiting (flags: SEND_ACK, SEND_COUNT_FULL). `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
 #[no_mangle]
-pub extern "C" fn ferry_send(
+pub unsafe extern "C" fn ferry_send(
     h: *const Handle,
     buf: *const u8,
     len: u32,
@@ -162,7 +169,7 @@ pub extern "C" fn ferry_send(
 
 /// Sends, blocking the calling thread for room up to `timeout_ms` (u32::MAX: no limit).
 #[no_mangle]
-pub extern "C" fn ferry_send_wait(
+pub unsafe extern "C" fn ferry_send_wait(
     h: *const Handle,
     buf: *const u8,
     len: u32,
@@ -208,7 +215,7 @@ fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) -> i32 {
 /// (7 x u32): [slot, generation, len, sender pid, seq_lo, seq_hi, flags(1 redelivered, 2 ack)].
 /// NEED_BUFFER: the message (meta[2] bytes) is held but not copied; `ferry_read` it.
 #[no_mangle]
-pub extern "C" fn ferry_recv(
+pub unsafe extern "C" fn ferry_recv(
     h: *const Handle,
     dst: *mut u8,
     dst_cap: u32,
@@ -227,7 +234,7 @@ pub extern "C" fn ferry_recv(
 
 /// As `ferry_recv`, blocking the calling thread up to `timeout_ms`.
 #[no_mangle]
-pub extern "C" fn ferry_recv_wait(
+pub unsafe extern "C" fn ferry_recv_wait(
     h: *const Handle,
     dst: *mut u8,
     dst_cap: u32,
@@ -250,7 +257,7 @@ pub extern "C" fn ferry_recv_wait(
 
 /// Copies a held message into `dst`; returns its length or a negative status.
 #[no_mangle]
-pub extern "C" fn ferry_read(
+pub unsafe extern "C" fn ferry_read(
     h: *const Handle,
     slot: u32,
     generation: u32,
@@ -271,7 +278,7 @@ pub extern "C" fn ferry_read(
 }
 
 #[no_mangle]
-pub extern "C" fn ferry_release(h: *const Handle, slot: u32, generation: u32) -> i32 {
+pub unsafe extern "C" fn ferry_release(h: *const Handle, slot: u32, generation: u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -279,7 +286,7 @@ pub extern "C" fn ferry_release(h: *const Handle, slot: u32, generation: u32) ->
 }
 
 #[no_mangle]
-pub extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32) -> i32 {
+pub unsafe extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -289,7 +296,12 @@ pub extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32)
 /// Blocks until the ack-mode message has an outcome or `timeout_ms` passes (TIMEOUT; the
 /// caller then decides whether to `ferry_ack_cancel`).
 #[no_mangle]
-pub extern "C" fn ferry_ack_wait(h: *const Handle, slot: u32, generation: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn ferry_ack_wait(
+    h: *const Handle,
+    slot: u32,
+    generation: u32,
+    timeout_ms: u32,
+) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -300,7 +312,7 @@ pub extern "C" fn ferry_ack_wait(h: *const Handle, slot: u32, generation: u32, t
 }
 
 #[no_mangle]
-pub extern "C" fn ferry_ack_cancel(h: *const Handle, slot: u32, generation: u32) -> i32 {
+pub unsafe extern "C" fn ferry_ack_cancel(h: *const Handle, slot: u32, generation: u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -309,12 +321,12 @@ pub extern "C" fn ferry_ack_cancel(h: *const Handle, slot: u32, generation: u32)
 
 /// side: 0 receive, 1 send. Returns the epoch for `ferry_park_wait`.
 #[no_mangle]
-pub extern "C" fn ferry_park_prepare(h: *const Handle, side: u32) -> u32 {
+pub unsafe extern "C" fn ferry_park_prepare(h: *const Handle, side: u32) -> u32 {
     handle(h).map_or(0, |h| h.park_prepare(Side::from_u32(side)))
 }
 
 #[no_mangle]
-pub extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
+pub unsafe extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
     if let Some(h) = handle(h) {
         h.park_cancel(Side::from_u32(side));
     }
@@ -322,7 +334,7 @@ pub extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
 
 /// Sleeps up to `timeout_ms` (one slice at most) unless woken; bound as nonblocking in Deno.
 #[no_mangle]
-pub extern "C" fn ferry_park_wait(h: *const Handle, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn ferry_park_wait(h: *const Handle, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -331,13 +343,13 @@ pub extern "C" fn ferry_park_wait(h: *const Handle, side: u32, epoch: u32, timeo
 
 /// Recovers dead participants now; returns how many.
 #[no_mangle]
-pub extern "C" fn ferry_sweep(h: *const Handle) -> u32 {
+pub unsafe extern "C" fn ferry_sweep(h: *const Handle) -> u32 {
     handle(h).map_or(0, |h| h.sweep())
 }
 
 /// Counters into `out` (13 x u64), see `Handle::stat`.
 #[no_mangle]
-pub extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
+pub unsafe extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
@@ -347,7 +359,7 @@ pub extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
 
 /// Up to `max` participants as [pid, alive] pairs into `out` (2*max x u32); returns the count.
 #[no_mangle]
-pub extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max: u32) -> u32 {
+pub unsafe extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max: u32) -> u32 {
     let Some(h) = handle(h) else { return 0 };
     let flat: Vec<u32> =
         h.participants().into_iter().take(max as usize).flat_map(|(p, a)| [p, u32::from(a)]).collect();
