@@ -1,0 +1,65 @@
+// The contract every benchmark driver follows (ferry, unix socket, native core), so that one run
+// can put them side by side. A driver runs one workload between two or more real processes and
+// reports what it measured; drivers never share code paths with each other's transports.
+
+/** What one measurement does. */
+export type WorkloadKind =
+  /** One message at a time; the sender waits until the receiver handled (released) it. Blocking APIs. */
+  | "ack-sync"
+  /** The same with promise APIs (await send / for await; for sockets, async read/write). */
+  | "ack-async"
+  /** One sender, one receiver, as fast as possible, up to 16 messages in flight (async mode). */
+  | "throughput"
+  /** Two senders and two receivers, each sender `count` messages. */
+  | "throughput-2x2";
+
+export type PayloadCodec = "raw" | "msgpack";
+
+export interface Workload {
+  kind: WorkloadKind;
+  /** Payload bytes for raw; ignored for msgpack, which sends SMALL_OBJECT. */
+  size: number;
+  codec: PayloadCodec;
+  /** Messages per sender (round trips for ack-*). */
+  count: number;
+}
+
+export interface Result {
+  /** Messages per second: round trips per second for ack-*, received per second for throughput. */
+  msgsPerSec: number;
+  /** Payload bytes per second (encoded bytes for msgpack). */
+  mbPerSec: number;
+  /** Round-trip latency percentiles in microseconds (ack-* only). */
+  p50us?: number;
+  p99us?: number;
+  p999us?: number;
+  meanUs?: number;
+}
+
+/** The realistic small object of the msgpack rows (about 100 bytes encoded). */
+export const SMALL_OBJECT = {
+  id: 123456,
+  user: "alice@example.com",
+  action: "resize",
+  tags: ["img", "thumb"],
+  ts: 1_700_000_000_000,
+  ok: true,
+  score: 0.75,
+  path: "/uploads/2026/11/cat.png",
+};
+
+/** Raw payload of `size` bytes with a recognisable pattern. */
+export function rawPayload(size: number): Uint8Array {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + 7) & 0xff;
+  return b;
+}
+
+/** Latency summary of round-trip samples in nanoseconds. */
+export function latency(samplesNs: ArrayLike<number>): Pick<Result, "p50us" | "p99us" | "p999us" | "meanUs"> {
+  const sorted = Float64Array.from(samplesNs).sort();
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] / 1000;
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return { p50us: at(0.5), p99us: at(0.99), p999us: at(0.999), meanUs: sum / sorted.length / 1000 };
+}
