@@ -69,6 +69,11 @@ struct Local {
     scan_cursor: u32,
     recv_cursor: u32,
     tail: u64,
+    /// This lane's head as last read: reloaded only when the window looks full, so a sender
+    /// does not pull the receivers' line on every send.
+    cached_head: u64,
+    /// Each lane's tail as last read: reloaded only when this receiver has caught up with it.
+    cached_tails: [u64; MAX_PARTICIPANTS],
     sent: u64,
     received: u64,
     released: u64,
@@ -132,6 +137,8 @@ impl Handle {
                 scan_cursor: 0,
                 recv_cursor: 0,
                 tail: 0,
+                cached_head: 0,
+                cached_tails: [0; MAX_PARTICIPANTS],
                 sent: 0,
                 received: 0,
                 released: 0,
@@ -247,19 +254,28 @@ impl Handle {
             }
         }
         let lane = self.seg.participant(self.me);
-        let window_full = |h: &Handle| h.local().tail - lane.head.head.load(Acquire) >= LANE_RING as u64;
-        if window_full(self) {
-            self.advance_head(self.me);
+        if self.local().tail - self.local().cached_head >= LANE_RING as u64 {
+            let window_full = |h: &Handle| {
+                let l = h.local();
+                l.cached_head = lane.head.head.load(Acquire);
+                l.tail - l.cached_head >= LANE_RING as u64
+            };
             if window_full(self) {
-                return Err(FULL_SLOTS);
+                self.advance_head(self.me);
+                if window_full(self) {
+                    return Err(FULL_SLOTS);
+                }
             }
         }
         let k = self.claim_free_slot().ok_or(FULL_CAPACITY)?;
         let l = self.local();
         let s = self.seg.slot(k);
         // SAFETY: slot k is WRITING with us as sender (claimed by CAS in claim_free_slot), so
-        // its data region is ours alone; payload.len() <= max_message <= slot_stride.
-        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.seg.data(k), payload.len()) };
+        // its inline bytes and data region are ours alone; the payload fits the one chosen
+        // (INLINE_BYTES, or max_message <= slot_stride).
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, payload.len()), payload.len())
+        };
         let seq = l.tail;
         s.len.store(payload.len() as u32, Relaxed);
         s.seq.store(seq, Relaxed);
@@ -306,6 +322,15 @@ impl Handle {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// Where slot `k` keeps a payload of `len` bytes: inline in its line when it fits.
+    fn payload_ptr(&self, k: u32, len: usize) -> *mut u8 {
+        if len <= INLINE_BYTES {
+            self.seg.slot(k).inline.get().cast()
+        } else {
+            self.seg.data(k)
         }
     }
 
@@ -543,8 +568,11 @@ impl Handle {
         let lanes = shared.lanes_used.load(Acquire).min(MAX_PARTICIPANTS as u32);
         let l = self.local();
         for step in 0..lanes {
-            let j = (l.recv_cursor + step) % lanes;
-            if let Some(x) = self.claim_from_lane(j) {
+            let mut j = l.recv_cursor + step;
+            if j >= lanes {
+                j -= lanes;
+            }
+            if let Some(x) = self.claim_from_lane(j, &mut l.cached_tails[j as usize]) {
                 // Start the next search at the following lane: senders take turns.
                 l.recv_cursor = (j + 1) % lanes;
                 return Some(x);
@@ -553,14 +581,18 @@ impl Handle {
         None
     }
 
-    fn claim_from_lane(&self, j: u32) -> Option<(u32, State)> {
+    fn claim_from_lane(&self, j: u32, cached_tail: &mut u64) -> Option<(u32, State)> {
         let p = self.seg.participant(j);
         loop {
             let h = p.head.head.load(Acquire);
-            // SYNC POINT: pairs with the sender's Release store of tail: the ring entries below
-            // it are visible.
-            if h >= p.owner.tail.load(Acquire) {
-                return None;
+            if h >= *cached_tail {
+                // SYNC POINT: pairs with the sender's Release store of tail: the ring entries
+                // below it are visible. Tails only grow, so a cached one below the real one
+                // still covers only published entries.
+                *cached_tail = p.owner.tail.load(Acquire);
+                if h >= *cached_tail {
+                    return None;
+                }
             }
             let k = p.ring.slot[(h % LANE_RING as u64) as usize].load(Relaxed);
             if k < self.seg.layout.capacity {
@@ -608,8 +640,11 @@ impl Handle {
             return Err(NEED_BUFFER);
         }
         // SAFETY: we hold slot k (READING by us), so its sender will not write it until we
-        // release; len <= max_message <= slot_stride and dst holds len bytes.
-        unsafe { std::ptr::copy_nonoverlapping(self.seg.data(k), dst.as_mut_ptr(), len as usize) };
+        // release; the payload lies where `payload_ptr` says for its length, and dst holds len
+        // bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.payload_ptr(k, len as usize), dst.as_mut_ptr(), len as usize)
+        };
         Ok(len)
     }
 

@@ -7,7 +7,8 @@
 //!                                   send wait word, shared counters
 //! participants_off    Participant   MAX_PARTICIPANTS x 384 B: owner line (pid, tail, counters),
 //!                                   lane ring (32 slot indices), lane head (own line)
-//! slots_off           Slot          capacity x 128 B: one state word and the message metadata
+//! slots_off           Slot          capacity x 128 B: one state word, the message metadata and
+//!                                   payloads of up to 96 B (inline)
 //! data_off            data          capacity x slot_stride bytes, page aligned
 //! ```
 //!
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// "FERRYCH1" as a little-endian u64: tells a ferry segment from anything else in /dev/shm.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"FERRYCH1");
 /// Bumped on every incompatible change to the structs in this file.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Participants (open handles) per channel. One bit each in the sleeper masks (a u64).
 pub const MAX_PARTICIPANTS: usize = 64;
 /// Entries in a sender's lane ring; also the largest per-sender `slots` limit.
@@ -132,7 +133,13 @@ pub struct Slot {
     pub deadline_ms: AtomicU64,
     pub len: AtomicU32,
     pub pid: AtomicU32,
+    /// Payloads of up to INLINE_BYTES live here, in the state word's own line: a small message
+    /// then moves between cores as one cache line, not two.
+    pub inline: std::cell::UnsafeCell<[u8; INLINE_BYTES]>,
 }
+
+/// Payload bytes that fit in a slot's line after its fields.
+pub const INLINE_BYTES: usize = 96;
 
 /// Where each region starts, for a given capacity and message size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
