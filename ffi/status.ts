@@ -33,6 +33,8 @@ export const IncompatibleReason: Record<number, string> = {
 export const OPEN_OBSERVER = 1;
 export const SEND_ACK = 1;
 export const SEND_COUNT_FULL = 2;
+/** A retry after FULL: the core may look only at the oldest in-flight slot most times. */
+export const SEND_RETRY = 4;
 export const RECV_AUTO_RELEASE = 1;
 export const SIDE_RECV = 0;
 export const SIDE_SEND = 1;

@@ -10,6 +10,7 @@ import {
   RECV_AUTO_RELEASE,
   SEND_ACK,
   SEND_COUNT_FULL,
+  SEND_RETRY,
   SIDE_RECV,
   SIDE_SEND,
   Status,
@@ -297,7 +298,7 @@ export class Channel<T = unknown>
       deadline = performance.now() + timeout;
       bytes = bytes.slice(); // the codec may reuse its buffer while we wait
       const sent = await this.#until(SIDE_SEND, deadline, () => {
-        const s = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
+        const s = lib.ferry_send(this.#live(), bytes, bytes.length, flags | SEND_RETRY, expiry, out);
         return s === Status.FULL_CAPACITY || s === Status.FULL_SLOTS ? undefined : s;
       });
       st = sent ?? lib.ferry_send(this.#live(), bytes, bytes.length, flags | SEND_COUNT_FULL, expiry, out);

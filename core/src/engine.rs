@@ -31,6 +31,8 @@ const SWEEP_EVERY_MS: u64 = 20;
 /// Busy re-checks before a blocking wait yields the core, then yields before it sleeps.
 const SPIN_CHECKS: u32 = 200;
 const YIELD_CHECKS: u32 = 20;
+/// A blocked sender reads all its in-flight slots on every this-many-th retry (see `reap`).
+const FULL_REAP_EVERY: u32 = 32;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -68,6 +70,7 @@ struct Local {
     spare: Vec<u32>,
     scan_cursor: u32,
     recv_cursor: u32,
+    reap_tries: u32,
     tail: u64,
     /// This lane's head as last read: reloaded only when the window looks full, so a sender
     /// does not pull the receivers' line on every send.
@@ -136,6 +139,7 @@ impl Handle {
                 spare: Vec::with_capacity(LANE_RING),
                 scan_cursor: 0,
                 recv_cursor: 0,
+                reap_tries: 0,
                 tail: 0,
                 cached_head: 0,
                 cached_tails: [0; MAX_PARTICIPANTS],
@@ -235,7 +239,19 @@ impl Handle {
     // ---------------------------------------------------------------- sending
 
     /// Writes `payload` into a free slot and publishes it. Never waits.
+    /// `retry`: the caller is retrying a send that found the window full, so a quick look at the
+    /// oldest in-flight slot is enough most times (see `reap`); a one-shot send looks at all.
     pub fn send(&self, payload: &[u8], ack: bool, expiry_ms: u32) -> Result<(u32, u32, u64), i32> {
+        self.send_with(payload, ack, expiry_ms, false)
+    }
+
+    pub fn send_with(
+        &self,
+        payload: &[u8],
+        ack: bool,
+        expiry_ms: u32,
+        retry: bool,
+    ) -> Result<(u32, u32, u64), i32> {
         if self.me == OBSERVER {
             return Err(ERR_INVALID_ARGUMENT);
         }
@@ -248,7 +264,7 @@ impl Handle {
         // `self.local()` is re-borrowed after each call that takes it too (reap, claim).
         let limit = self.slot_limit as usize;
         if self.local().inflight.len() >= limit {
-            self.reap();
+            self.reap(!retry);
             if self.local().inflight.len() >= limit {
                 return Err(FULL_SLOTS);
             }
@@ -309,20 +325,30 @@ impl Handle {
     }
 
     /// Forgets in-flight slots whose message was released (their generation moved on).
-    fn reap(&self) {
+    ///
+    /// `inflight` is kept in send order and receivers mostly release in that order, so while the
+    /// oldest is still held the others very likely are too: a sender retrying on a full window
+    /// then reads one remote line instead of pulling all of them away from the receiver. Every
+    /// FULL_REAP_EVERY-th retry reads them all, for messages released out of order.
+    fn reap(&self, thorough: bool) {
         let l = self.local();
-        let mut i = 0;
-        while i < l.inflight.len() {
-            let (k, g) = l.inflight[i];
-            if State(self.seg.slot(k).state.load(Acquire)).generation() != g {
-                l.inflight.swap_remove(i);
-                if l.spare.len() < LANE_RING {
-                    l.spare.push(k);
-                }
-            } else {
-                i += 1;
-            }
+        l.reap_tries = l.reap_tries.wrapping_add(1);
+        let oldest_held = l
+            .inflight
+            .first()
+            .is_some_and(|&(k, g)| State(self.seg.slot(k).state.load(Acquire)).generation() == g);
+        if oldest_held && !thorough && l.reap_tries % FULL_REAP_EVERY != 0 {
+            return;
         }
+        let seg = &self.seg;
+        let spare = &mut l.spare;
+        l.inflight.retain(|&(k, g)| {
+            let released = State(seg.slot(k).state.load(Acquire)).generation() != g;
+            if released && spare.len() < LANE_RING {
+                spare.push(k);
+            }
+            !released
+        });
     }
 
     /// Where slot `k` keeps a payload of `len` bytes: inline in its line when it fits.
@@ -337,7 +363,7 @@ impl Handle {
     fn forget_inflight(&self, k: u32, g: u32) {
         let l = self.local();
         if let Some(pos) = l.inflight.iter().position(|&e| e == (k, g)) {
-            l.inflight.swap_remove(pos);
+            l.inflight.remove(pos); // keeps send order, which `reap` relies on
         }
         if l.spare.len() < LANE_RING {
             l.spare.push(k);

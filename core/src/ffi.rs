@@ -20,6 +20,8 @@ pub const OPEN_OBSERVER: u32 = 1;
 pub const SEND_ACK: u32 = 1;
 /// Count a FULL answer in the channel's `full` counter (a caller giving up, not one retrying).
 pub const SEND_COUNT_FULL: u32 = 2;
+/// The caller is retrying after FULL: a cheaper look at its in-flight slots will do.
+pub const SEND_RETRY: u32 = 4;
 pub const RECV_AUTO_RELEASE: u32 = 1;
 
 fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
@@ -160,7 +162,7 @@ pub unsafe extern "C" fn ferry_send(
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    let r = h.send(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms);
+    let r = h.send_with(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms, flags & SEND_RETRY != 0);
     if flags & SEND_COUNT_FULL != 0 && matches!(r, Err(FULL_CAPACITY) | Err(FULL_SLOTS)) {
         h.note_full();
     }
@@ -183,12 +185,14 @@ pub unsafe extern "C" fn ferry_send_wait(
     };
     let payload = bytes(buf, len);
     let mut last = TIMEOUT;
-    let r = h.wait_for(Side::Send, timeout_ms, || match h.send(payload, flags & SEND_ACK != 0, expiry_ms) {
-        Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
-            last = code;
-            None
+    let r = h.wait_for(Side::Send, timeout_ms, || {
+        match h.send_with(payload, flags & SEND_ACK != 0, expiry_ms, true) {
+            Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
+                last = code;
+                None
+            }
+            r => Some(send_result(r, out)),
         }
-        r => Some(send_result(r, out)),
     });
     if r == TIMEOUT {
         h.note_full();

@@ -142,3 +142,19 @@ fn blocking_receive_wakes_for_a_message_from_another_thread() {
     t.join().unwrap();
     assert_eq!(got, OK);
 }
+
+#[test]
+fn a_one_shot_send_finds_a_slot_released_out_of_order() {
+    let n = name("outoforder");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 8, 2);
+    let rx = open(&n, 8, 2);
+    tx.send(b"first", false, 0).unwrap();
+    tx.send(b"second", false, 0).unwrap();
+    let (_, held) = recv_bytes(&rx).unwrap(); // the oldest stays held
+    let (_, done) = recv_bytes(&rx).unwrap();
+    assert_eq!(rx.release(done.slot, done.generation), OK);
+    assert!(tx.send(b"third", false, 0).is_ok(), "a free slot was not seen");
+    assert_eq!(tx.send(b"fourth", false, 0), Err(FULL_SLOTS));
+    rx.release(held.slot, held.generation);
+}
