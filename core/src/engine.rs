@@ -337,7 +337,7 @@ impl Handle {
             .inflight
             .first()
             .is_some_and(|&(k, g)| State(self.seg.slot(k).state.load(Acquire)).generation() == g);
-        if oldest_held && !thorough && l.reap_tries % FULL_REAP_EVERY != 0 {
+        if oldest_held && !thorough && !l.reap_tries.is_multiple_of(FULL_REAP_EVERY) {
             return;
         }
         let seg = &self.seg;

@@ -294,8 +294,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn run(kind: Kind, size: u32, count: u64) -> Result<String, String> {
-    if count == 0 {
-        return Err("count must be at least 1".to_string());
+    if count == 0 || size == 0 {
+        // An empty message is the end marker of throughput-2x2.
+        return Err("size and count must be at least 1".to_string());
     }
     let name = format!("/ferry_bench.{}.{}.{}", sys::pid(), kind.name(), sys::monotonic_ns() % 1_000_000_007);
     let payload = raw_payload(size as usize);
@@ -347,7 +348,7 @@ fn run(kind: Kind, size: u32, count: u64) -> Result<String, String> {
         }
         Kind::Throughput2x2 => {
             // Create the channel, then leave it: the four peers take participant indexes 0..3.
-            drop(open(&name, size, ASYNC_SLOTS)?);
+            open(&name, size, ASYNC_SLOTS)?.close();
             for _ in 0..2 {
                 peers.push(Peer::spawn(&peer_args("recv", &name, size, 0))?);
             }
@@ -383,7 +384,11 @@ fn throughput_json(reports: &[Report]) -> String {
     let seconds = (last.saturating_sub(first)).max(1) as f64 / 1e9;
     let received: u64 = reports.iter().map(|r| r.received).sum();
     let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
-    format!("{{\"msgsPerSec\":{:.1},\"mbPerSec\":{:.3}}}", received as f64 / seconds, bytes as f64 / seconds / 1e6)
+    format!(
+        "{{\"msgsPerSec\":{:.1},\"mbPerSec\":{:.3}}}",
+        received as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    )
 }
 
 fn main() -> ExitCode {
@@ -406,7 +411,9 @@ fn main() -> ExitCode {
             let kind = Kind::parse(args.get(1).ok_or_else(usage)?)?;
             Ok::<_, String>((kind, number(args.get(2), "size")?, number(args.get(3), "count")?))
         })();
-        parsed.and_then(|(kind, size, count)| run(kind, size, u64::from(count))).map(|line| println!("{line}"))
+        parsed
+            .and_then(|(kind, size, count)| run(kind, size, u64::from(count)))
+            .map(|line| println!("{line}"))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
