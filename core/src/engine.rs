@@ -15,6 +15,7 @@ use std::sync::atomic::{fence, AtomicBool};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::fault;
 use crate::layout::*;
 use crate::segment::{self, participant_lock_byte, OpenError, OpenRequest, Segment};
 use crate::state::*;
@@ -164,6 +165,7 @@ impl Handle {
                 Ok(false) => continue,
                 Err(e) => return Err((ERR_IO, e.raw_os_error().unwrap_or(0))),
             }
+            fault::point("join.locked");
             let p = self.seg.participant(i);
             let inherited_dead = p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE;
             if inherited_dead {
@@ -284,6 +286,7 @@ impl Handle {
             }
         }
         let k = self.claim_free_slot().ok_or(FULL_CAPACITY)?;
+        fault::point("send.claimed");
         let l = self.local();
         let s = self.seg.slot(k);
         // SAFETY: slot k is WRITING with us as sender (claimed by CAS in claim_free_slot), so
@@ -299,11 +302,13 @@ impl Handle {
         s.deadline_ms
             .store(if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) }, Relaxed);
         lane.ring.slot[(seq % LANE_RING as u64) as usize].store(k, Relaxed);
+        fault::point("send.written");
         let writing = State(s.state.load(Relaxed));
         // SYNC POINT: the payload, the metadata and the ring entry are visible to whoever
         // observes READY (receivers' Acquire loads and claim CAS). Only we may change a slot we
         // are WRITING, so a store is the whole transition.
         s.state.store(writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0, Release);
+        fault::point("send.ready");
         // SYNC POINT: makes the ring entry reachable to receivers that load tail with Acquire.
         lane.owner.tail.store(seq + 1, Release);
         l.tail = seq + 1;
@@ -509,6 +514,7 @@ impl Handle {
                     return ERR_NOT_HELD;
                 }
             };
+            fault::point("ack.collect");
             if s.state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
                     self.seg.header().shared.expired.fetch_add(1, Relaxed);
@@ -626,6 +632,7 @@ impl Handle {
                     let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
                     // SYNC POINT (Acquire): the payload the sender published with READY.
                     if self.seg.slot(k).state.compare_exchange(cur.0, reading.0, Acquire, Relaxed).is_ok() {
+                        fault::point("recv.claimed");
                         let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
                         return Some((k, reading));
                     }
@@ -687,6 +694,7 @@ impl Handle {
                 return ERR_NOT_HELD;
             }
             let next = if cur.ack() { cur.with_kind(Kind::Acked) } else { cur.freed() };
+            fault::point("release.before");
             // SYNC POINT (Release): our reads of the payload happen before the slot is reused.
             if st.compare_exchange(cur.0, next.0, Release, Relaxed).is_ok() {
                 let l = self.local();
@@ -830,6 +838,7 @@ impl Handle {
             let _ = p.owner.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
         }
         for k in 0..self.seg.layout.capacity {
+            fault::point("recover.slot");
             let st = &self.seg.slot(k).state;
             loop {
                 let cur = State(st.load(Acquire));

@@ -3,6 +3,7 @@
 //! (`engine`: send, receive, waits, recovery) and the C ABI that Deno loads (`ffi`).
 
 pub mod engine;
+pub mod fault;
 pub mod ffi;
 pub mod layout;
 pub mod segment;

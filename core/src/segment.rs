@@ -137,6 +137,7 @@ fn build(fd: &OwnedFd, layout: Layout, mode: u32) -> io::Result<()> {
         return Err(e);
     }
     sys::set_mode(fd, mode)?;
+    crate::fault::point("open.building");
     let map = sys::Mapping::new(fd, layout.total_size as usize)?;
     // SAFETY: the mapping is at least size_of::<Header>() long (Layout puts the participants
     // after it) and page aligned; Header is plain atomics, valid for any (here: zero) bytes.

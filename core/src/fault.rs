@@ -1,0 +1,55 @@
+//! Deterministic kill points for the fault-injection suite. Compiled in only with the
+//! `fault-injection` feature (the chaos suite builds a separate library with it); in normal
+//! builds `point` is an empty inline function.
+//!
+//! `FERRY_FAULT=<name>` aborts the process the first time it passes the point `<name>`;
+//! `FERRY_FAULT=<name>:<n>` aborts on the n-th pass. Abort (SIGABRT) is as abrupt as SIGKILL
+//! for the other processes: no destructor, no unlock, the kernel drops the OFD locks.
+
+#[cfg(feature = "fault-injection")]
+mod enabled {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::OnceLock;
+
+    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+
+    fn target() -> &'static Option<(String, u64)> {
+        TARGET.get_or_init(|| {
+            let spec = std::env::var("FERRY_FAULT").ok()?;
+            match spec.split_once(':') {
+                Some((name, n)) => Some((name.to_string(), n.parse().unwrap_or(1).max(1))),
+                None => Some((spec, 1)),
+            }
+        })
+    }
+
+    pub fn point(name: &str) {
+        if let Some((wanted, nth)) = target() {
+            if wanted == name && HITS.fetch_add(1, Relaxed) + 1 == *nth {
+                std::process::abort();
+            }
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+pub use enabled::point;
+
+/// A named kill point; does nothing unless built with `fault-injection`.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
+/// The kill points the engine passes, for tests to iterate over.
+pub const POINTS: &[&str] = &[
+    "open.building",
+    "join.locked",
+    "send.claimed",
+    "send.written",
+    "send.ready",
+    "recv.claimed",
+    "release.before",
+    "ack.collect",
+    "recover.slot",
+];
