@@ -36,6 +36,8 @@ export const SEND_COUNT_FULL = 2;
 /** A retry after FULL: the core may look only at the oldest in-flight slot most times. */
 export const SEND_RETRY = 4;
 export const RECV_AUTO_RELEASE = 1;
+/** Claim without copying; the payload is read in place through a zero-copy view. */
+export const RECV_NO_COPY = 2;
 export const SIDE_RECV = 0;
 export const SIDE_SEND = 1;
 /** A timeout of "no limit" through the u32 ABI. */

@@ -19,6 +19,22 @@ export const symbols = {
   ferry_close: { parameters: ["pointer"], result: "void" },
   ferry_free: { parameters: ["pointer"], result: "void" },
   ferry_info: { parameters: ["pointer", "buffer"], result: "i32" }, // handle, u32 out[2]
+  ferry_base: { parameters: ["pointer"], result: "pointer" }, // h -> segment start
+  ferry_loan: { parameters: ["pointer", "u32", "buffer"], result: "i32" }, // h, len, u32 out[4]
+  ferry_commit: {
+    parameters: [
+      "pointer", // Handle *h
+      "u32", // slot
+      "u32", // generation
+      "u32", // loaned length
+      "u32", // committed length
+      "u32", // flags (1 ack)
+      "u32", // expiry_ms
+      "buffer", // u32 out[4]
+    ],
+    result: "i32",
+  },
+  ferry_unloan: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
   ferry_send: {
     parameters: [
       "pointer", // Handle *h
@@ -48,8 +64,8 @@ export const symbols = {
       "buffer", // u8 *dst
       "u32", // dst_cap
       "u32", // dst_off
-      "u32", // flags (1 auto release)
-      "buffer", // u32 meta[7]
+      "u32", // flags (1 auto release, 2 no copy)
+      "buffer", // u32 meta[9]
     ],
     result: "i32",
   },
@@ -60,7 +76,7 @@ export const symbols = {
       "u32", // dst_cap
       "u32", // dst_off
       "u32", // flags
-      "buffer", // u32 meta[7]
+      "buffer", // u32 meta[9]
       "u32", // timeout_ms
     ],
     result: "i32",

@@ -8,6 +8,7 @@ import {
   NO_TIMEOUT,
   OPEN_OBSERVER,
   RECV_AUTO_RELEASE,
+  RECV_NO_COPY,
   SEND_ACK,
   SEND_COUNT_FULL,
   SEND_RETRY,
@@ -15,6 +16,7 @@ import {
   SIDE_SEND,
   Status,
 } from "../ffi/status.ts";
+import { capacityFor, type CapacityPatterns } from "./capacity.ts";
 import { type Codec, type CodecOption, makeCodec } from "./codec.ts";
 import {
   ChannelClosedError,
@@ -45,6 +47,11 @@ export interface OpenOptions<T = unknown> {
   slots?: number;
   /** Messages the channel holds at once, queued or received and not yet released. Fixed at creation. */
   capacity?: number;
+  /**
+   * Capacity by channel name, tried before `capacity`: globs (`"ws.*"`) or RegExps, first match in
+   * insertion order wins. Like `capacity`, it only matters to the process that creates the channel.
+   */
+  channelCapacity?: CapacityPatterns;
   /** Largest encoded message in bytes. Fixed at creation. Default 1 MiB. */
   maxMessageSize?: number;
   /** Seconds after which an unreceived message is dropped (0 or Infinity: never). Default 60. */
@@ -56,6 +63,12 @@ export interface OpenOptions<T = unknown> {
   autoRelease?: boolean;
   /** Permission bits of a segment this call creates. Default 0o600. */
   permissions?: number;
+  /**
+   * Raw codec only: receive without copying. `msg.view` reads the payload in shared memory until
+   * the message is released (then it is detached and `msg.view` throws). Messages from
+   * recv/tryRecv/recvSync stay held until `msg.release()`; `for await` releases after the body.
+   */
+  zeroCopy?: boolean;
 }
 
 export interface SendOptions {
@@ -192,13 +205,18 @@ export class Channel<T = unknown>
   readonly expiry: number;
   readonly timeout: number;
   readonly autoRelease: boolean;
+  readonly zeroCopy: boolean;
 
   #lib = core();
   #handle: Deno.PointerObject;
   #codec: Codec<T>;
+  #codecOption: CodecOption<T> | undefined;
   #expiryMs: number;
   #sendOut = new Uint32Array(4);
-  #meta = new Uint32Array(7);
+  #meta = new Uint32Array(9);
+  #base: Deno.PointerObject | null = null;
+  /** Slots lent by `loan`, by the view handed out. */
+  #loans = new Map<Uint8Array, { slot: number; generation: number; len: number; shared: ArrayBuffer }>();
   #chunk = new Uint8Array(CHUNK_BYTES);
   #chunkUsed = 0;
   #parked: [Promise<number> | null, Promise<number> | null] = [null, null];
@@ -246,7 +264,12 @@ export class Channel<T = unknown>
     }
     this.mode = mode;
     this.slots = checkInt("slots", options.slots ?? (mode === "ack" ? 1 : 16), 1, 32);
-    const capacity = checkInt("capacity", options.capacity ?? DEFAULTS.capacity, 1, 65536);
+    const capacity = checkInt(
+      "capacity",
+      capacityFor(this.name, options.channelCapacity) ?? options.capacity ?? DEFAULTS.capacity,
+      1,
+      65536,
+    );
     const maxMessageSize = checkInt(
       "maxMessageSize",
       options.maxMessageSize ?? DEFAULTS.maxMessageSize,
@@ -257,8 +280,13 @@ export class Channel<T = unknown>
     this.#expiryMs = expiryMs(this.expiry);
     this.timeout = checkMs("timeout", options.timeout ?? DEFAULTS.timeout);
     this.autoRelease = options.autoRelease ?? true;
+    this.zeroCopy = options.zeroCopy ?? false;
+    if (this.zeroCopy && options.codec !== "raw") {
+      throw new InvalidOptionError('zeroCopy needs codec: "raw" (views are bytes in shared memory)');
+    }
     const permissions = checkInt("permissions", options.permissions ?? 0o600, 0, 0o777);
     this.#codec = makeCodec(options.codec);
+    this.#codecOption = options.codec;
 
     const bytes = segmentName(this.prefix, this.name);
     const err = new Int32Array(2);
@@ -485,6 +513,7 @@ export class Channel<T = unknown>
   }
 
   #receive(auto: boolean): Message<T> | undefined {
+    if (this.zeroCopy) return this.#receiveInPlace();
     this.#ensureChunk();
     const st = this.#lib.ferry_recv(
       this.#live(),
@@ -530,6 +559,108 @@ export class Channel<T = unknown>
       slot,
       generation,
     );
+  }
+
+  #receiveInPlace(): Message<T> | undefined {
+    const meta = this.#meta;
+    const st = this.#lib.ferry_recv(this.#live(), null, 0, 0, RECV_NO_COPY, meta);
+    if (st === Status.EMPTY) return undefined;
+    if (st !== Status.OK) throw this.#statusError(st);
+    const len = meta[2];
+    const shared = this.#view(meta[7] + meta[8] * 0x1_0000_0000, len);
+    return new Message<T>(
+      this.#codec,
+      new Uint8Array(shared),
+      0,
+      len,
+      meta[4] + meta[5] * 0x1_0000_0000,
+      meta[3],
+      (meta[6] & 1) !== 0,
+      this,
+      meta[0],
+      meta[1],
+      shared,
+    );
+  }
+
+  /** A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it. */
+  #view(offset: number, len: number): ArrayBuffer {
+    this.#base ??= this.#lib.ferry_base(this.#live());
+    if (len === 0) return new ArrayBuffer(0);
+    return Deno.UnsafePointerView.getArrayBuffer(this.#base!, len, offset);
+  }
+
+  // ------------------------------------------------------------------ zero-copy sending
+
+  /**
+   * Lends a slot of `size` bytes in shared memory (raw codec): write the message into the
+   * returned view, then `commit` it (or `unloan` it). Counts against `slots` and `capacity` like
+   * a send; throws ChannelFullError when there is no room.
+   */
+  loan(size: number): Uint8Array {
+    if (!this.#isRaw()) {
+      throw new InvalidOptionError('loan needs codec: "raw"');
+    }
+    checkInt("loan size", size, 0, this.maxMessageSize);
+    const out = this.#sendOut;
+    const st = this.#lib.ferry_loan(this.#live(), size, out);
+    if (st !== Status.OK) throw this.#sendError(st);
+    const shared = this.#view(out[2] + out[3] * 0x1_0000_0000, size);
+    const view = new Uint8Array(shared);
+    this.#loans.set(view, { slot: out[0], generation: out[1], len: size, shared });
+    return view;
+  }
+
+  /**
+   * Sends a loaned view (its first `length` bytes, default all). The view is detached: the
+   * bytes now belong to the receiver. In ack mode the returned promise settles with the ack.
+   */
+  commit(view: Uint8Array, options?: SendOptions & { length?: number }): void | Promise<void> {
+    const loan = this.#takeLoan(view);
+    const len = options?.length ?? loan.len;
+    checkInt("commit length", len, 0, loan.len);
+    const ack = (options?.mode ?? this.mode) === "ack";
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const out = this.#sendOut;
+    const st = this.#lib.ferry_commit(
+      this.#live(),
+      loan.slot,
+      loan.generation,
+      loan.len,
+      len,
+      ack ? SEND_ACK : 0,
+      expiry,
+      out,
+    );
+    if (st !== Status.OK) throw this.#sendError(st);
+    if (ack) {
+      const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+      return this.#ackOutcome(out[0], out[1], performance.now() + timeout, timeout);
+    }
+  }
+
+  /** Gives a loaned slot back without sending it. */
+  unloan(view: Uint8Array): void {
+    const loan = this.#takeLoan(view);
+    const st = this.#lib.ferry_unloan(this.#live(), loan.slot, loan.generation);
+    if (st !== Status.OK) throw this.#statusError(st);
+  }
+
+  #takeLoan(view: Uint8Array) {
+    const loan = this.#loans.get(view);
+    if (loan === undefined) {
+      throw new FerryError(
+        "NotLoaned",
+        `that view was not lent by loan() on '${this.name}', or was used already`,
+      );
+    }
+    this.#loans.delete(view);
+    loan.shared.transfer(0); // detach: the slot is no longer the caller's to write
+    return loan;
+  }
+
+  #isRaw(): boolean {
+    return this.#codecOption === "raw";
   }
 
   /** @internal Called by Message.release(). */

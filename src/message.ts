@@ -2,6 +2,7 @@
 // segment), so they stay valid after release; `data` is decoded on first use.
 
 import type { Codec } from "./codec.ts";
+import { FerryError } from "./errors.ts";
 
 /** What a Message needs from its channel to release itself. */
 export interface Releaser {
@@ -24,6 +25,9 @@ export class Message<T = unknown> {
   #owner: Releaser | null;
   #slot: number;
   #generation: number;
+  /** Zero-copy messages: the buffer over shared memory, detached at release. */
+  #shared: ArrayBuffer | null;
+  #copy: Uint8Array | null = null;
 
   /** @internal Built by Channel. */
   constructor(
@@ -37,6 +41,7 @@ export class Message<T = unknown> {
     owner: Releaser | null,
     slot: number,
     generation: number,
+    shared: ArrayBuffer | null = null,
   ) {
     this.#codec = codec;
     this.#buf = buf;
@@ -48,12 +53,39 @@ export class Message<T = unknown> {
     this.#owner = owner;
     this.#slot = slot;
     this.#generation = generation;
+    this.#shared = shared;
+  }
+
+  /** Zero-copy channels: the payload in shared memory, valid until release. */
+  get view(): Uint8Array {
+    if (this.#shared === null) {
+      throw new FerryError(
+        "NotZeroCopy",
+        "msg.view needs a channel opened with zeroCopy: true; use msg.bytes",
+      );
+    }
+    if (this.released) throw new FerryError("Released", "msg.view was used after the message was released");
+    return this.#buf;
+  }
+
+  /** The bytes this message's value is read from (a private copy for zero-copy messages). */
+  #own(): Uint8Array {
+    if (this.#shared === null) return this.#buf;
+    if (this.#copy === null) {
+      if (this.released) {
+        throw new FerryError("Released", "a zero-copy message's bytes were read after it was released");
+      }
+      this.#copy = this.#buf.slice(this.#start, this.#end);
+      this.#start = 0;
+      this.#end = this.#copy.length;
+    }
+    return this.#copy;
   }
 
   /** The decoded value (for the raw codec, the bytes themselves). */
   get data(): T {
     if (!this.#decoded) {
-      this.#data = this.#codec.decode(this.#buf, this.#start, this.#end);
+      this.#data = this.#codec.decode(this.#own(), this.#start, this.#end);
       this.#decoded = true;
     }
     return this.#data as T;
@@ -61,7 +93,8 @@ export class Message<T = unknown> {
 
   /** The encoded payload as sent. */
   get bytes(): Uint8Array {
-    return this.#buf.subarray(this.#start, this.#end);
+    const own = this.#own();
+    return own.subarray(this.#start, this.#end);
   }
 
   /** Whether the message has been released (always true for auto-released messages). */
@@ -77,6 +110,10 @@ export class Message<T = unknown> {
     const owner = this.#owner;
     if (owner === null) return;
     this.#owner = null;
-    owner.releaseHeld(this.#slot, this.#generation);
+    try {
+      owner.releaseHeld(this.#slot, this.#generation);
+    } finally {
+      this.#shared?.transfer(0); // every view of the slot is revoked: it may be reused now
+    }
   }
 }

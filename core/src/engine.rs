@@ -254,14 +254,27 @@ impl Handle {
         expiry_ms: u32,
         retry: bool,
     ) -> Result<(u32, u32, u64), i32> {
+        if payload.len() > self.seg.layout.max_message as usize {
+            return Err(ERR_TOO_LARGE);
+        }
+        let k = self.acquire(retry)?;
+        // SAFETY: slot k is WRITING with us as sender (claimed by CAS in acquire), so its inline
+        // bytes and data region are ours alone; the payload fits the one chosen (INLINE_BYTES,
+        // or max_message <= slot_stride).
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, payload.len()), payload.len())
+        };
+        Ok(self.publish(k, payload.len() as u32, ack, expiry_ms))
+    }
+
+    /// Claims a free slot for this sender (FREE -> WRITING by us), within its `slots` limit,
+    /// its lane window and the channel's capacity.
+    fn acquire(&self, retry: bool) -> Result<u32, i32> {
         if self.me == OBSERVER {
             return Err(ERR_INVALID_ARGUMENT);
         }
         if self.closed.load(Relaxed) {
             return Err(CLOSED);
-        }
-        if payload.len() > self.seg.layout.max_message as usize {
-            return Err(ERR_TOO_LARGE);
         }
         // `self.local()` is re-borrowed after each call that takes it too (reap, claim).
         let limit = self.slot_limit as usize;
@@ -287,16 +300,16 @@ impl Handle {
         }
         let k = self.claim_free_slot().ok_or(FULL_CAPACITY)?;
         fault::point("send.claimed");
+        Ok(k)
+    }
+
+    /// Publishes slot `k` (WRITING by us, payload in place) as the lane's next message.
+    fn publish(&self, k: u32, len: u32, ack: bool, expiry_ms: u32) -> (u32, u32, u64) {
         let l = self.local();
         let s = self.seg.slot(k);
-        // SAFETY: slot k is WRITING with us as sender (claimed by CAS in claim_free_slot), so
-        // its inline bytes and data region are ours alone; the payload fits the one chosen
-        // (INLINE_BYTES, or max_message <= slot_stride).
-        unsafe {
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, payload.len()), payload.len())
-        };
+        let lane = self.seg.participant(self.me);
         let seq = l.tail;
-        s.len.store(payload.len() as u32, Relaxed);
+        s.len.store(len, Relaxed);
         s.seq.store(seq, Relaxed);
         s.pid.store(self.pid, Relaxed);
         s.deadline_ms
@@ -316,7 +329,70 @@ impl Handle {
         lane.owner.sent.store(l.sent, Relaxed);
         l.inflight.push((k, writing.generation()));
         self.wake(Side::Recv);
-        Ok((k, writing.generation(), seq))
+        (k, writing.generation(), seq)
+    }
+
+    /// Lends the caller a slot to write `len` bytes into directly: returns (slot, generation,
+    /// offset of the payload in the segment). `commit` publishes it, `unloan` gives it back.
+    pub fn loan(&self, len: u32) -> Result<(u32, u32, u64), i32> {
+        if len > self.seg.layout.max_message {
+            return Err(ERR_TOO_LARGE);
+        }
+        let k = self.acquire(false)?;
+        let g = State(self.seg.slot(k).state.load(Relaxed)).generation();
+        Ok((k, g, self.payload_offset(k, len as usize)))
+    }
+
+    fn loaned(&self, k: u32, g: u32) -> bool {
+        let cur = State(self.seg.slot(k).state.load(Acquire));
+        cur.kind() == Kind::Writing && cur.sender() == self.me && cur.generation() == g
+    }
+
+    /// Publishes a loaned slot holding `len` of the `loaned` bytes it was lent for.
+    pub fn commit(
+        &self,
+        k: u32,
+        g: u32,
+        loaned: u32,
+        len: u32,
+        ack: bool,
+        expiry_ms: u32,
+    ) -> Result<(u32, u32, u64), i32> {
+        if k >= self.seg.layout.capacity || len > loaned || loaned > self.seg.layout.max_message {
+            return Err(ERR_INVALID_ARGUMENT);
+        }
+        if self.closed.load(Relaxed) {
+            return Err(CLOSED);
+        }
+        if !self.loaned(k, g) {
+            return Err(ERR_NOT_HELD);
+        }
+        let (from, to) = (self.payload_ptr(k, loaned as usize), self.payload_ptr(k, len as usize));
+        if from != to {
+            // Committed shorter than lent, across the inline limit: move it where readers look.
+            // SAFETY: both regions belong to slot k, which we hold WRITING; ptr::copy allows overlap.
+            unsafe { std::ptr::copy(from, to, len as usize) };
+        }
+        Ok(self.publish(k, len, ack, expiry_ms))
+    }
+
+    /// Returns a loaned slot unpublished.
+    pub fn unloan(&self, k: u32, g: u32) -> i32 {
+        if k >= self.seg.layout.capacity || !self.loaned(k, g) {
+            return ERR_NOT_HELD;
+        }
+        let st = &self.seg.slot(k).state;
+        let cur = State(st.load(Acquire));
+        if st.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_err() {
+            return ERR_NOT_HELD;
+        }
+        self.wake(Side::Send);
+        OK
+    }
+
+    /// Offset from the segment's start of slot `k`'s payload of `len` bytes.
+    pub fn payload_offset(&self, k: u32, len: usize) -> u64 {
+        (self.payload_ptr(k, len) as usize - self.seg.map.base as usize) as u64
     }
 
     /// Counts a send that gave up on a full channel (trySend, or a timed-out wait).

@@ -23,6 +23,8 @@ pub const SEND_COUNT_FULL: u32 = 2;
 /// The caller is retrying after FULL: a cheaper look at its in-flight slots will do.
 pub const SEND_RETRY: u32 = 4;
 pub const RECV_AUTO_RELEASE: u32 = 1;
+/// Claim without copying: the caller reads the payload in place (meta[7..9] is its offset).
+pub const RECV_NO_COPY: u32 = 2;
 
 fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
     // SAFETY: the binding passes only pointers it got from `ferry_open` and has not yet passed
@@ -139,6 +141,48 @@ pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
     OK
 }
 
+/// The segment's first byte in this process, for zero-copy views (offsets come with each loan
+/// and each RECV_NO_COPY receive). Valid until `ferry_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_base(h: *const Handle) -> *mut u8 {
+    handle(h).map_or(std::ptr::null_mut(), |h| h.seg.map.base)
+}
+
+/// Lends a slot for `len` bytes. `out` (4 x u32): [slot, generation, offset lo, offset hi].
+#[no_mangle]
+pub unsafe extern "C" fn ferry_loan(h: *const Handle, len: u32, out: *mut u32) -> i32 {
+    let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    match h.loan(len) {
+        Ok((slot, generation, offset)) => {
+            write_out(out, &[slot, generation, offset as u32, (offset >> 32) as u32]);
+            OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// Publishes `len` bytes of a slot lent for `loaned` bytes. `out` as `ferry_send`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_commit(
+    h: *const Handle,
+    slot: u32,
+    generation: u32,
+    loaned: u32,
+    len: u32,
+    flags: u32,
+    expiry_ms: u32,
+    out: *mut u32,
+) -> i32 {
+    let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    send_result(h.commit(slot, generation, loaned, len, flags & SEND_ACK != 0, expiry_ms), out)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn ferry_unloan(h: *const Handle, slot: u32, generation: u32) -> i32 {
+    let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    h.unloan(slot, generation)
+}
+
 fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32 {
     match r {
         Ok((slot, generation, seq)) => {
@@ -207,7 +251,14 @@ fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) -> i32 {
         Err(code) => return code,
     };
     let flag_bits = u32::from(m.redelivered) | (u32::from(m.ack) << 1);
-    write_out(meta, &[m.slot, m.generation, m.len, m.pid, m.seq as u32, (m.seq >> 32) as u32, flag_bits]);
+    let offset = h.payload_offset(m.slot, m.len as usize);
+    let lo_hi = |v: u64| [v as u32, (v >> 32) as u32];
+    let [seq_lo, seq_hi] = lo_hi(m.seq);
+    let [off_lo, off_hi] = lo_hi(offset);
+    write_out(meta, &[m.slot, m.generation, m.len, m.pid, seq_lo, seq_hi, flag_bits, off_lo, off_hi]);
+    if flags & RECV_NO_COPY != 0 {
+        return OK;
+    }
     match h.read(m.slot, m.generation, dst) {
         Ok(_) if flags & RECV_AUTO_RELEASE != 0 => h.release(m.slot, m.generation),
         Ok(_) => OK,
@@ -215,8 +266,9 @@ fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) -> i32 {
     }
 }
 
-/// Receives without waiting: claims the next message and copies it into `dst`. `meta`
-/// (7 x u32): [slot, generation, len, sender pid, seq_lo, seq_hi, flags(1 redelivered, 2 ack)].
+/// Receives without waiting: claims the next message and copies it into `dst` (unless
+/// RECV_NO_COPY). `meta` (9 x u32): [slot, generation, len, sender pid, seq_lo, seq_hi,
+/// flags(1 redelivered, 2 ack), payload offset lo, hi].
 /// NEED_BUFFER: the message (meta[2] bytes) is held but not copied; `ferry_read` it.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_recv(

@@ -1,0 +1,78 @@
+// The channel layer: capacity by pattern, exact stats counters, zero-copy loans and views.
+
+import assert from "node:assert/strict";
+import { Channel, ChannelFullError } from "../mod.ts";
+import { checkPayload, delay, patternPayload, Scope } from "./helpers.ts";
+
+Deno.test("capacity by glob and by RegExp is fixed at creation and seen by every process", async () => {
+  await using s = new Scope();
+  const patterns = { "http.request": 200, "ws.*": 3, [String(/^jobs\.\d+$/)]: 2 };
+  const ws = s.open("ws.chat", { mode: "async", channelCapacity: patterns, capacity: 50 });
+  const jobs = s.open("jobs.42", { mode: "async", channelCapacity: new Map([[/^jobs\./, 2]]) });
+  const other = s.open("other", { mode: "async", channelCapacity: patterns, capacity: 5 });
+  assert.deepEqual([ws.capacity, jobs.capacity, other.capacity], [3, 2, 5]);
+
+  // A process that knows nothing of the patterns fills each channel exactly to its capacity.
+  for (const [name, capacity] of [["ws.chat", 3], ["jobs.42", 2], ["other", 5]] as const) {
+    const sender = await s.spawn("peer.ts", name, { mode: "async", capacity: 999 });
+    const reply = await sender.ask("trySend", { n: capacity + 1 });
+    assert.equal(reply.sent, capacity, name);
+    assert.equal(reply.error, "ChannelFullError", name);
+  }
+});
+
+Deno.test("stats count exactly what happened: sends, receives, releases, expiries, rejections", async () => {
+  await using s = new Scope();
+  const ch = s.open("stats", { mode: "async", capacity: 4 });
+  for (const v of ["a", "b", "c"]) ch.trySend(v);
+  ch.trySend("d", { expiry: 0.03 });
+  assert.throws(() => ch.trySend("e"), ChannelFullError);
+  const receiver = await s.spawn("peer.ts", "stats", { mode: "async" });
+  assert.equal((await receiver.ask("recv", { timeout: 5000 })).data, "a");
+  assert.equal((await receiver.ask("recv", { timeout: 5000 })).data, "b");
+  await delay(80); // d's deadline passing is the behaviour under test
+  assert.equal((await receiver.ask("recv", { timeout: 5000 })).data, "c");
+  assert.equal((await receiver.ask("recv", { timeout: 100 })).error, "TimeoutError"); // d expired, dropped
+
+  const { counters, depth, inFlight } = ch.stat();
+  assert.deepEqual(counters, { sent: 4, received: 3, released: 3, expired: 1, full: 1, redelivered: 0 });
+  assert.deepEqual({ depth, inFlight }, { depth: 0, inFlight: 0 });
+});
+
+Deno.test("zero-copy: a loaned slot is written in place, received as a view, and the view dies at release", async () => {
+  await using s = new Scope();
+  const ch = s.open("zc", { mode: "async", codec: "raw", maxMessageSize: 256 * 1024, capacity: 8 });
+  const receiver = await s.spawn("zerocopy_receiver.ts", "zc", 3);
+
+  const big = ch.loan(200_000);
+  big.set(patternPayload(1, 200_000));
+  ch.commit(big);
+  assert.equal(big.length, 0, "a committed loan is detached from the sender");
+
+  // Lent for 200 bytes, committed as 48: moved to where small payloads live.
+  const small = ch.loan(200);
+  small.set(patternPayload(2, 48));
+  ch.commit(small, { length: 48 });
+
+  const dropped = ch.loan(64);
+  ch.unloan(dropped);
+  ch.trySend(patternPayload(3, 1024)); // the copying path into a zero-copy receiver
+
+  for (const [seq, size] of [[1, 200_000], [2, 48], [3, 1024]]) {
+    const report = JSON.parse(await receiver.line());
+    assert.deepEqual(report, { seq, size, keptLength: 0, copyOk: true, afterRelease: "Released" });
+  }
+  assert.deepEqual({ depth: ch.stat().depth, inFlight: ch.stat().inFlight }, { depth: 0, inFlight: 0 });
+  assert.throws(() => ch.commit(big), { code: "NotLoaned" });
+});
+
+Deno.test("zero-copy views need a zero-copy channel, and a copying channel's bytes stay valid", async () => {
+  await using s = new Scope();
+  const tx = s.open("plain", { mode: "async", codec: "raw" });
+  const rx = s.open("plain", { mode: "async", codec: "raw" });
+  tx.trySend(patternPayload(7, 64));
+  const msg = rx.tryRecv()!;
+  assert.throws(() => msg.view, { code: "NotZeroCopy" });
+  assert.equal(checkPayload(msg.bytes), 7);
+  assert.throws(() => s.open("json", { codec: "msgpack", zeroCopy: true }), { code: "InvalidOption" });
+});
