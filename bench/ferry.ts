@@ -65,8 +65,12 @@ export async function runFerry(w: Workload): Promise<Result> {
     }
     // Throughput: senders and receivers each in their own process, started together.
     const pairs = w.kind === "throughput-2x2" ? 2 : 1;
-    const receivers = Array.from({ length: pairs }, () => spawn("recv-sync", "0"));
-    const senders = Array.from({ length: pairs }, () => spawn("send-sync", String(w.count), "end"));
+    const batched = w.kind === "throughput-batch";
+    const receivers = Array.from({ length: pairs }, () => spawn(batched ? "recv-batch" : "recv-sync", "0"));
+    const senders = Array.from(
+      { length: pairs },
+      () => spawn(batched ? "send-batch" : "send-sync", String(w.count), "end"),
+    );
     for (const p of [...receivers, ...senders]) await p.expect("ready");
     for (const s of senders) await s.say("go");
     const reports = await Promise.all(receivers.map((r) => r.json<PeerReport>()));

@@ -1,7 +1,8 @@
 // One side of a ferry benchmark, in its own process. Usage:
 //   ferry_peer.ts <role> <prefix> <channel> <codec> <size> <count>
-// role: recv-sync | recv-async (receive `count` messages, touching each one's data; with count 0,
-//       until an empty message arrives) or send-sync (send `count` messages in async mode, then
+// role: recv-sync | recv-async | recv-batch (receive `count` messages, touching each one's data; with count 0,
+//       until an empty message arrives) or send-sync / send-batch (send `count` messages in async
+//       mode, one by one or 32 per sendMany, then
 //       one empty message when `count` is followed by "end").
 // Prints "ready" once the channel is open and, for senders, waits for "go" on stdin; ends with
 // one JSON line: { count, firstNs, lastNs } on the u32 nanosecond clock.
@@ -50,6 +51,32 @@ if (role === "recv-sync" && count === 0) {
     if (++i === count) break;
   }
   received = i;
+} else if (role === "recv-batch") {
+  for (;;) {
+    const batch = ch.tryRecvMany(256);
+    const msgs = batch.length > 0 ? batch : await ch.recvMany(256);
+    let end = false;
+    for (const msg of msgs) {
+      const data = msg.data;
+      if (isEnd(data)) {
+        end = true;
+        break;
+      }
+      if (received++ === 0) firstNs = clock();
+      touch(data);
+    }
+    if (end) break;
+  }
+} else if (role === "send-batch") {
+  const value = codec === "raw" ? rawPayload(Number(sizeArg)) : SMALL_OBJECT;
+  const batch = Array.from({ length: 32 }, () => value);
+  const reader = Deno.stdin.readable.getReader();
+  await reader.read(); // "go"
+  reader.releaseLock();
+  firstNs = clock();
+  for (let i = 0; i < count; i += batch.length) await ch.sendMany(batch.slice(0, Math.min(32, count - i)));
+  if (endArg === "end") ch.sendSync(END, { mode: "async" });
+  received = count;
 } else if (role === "send-sync") {
   const value = codec === "raw" ? rawPayload(Number(sizeArg)) : SMALL_OBJECT;
   const reader = Deno.stdin.readable.getReader();

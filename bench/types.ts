@@ -11,7 +11,9 @@ export type WorkloadKind =
   /** One sender, one receiver, as fast as possible, up to 16 messages in flight (async mode). */
   | "throughput"
   /** Two senders and two receivers, each sender `count` messages. */
-  | "throughput-2x2";
+  | "throughput-2x2"
+  /** As throughput, through batch APIs (ferry: sendMany/recvMany; sockets: coalesced writes). */
+  | "throughput-batch";
 
 export type PayloadCodec = "raw" | "msgpack";
 

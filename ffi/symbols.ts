@@ -58,6 +58,33 @@ export const symbols = {
     ],
     result: "i32",
   },
+  ferry_note_full: { parameters: ["pointer"], result: "void" }, // h
+  ferry_send_batch: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // const u8 *payloads, end to end
+      "u32", // bytes in payloads
+      "buffer", // const u32 *lens
+      "u32", // count
+      "u32", // expiry_ms
+      "buffer", // u32 out[1]: sent
+    ],
+    result: "i32",
+  },
+  ferry_recv_batch: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // u8 *dst
+      "u32", // dst_cap
+      "u32", // dst_off
+      "u32", // max messages
+      "u32", // flags (1 auto release)
+      "buffer", // u32 meta[8 * max]
+      "u32", // meta length
+      "buffer", // u32 count_out[1]
+    ],
+    result: "i32",
+  },
   ferry_recv: {
     parameters: [
       "pointer", // Handle *h

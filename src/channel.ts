@@ -115,6 +115,8 @@ const SPIN_ATTEMPTS = 1000;
 /** Longest single park; waits re-check liveness and deadlines at least this often. */
 const PARK_SLICE_MS = 20;
 const MAX_MS = 0xffff_fffe;
+/** Messages one batch call moves at most. */
+const BATCH_MAX = 256;
 
 const encoder = new TextEncoder();
 
@@ -217,6 +219,8 @@ export class Channel<T = unknown>
   #base: Deno.PointerObject | null = null;
   /** Slots lent by `loan`, by the view handed out. */
   #loans = new Map<Uint8Array, { slot: number; generation: number; len: number; shared: ArrayBuffer }>();
+  #batchMeta = new Uint32Array(8 * BATCH_MAX);
+  #batchCount = new Uint32Array(1);
   #chunk = new Uint8Array(CHUNK_BYTES);
   #chunkUsed = 0;
   #parked: [Promise<number> | null, Promise<number> | null] = [null, null];
@@ -379,6 +383,173 @@ export class Channel<T = unknown>
       const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
       return this.#ackOutcome(out[0], out[1], performance.now() + timeout, timeout);
     }
+  }
+
+  // ------------------------------------------------------------------ batches
+
+  /**
+   * Sends `values` in async mode, as many per core call as fit, and returns how many were sent:
+   * all of them, or those before the first that found no room. Every value is encoded and
+   * checked before any is written, so bad input sends nothing.
+   */
+  trySendMany(values: readonly T[], options?: { expiry?: number }): number {
+    const staged = this.#stage(values);
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    return this.#sendStaged(staged, 0, expiry, true);
+  }
+
+  /** As trySendMany, waiting for room (up to `timeout`) until every value is sent. */
+  async sendMany(values: readonly T[], options?: { expiry?: number; timeout?: number }): Promise<void> {
+    const staged = this.#stage(values);
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    let sent = this.#sendStaged(staged, 0, expiry, false);
+    if (sent === values.length) return;
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const done = await this.#until(SIDE_SEND, performance.now() + timeout, () => {
+      sent = this.#sendStaged(staged, sent, expiry, false);
+      return sent === values.length ? true : undefined;
+    });
+    if (done === undefined) {
+      this.#lib.ferry_note_full(this.#live());
+      throw new TimeoutError(
+        `sendMany on '${this.name}' sent ${sent} of ${values.length} within ${timeout} ms; the channel stayed full`,
+      );
+    }
+  }
+
+  /** Encodes every value end to end into one buffer, checking each before anything is sent. */
+  #stage(values: readonly T[]): { bytes: Uint8Array; lens: Uint32Array; offsets: Float64Array } {
+    const lens = new Uint32Array(values.length);
+    const offsets = new Float64Array(values.length + 1);
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (let i = 0; i < values.length; i++) {
+      const part = this.#codec.encode(values[i]);
+      if (part.length > this.maxMessageSize) {
+        throw new MessageTooLargeError(
+          `sendMany: value ${i} is ${part.length} bytes; channel '${this.name}' takes at most ${this.maxMessageSize}`,
+        );
+      }
+      parts.push(part);
+      lens[i] = part.length;
+      offsets[i] = total;
+      total += part.length;
+    }
+    offsets[values.length] = total;
+    const bytes = new Uint8Array(total);
+    for (let i = 0; i < parts.length; i++) bytes.set(parts[i], offsets[i]);
+    return { bytes, lens, offsets };
+  }
+
+  /** Sends staged messages from index `from` on; returns the index reached. */
+  #sendStaged(
+    staged: { bytes: Uint8Array; lens: Uint32Array; offsets: Float64Array },
+    from: number,
+    expiry: number,
+    countFull: boolean,
+  ): number {
+    const out = this.#sendOut;
+    let at = from;
+    while (at < staged.lens.length) {
+      const count = Math.min(BATCH_MAX, staged.lens.length - at);
+      const start = staged.offsets[at];
+      const bytes = staged.bytes.subarray(start, staged.offsets[at + count]);
+      const st = this.#lib.ferry_send_batch(
+        this.#live(),
+        bytes,
+        bytes.length,
+        staged.lens.subarray(at, at + count),
+        count,
+        expiry,
+        out,
+      );
+      at += out[0];
+      if (st === Status.OK) continue;
+      if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+        if (countFull) this.#lib.ferry_note_full(this.#live());
+        return at;
+      }
+      throw this.#sendError(st);
+    }
+    return at;
+  }
+
+  /** Up to `max` messages queued now (none: an empty array), in as few core calls as fit. */
+  tryRecvMany(max = 64): Message<T>[] {
+    checkInt("max", max, 1, BATCH_MAX);
+    const got: Message<T>[] = [];
+    if (this.zeroCopy) {
+      for (
+        let m = this.#receiveInPlace();
+        m !== undefined;
+        m = got.length < max ? this.#receiveInPlace() : undefined
+      ) {
+        got.push(m);
+      }
+      return got;
+    }
+    const auto = this.autoRelease;
+    this.#ensureChunk();
+    const meta = this.#batchMeta;
+    const base = this.#chunkUsed;
+    const st = this.#lib.ferry_recv_batch(
+      this.#live(),
+      this.#chunk,
+      this.#chunk.length,
+      base,
+      max,
+      auto ? RECV_AUTO_RELEASE : 0,
+      meta,
+      meta.length,
+      this.#batchCount,
+    );
+    if (st === Status.EMPTY) return got;
+    if (st !== Status.OK) throw this.#statusError(st);
+    const chunk = this.#chunk;
+    const n = this.#batchCount[0];
+    for (let i = 0; i < n; i++) {
+      const e = i * 8;
+      const slot = meta[e], generation = meta[e + 1], len = meta[e + 2], flags = meta[e + 6];
+      let buf = chunk, start = base + meta[e + 7];
+      if (flags & 4) {
+        // Too big for what was left of the chunk: held, read into its own buffer.
+        buf = new Uint8Array(Math.max(len, 1));
+        start = 0;
+        const r = this.#lib.ferry_read(this.#live(), slot, generation, buf, buf.length, 0);
+        if (r < 0) throw this.#statusError(r);
+        if (auto) this.#lib.ferry_release(this.#live(), slot, generation);
+      } else {
+        this.#chunkUsed = start + len;
+      }
+      got.push(
+        new Message<T>(
+          this.#codec,
+          buf,
+          start,
+          start + len,
+          meta[e + 4] + meta[e + 5] * 0x1_0000_0000,
+          meta[e + 3],
+          (flags & 1) !== 0,
+          auto ? null : this,
+          slot,
+          generation,
+        ),
+      );
+    }
+    return got;
+  }
+
+  /** At least one message, up to `max`, waiting up to `timeout` ms (TimeoutError). */
+  async recvMany(max = 64, options?: RecvOptions): Promise<Message<T>[]> {
+    const now = this.tryRecvMany(max);
+    if (now.length > 0) return now;
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const got = await this.#until(SIDE_RECV, performance.now() + timeout, () => {
+      const m = this.tryRecvMany(max);
+      return m.length > 0 ? m : undefined;
+    });
+    if (got === undefined) throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
+    return got;
   }
 
   #encode(value: T): Uint8Array {

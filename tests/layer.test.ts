@@ -1,7 +1,7 @@
 // The channel layer: capacity by pattern, exact stats counters, zero-copy loans and views.
 
 import assert from "node:assert/strict";
-import { Channel, ChannelFullError } from "../mod.ts";
+import { Channel, ChannelFullError, EncodeError, MessageTooLargeError } from "../mod.ts";
 import { checkPayload, delay, patternPayload, Scope } from "./helpers.ts";
 
 Deno.test("capacity by glob and by RegExp is fixed at creation and seen by every process", async () => {
@@ -75,4 +75,29 @@ Deno.test("zero-copy views need a zero-copy channel, and a copying channel's byt
   assert.throws(() => msg.view, { code: "NotZeroCopy" });
   assert.equal(checkPayload(msg.bytes), 7);
   assert.throws(() => s.open("json", { codec: "msgpack", zeroCopy: true }), { code: "InvalidOption" });
+});
+
+Deno.test("batches: sendMany and recvMany move many messages per call, in order, across processes", async () => {
+  await using s = new Scope();
+  const out = s.open("batch", { mode: "async", capacity: 64 });
+  const back = s.open("batch.back", { mode: "async" });
+  const echo = await s.spawn("batch_echo.ts", "batch", 1000);
+  const values = Array.from({ length: 1000 }, (_, i) => i);
+  await out.sendMany(values);
+  const msg = await back.recv({ timeout: 20_000 });
+  assert.deepEqual(msg.data, values);
+  assert.equal((await echo.status).code, 0);
+});
+
+Deno.test("batches: trySendMany stops at a full channel, and a bad value in a batch sends nothing", async () => {
+  await using s = new Scope();
+  const ch = s.open("partial", { mode: "async", capacity: 5, slots: 32, maxMessageSize: 64 });
+  assert.equal(ch.trySendMany([1, 2, 3, 4, 5, 6, 7]), 5);
+  assert.equal(ch.stat().counters.full, 1);
+  const rx = s.open("partial", { mode: "async" });
+  assert.deepEqual(rx.tryRecvMany(10).map((m) => m.data), [1, 2, 3, 4, 5]);
+  assert.throws(() => ch.trySendMany([1, "x".repeat(100), 3]), MessageTooLargeError);
+  assert.throws(() => ch.trySendMany([1, () => 2, 3] as unknown[]), EncodeError);
+  assert.deepEqual(rx.tryRecvMany(10), []);
+  assert.equal(ch.stat().counters.sent, 5);
 });

@@ -305,6 +305,13 @@ impl Handle {
 
     /// Publishes slot `k` (WRITING by us, payload in place) as the lane's next message.
     fn publish(&self, k: u32, len: u32, ack: bool, expiry_ms: u32) -> (u32, u32, u64) {
+        let sent = self.publish_quietly(k, len, ack, expiry_ms);
+        self.wake(Side::Recv);
+        sent
+    }
+
+    /// `publish` without waking sleepers: a batch wakes once after its last message.
+    fn publish_quietly(&self, k: u32, len: u32, ack: bool, expiry_ms: u32) -> (u32, u32, u64) {
         let l = self.local();
         let s = self.seg.slot(k);
         let lane = self.seg.participant(self.me);
@@ -328,8 +335,44 @@ impl Handle {
         l.sent += 1;
         lane.owner.sent.store(l.sent, Relaxed);
         l.inflight.push((k, writing.generation()));
-        self.wake(Side::Recv);
         (k, writing.generation(), seq)
+    }
+
+    /// Sends the messages laid end to end in `payloads` (lengths in `lens`) until one finds no
+    /// room; one wake for the batch. Returns how many were sent and why it stopped (OK when all
+    /// were).
+    pub fn send_batch(&self, payloads: &[u8], lens: &[u32], expiry_ms: u32) -> (u32, i32) {
+        let mut at = 0usize;
+        let mut sent = 0u32;
+        let mut why = OK;
+        for (i, &len) in lens.iter().enumerate() {
+            let len = len as usize;
+            let Some(payload) = payloads.get(at..at + len) else {
+                why = ERR_INVALID_ARGUMENT;
+                break;
+            };
+            if len > self.seg.layout.max_message as usize {
+                why = ERR_TOO_LARGE;
+                break;
+            }
+            // Only the first message looks at every in-flight slot; the rest are retries.
+            let k = match self.acquire(i > 0) {
+                Ok(k) => k,
+                Err(code) => {
+                    why = code;
+                    break;
+                }
+            };
+            // SAFETY: as in `send_with`: slot k is WRITING by us and the payload fits its place.
+            unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, len), len) };
+            self.publish_quietly(k, len as u32, false, expiry_ms);
+            at += len;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.wake(Side::Recv);
+        }
+        (sent, why)
     }
 
     /// Lends the caller a slot to write `len` bytes into directly: returns (slot, generation,
@@ -734,6 +777,67 @@ impl Handle {
         None
     }
 
+    /// Receives up to `max` messages into `dst` end to end, releasing each when `auto_release`;
+    /// one wake for the batch. `meta` takes 8 u32 per message: [slot, generation, len, pid,
+    /// seq_lo, seq_hi, flags (1 redelivered, 2 ack, 4 not copied: too big for what was left of
+    /// dst, held, read it with `read`), offset in dst]. Returns the count (the last one may be
+    /// "not copied").
+    pub fn recv_batch(
+        &self,
+        dst: &mut [u8],
+        max: u32,
+        auto_release: bool,
+        meta: &mut [u32],
+    ) -> Result<u32, i32> {
+        let max = max.min((meta.len() / 8) as u32);
+        let mut at = 0usize;
+        let mut n = 0u32;
+        let mut released_any = false;
+        while n < max {
+            let m = match self.claim() {
+                Ok(m) => m,
+                Err(EMPTY) => break,
+                Err(code) if n == 0 => return Err(code),
+                Err(_) => break,
+            };
+            let len = m.len as usize;
+            let fits = dst.len() - at >= len;
+            let mut flags = u32::from(m.redelivered) | (u32::from(m.ack) << 1);
+            if fits {
+                self.read(m.slot, m.generation, &mut dst[at..at + len])?;
+                if auto_release && self.release_quietly(m.slot, m.generation) == OK {
+                    released_any = true;
+                }
+            } else {
+                flags |= 4;
+            }
+            let e = &mut meta[n as usize * 8..n as usize * 8 + 8];
+            e.copy_from_slice(&[
+                m.slot,
+                m.generation,
+                m.len,
+                m.pid,
+                m.seq as u32,
+                (m.seq >> 32) as u32,
+                flags,
+                at as u32,
+            ]);
+            n += 1;
+            if !fits {
+                break;
+            }
+            at += len;
+        }
+        if released_any {
+            self.wake(Side::Send);
+        }
+        if n == 0 {
+            Err(EMPTY)
+        } else {
+            Ok(n)
+        }
+    }
+
     /// Copies a message this handle holds into `dst` (which must be large enough).
     pub fn read(&self, k: u32, g: u32, dst: &mut [u8]) -> Result<u32, i32> {
         if k >= self.seg.layout.capacity {
@@ -760,6 +864,15 @@ impl Handle {
     /// Releases a message this handle holds: async ones free their slot, ack ones report ACKED to
     /// their sender.
     pub fn release(&self, k: u32, g: u32) -> i32 {
+        let r = self.release_quietly(k, g);
+        if r == OK {
+            self.wake(Side::Send);
+        }
+        r
+    }
+
+    /// `release` without waking sleepers: a batch wakes once.
+    pub fn release_quietly(&self, k: u32, g: u32) -> i32 {
         if k >= self.seg.layout.capacity {
             return ERR_INVALID_ARGUMENT;
         }
@@ -776,7 +889,6 @@ impl Handle {
                 let l = self.local();
                 l.released += 1;
                 self.seg.participant(self.me).owner.released.store(l.released, Relaxed);
-                self.wake(Side::Send);
                 return OK;
             }
             // The sender cleared ACK (it stopped waiting): retry with the new word.
