@@ -32,3 +32,12 @@ export {
   TimeoutError,
   TooManyParticipantsError,
 } from "./src/errors.ts";
+export {
+  type ChannelScan,
+  gc,
+  type GcOptions,
+  isAbandoned,
+  listChannels,
+  scanChannels,
+  type SkippedSegment,
+} from "./src/admin.ts";

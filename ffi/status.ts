@@ -31,6 +31,8 @@ export const IncompatibleReason: Record<number, string> = {
 };
 
 export const OPEN_OBSERVER = 1;
+/** Open only an existing channel (absent: ERR_NOT_FOUND). */
+export const OPEN_EXISTING = 2;
 export const SEND_ACK = 1;
 export const SEND_COUNT_FULL = 2;
 /** A retry after FULL: the core may look only at the oldest in-flight slot most times. */

@@ -6,6 +6,7 @@ import { core } from "../ffi/lib.ts";
 import {
   IncompatibleReason,
   NO_TIMEOUT,
+  OPEN_EXISTING,
   OPEN_OBSERVER,
   RECV_AUTO_RELEASE,
   RECV_NO_COPY,
@@ -69,6 +70,8 @@ export interface OpenOptions<T = unknown> {
    * recv/tryRecv/recvSync stay held until `msg.release()`; `for await` releases after the body.
    */
   zeroCopy?: boolean;
+  /** false: open only an existing channel (ChannelNotFoundError when absent). Default true. */
+  create?: boolean;
 }
 
 export interface SendOptions {
@@ -242,6 +245,26 @@ export class Channel<T = unknown>
     throw openError(st, 0, prefix, name);
   }
 
+  /**
+   * Undoes what dead participants of a channel left (held messages redelivered, unfinished
+   * writes freed, outcomes nobody will collect dropped), without joining it; every live handle
+   * does this on its own within tens of milliseconds. Returns how many it recovered.
+   */
+  static recover(name: string, options: { prefix?: string } = {}): number {
+    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    checkName("channel name", name);
+    const lib = core();
+    const bytes = segmentName(prefix, name);
+    const err = new Int32Array(2);
+    const h = lib.ferry_open(bytes, bytes.length, 1, 0, 0o600, 1, OPEN_OBSERVER, err);
+    if (h === null) throw openError(err[0], err[1], prefix, name);
+    try {
+      return lib.ferry_sweep(h);
+    } finally {
+      lib.ferry_free(h);
+    }
+  }
+
   /** Depth, counters and participants of a channel, without joining it. */
   static stat(name: string, options: { prefix?: string } = {}): ChannelStat {
     const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
@@ -301,7 +324,7 @@ export class Channel<T = unknown>
       maxMessageSize,
       permissions,
       this.slots,
-      0,
+      options.create === false ? OPEN_EXISTING : 0,
       err,
     );
     if (h === null) throw openError(err[0], err[1], this.prefix, this.name, capacity * maxMessageSize);

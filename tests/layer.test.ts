@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { Channel, ChannelFullError, EncodeError, MessageTooLargeError } from "../mod.ts";
-import { checkPayload, delay, patternPayload, Scope } from "./helpers.ts";
+import { checkPayload, delay, patternPayload, Scope, segmentsOf } from "./helpers.ts";
 
 Deno.test("capacity by glob and by RegExp is fixed at creation and seen by every process", async () => {
   await using s = new Scope();
@@ -100,4 +100,21 @@ Deno.test("batches: trySendMany stops at a full channel, and a bad value in a ba
   assert.throws(() => ch.trySendMany([1, () => 2, 3] as unknown[]), EncodeError);
   assert.deepEqual(rx.tryRecvMany(10), []);
   assert.equal(ch.stat().counters.sent, 5);
+});
+
+Deno.test("create: false opens only an existing channel, and Channel.recover undoes a dead receiver's hold", async () => {
+  await using s = new Scope();
+  assert.throws(() => s.open("absent", { create: false }), { code: "ChannelNotFound" });
+  assert.deepEqual(segmentsOf(s.prefix), []);
+
+  const ch = s.open("held", { mode: "async" });
+  ch.trySend("kept");
+  const doomed = await s.spawn("peer.ts", "held", { mode: "async", autoRelease: false });
+  assert.equal((await doomed.ask("recv", { timeout: 5000 })).data, "kept");
+  await doomed.kill();
+  ch.close(); // no live handle is left to notice the death
+  assert.equal(Channel.recover("held", { prefix: s.prefix }), 1);
+  const again = s.open("held", { mode: "async", create: false });
+  const msg = again.tryRecv()!;
+  assert.deepEqual([msg.data, msg.redelivered], ["kept", true]);
 });

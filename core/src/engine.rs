@@ -118,6 +118,11 @@ fn bit(i: u32) -> u64 {
 
 impl Handle {
     pub fn open(o: &OpenOptions) -> Result<Handle, OpenError> {
+        Self::open_with(o, true)
+    }
+
+    /// As `open`; with `create` false an absent channel is ERR_NOT_FOUND instead of created.
+    pub fn open_with(o: &OpenOptions, create: bool) -> Result<Handle, OpenError> {
         if o.slot_limit == 0 || o.slot_limit as usize > LANE_RING {
             return Err((ERR_INVALID_ARGUMENT, 0));
         }
@@ -126,7 +131,7 @@ impl Handle {
             capacity: o.capacity,
             max_message: o.max_message,
             mode: o.mode,
-            create: !o.observer,
+            create: create && !o.observer,
         })?;
         let mut h = Handle {
             seg,
@@ -978,10 +983,8 @@ impl Handle {
     }
 
     /// Recovers every participant whose lock nobody holds. Returns how many it recovered.
+    /// Observers may sweep too: recovery needs only the dead one's lock, not a seat of its own.
     pub fn sweep(&self) -> u32 {
-        if self.me == OBSERVER {
-            return 0;
-        }
         let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.load(Relaxed) {
             return 0;

@@ -16,6 +16,8 @@ use crate::status::*;
 
 /// `flags` bits of `ferry_open`.
 pub const OPEN_OBSERVER: u32 = 1;
+/// Open only an existing channel: absent is ERR_NOT_FOUND, nothing is created.
+pub const OPEN_EXISTING: u32 = 2;
 /// `flags` bits of `ferry_send*` and `ferry_recv*`.
 pub const SEND_ACK: u32 = 1;
 /// Count a FULL answer in the channel's `full` counter (a caller giving up, not one retrying).
@@ -91,7 +93,7 @@ pub unsafe extern "C" fn ferry_open(
         slot_limit,
         observer: flags & OPEN_OBSERVER != 0,
     };
-    match Handle::open(&opts) {
+    match Handle::open_with(&opts, flags & OPEN_EXISTING == 0) {
         Ok(h) => Box::into_raw(Box::new(h)),
         Err((code, detail)) => {
             write_out(err_out, &[code, detail]);

@@ -1,0 +1,129 @@
+// Administration over a whole namespace: list the channels under a prefix and remove the abandoned
+// ones. Both read /dev/shm (segments are `/dev/shm/<prefix>.<name>`), so they need --allow-read
+// there (and --allow-ffi for the core); gc also unlinks. Each channel is read with Channel.stat,
+// which observes without joining: listing never shows up as a participant.
+
+import { Channel, type ChannelStat } from "./channel.ts";
+import {
+  ChannelNotFoundError,
+  FerryError,
+  IncompatibleChannelError,
+  InvalidNameError,
+  PermissionDeniedError,
+} from "./errors.ts";
+
+const SHM_DIR = "/dev/shm";
+/** The same rule Channel applies to names and prefixes. */
+const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
+
+/** A segment under the prefix that is not a channel this ferry can read. */
+export interface SkippedSegment {
+  /** Channel name: the segment is `/dev/shm/<prefix>.<name>`. */
+  name: string;
+  /** The error's code: "IncompatibleChannel" (not ferry's, another layout version, truncated) or "PermissionDenied". */
+  code: string;
+  /** Why, as the error said it. */
+  reason: string;
+}
+
+/** Everything found under one prefix: readable channels and the segments that could not be read. */
+export interface ChannelScan {
+  prefix: string;
+  channels: ChannelStat[];
+  skipped: SkippedSegment[];
+}
+
+/** Options of gc. */
+export interface GcOptions {
+  /** Report what would be removed, remove nothing. Default false. */
+  dryRun?: boolean;
+}
+
+function checkPrefix(prefix: string): string {
+  if (typeof prefix !== "string" || !NAME_PATTERN.test(prefix)) {
+    throw new InvalidNameError(
+      `prefix ${JSON.stringify(prefix)} is not valid: use 1 to 100 letters, digits or . _ - !`,
+    );
+  }
+  return prefix;
+}
+
+/** Channel names under `prefix` in /dev/shm, sorted; entries whose rest is not a valid name are left out. */
+function namesUnder(prefix: string): string[] {
+  const start = `${prefix}.`;
+  const names: string[] = [];
+  for (const entry of Deno.readDirSync(SHM_DIR)) {
+    if (!entry.isFile || !entry.name.startsWith(start)) continue;
+    const name = entry.name.slice(start.length);
+    if (NAME_PATTERN.test(name)) names.push(name);
+  }
+  return names.sort();
+}
+
+/**
+ * Every channel under `prefix` with its stat, and the segments that are not readable ferry channels
+ * (foreign files, other layout versions, other users' segments). Segments that vanish while being
+ * read are left out.
+ */
+export function scanChannels(prefix = "ferry"): ChannelScan {
+  checkPrefix(prefix);
+  const channels: ChannelStat[] = [];
+  const skipped: SkippedSegment[] = [];
+  for (const name of namesUnder(prefix)) {
+    try {
+      channels.push(Channel.stat(name, { prefix }));
+    } catch (error) {
+      if (error instanceof ChannelNotFoundError) continue; // removed since readDir
+      if (error instanceof IncompatibleChannelError || error instanceof PermissionDeniedError) {
+        skipped.push({ name, code: error.code, reason: error.message });
+        continue;
+      }
+      throw error;
+    }
+  }
+  return { prefix, channels, skipped };
+}
+
+/**
+ * The stat of every channel under `prefix`, sorted by name. Segments that are not ferry channels
+ * (or not readable by this user) and segments removed meanwhile are skipped; `scanChannels` reports them.
+ */
+export function listChannels(prefix = "ferry"): ChannelStat[] {
+  return scanChannels(prefix).channels;
+}
+
+/** True when nobody can still use the channel and it holds nothing: what gc removes. */
+export function isAbandoned(stat: ChannelStat): boolean {
+  return stat.depth === 0 && stat.inFlight === 0 && stat.participants.every((p) => !p.alive);
+}
+
+/**
+ * Removes the channels under `prefix` whose participants are all dead or gone and that hold nothing
+ * (depth 0 and nothing in flight); returns their names, sorted. A channel with a live participant, a
+ * queued message or an unreleased one is never removed, nor is a segment that is not a ferry channel.
+ *
+ * Each channel is checked just before it is unlinked; a process that opens it in between keeps
+ * working on the removed segment while later openers get a new one (the core has no atomic
+ * "unlink if idle").
+ */
+export function gc(prefix = "ferry", options: GcOptions = {}): string[] {
+  const removed: string[] = [];
+  for (const stat of scanChannels(prefix).channels) {
+    if (options.dryRun) {
+      if (isAbandoned(stat)) removed.push(stat.name);
+      continue;
+    }
+    let now: ChannelStat;
+    try {
+      // Undo what dead participants left first (an ack outcome whose sender died counts as in
+      // flight until someone does), then judge the channel as it is now.
+      Channel.recover(stat.name, { prefix });
+      now = Channel.stat(stat.name, { prefix });
+    } catch (error) {
+      if (error instanceof FerryError) continue; // gone or changed: not ours to judge now
+      throw error;
+    }
+    if (isAbandoned(now) && Channel.unlink(stat.name, { prefix })) removed.push(stat.name);
+  }
+  return removed;
+}

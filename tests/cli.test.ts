@@ -1,0 +1,472 @@
+// The command line, run as real subprocesses (`deno run -A cli.ts ...`): each command's happy path,
+// its output (tables and --json), and its errors (one `ferry: ` line on stderr, the documented exit
+// code, no stack trace). Channels the CLI works on are made by other processes: this test process or
+// tests/workers/peer.ts children.
+
+import assert from "node:assert/strict";
+import { Channel, gc, listChannels } from "../mod.ts";
+import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, within } from "./helpers.ts";
+
+const REPO_ROOT = new URL("..", import.meta.url).pathname;
+/** Small channels: the default (100 x 1 MiB) would reserve 100 MiB of /dev/shm each. */
+const SMALL = { capacity: 8, maxMessageSize: 4096 };
+const EXIT = { ok: 0, runtime: 1, usage: 2, notFound: 3, interrupted: 130 };
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cliCommand(args: string[], stdin: "piped" | "null", signal?: AbortSignal): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli.ts", ...args],
+    cwd: REPO_ROOT,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    signal,
+  });
+}
+
+/** Runs the CLI to completion (killed by the hang guard if it does not finish), feeding it `stdin`. */
+async function cli(args: string[], stdin?: string): Promise<Result> {
+  const child = cliCommand(args, stdin === undefined ? "null" : "piped", AbortSignal.timeout(STEP_TIMEOUT_MS))
+    .spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(new TextEncoder().encode(stdin));
+      await writer.close();
+    } catch {
+      // the CLI exited without reading it all; its result says why
+    }
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+function lines(text: string): string[] {
+  return text.split("\n").filter((line) => line !== "");
+}
+
+function assertOk(r: Result, what: string): void {
+  assert.equal(r.code, EXIT.ok, `${what} exited ${r.code}; stderr: ${r.stderr}`);
+  assert.equal(r.stderr, "", `${what} wrote to stderr`);
+}
+
+/** A user error: the exit code, exactly one `ferry: ` line on stderr matching `pattern`, no stack trace. */
+function assertUserError(r: Result, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
+  assert.match(r.stderr, /^ferry: [^\n]+\n$/, "exactly one 'ferry: ' line on stderr");
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /\bat .+:\d+:\d+/, "a stack trace on stderr");
+}
+
+/** A long-running CLI process (tail, a waiting recv) whose stdout is read line by line. */
+class CliProcess implements AsyncDisposable {
+  readonly pid: number;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly #process: Deno.ChildProcess;
+  readonly #lines: string[] = [];
+  #wake: (() => void) | undefined;
+  #stdoutDone = false;
+  #stderr = "";
+  readonly #pumps: Promise<void>[];
+
+  constructor(args: string[]) {
+    this.#process = cliCommand(args, "null").spawn();
+    this.pid = this.#process.pid;
+    this.status = this.#process.status;
+    this.#pumps = [this.#pumpStdout(), this.#pumpStderr()];
+  }
+
+  /** The next stdout line; fails if the process ends first. */
+  line(what: string): Promise<string> {
+    return within(this.#next(what), what);
+  }
+
+  async #next(what: string): Promise<string> {
+    while (this.#lines.length === 0) {
+      if (this.#stdoutDone) {
+        throw new Error(`the CLI exited before printing ${what}; stderr: ${this.#stderr}`);
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+    return this.#lines.shift()!;
+  }
+
+  signal(signal: Deno.Signal): void {
+    this.#process.kill(signal);
+  }
+
+  /** Waits for the exit; returns the status, the stdout lines not read yet and all of stderr. */
+  async finish(): Promise<{ code: number; rest: string[]; stderr: string }> {
+    const { code } = await within(this.status, "the CLI's exit");
+    await Promise.all(this.#pumps);
+    return { code, rest: this.#lines.splice(0), stderr: this.#stderr };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#process.kill("SIGKILL");
+    } catch {
+      // exited already
+    }
+    await this.status;
+    await Promise.all(this.#pumps);
+  }
+
+  async #pumpStdout() {
+    let pending = "";
+    for await (const chunk of this.#process.stdout.pipeThrough(new TextDecoderStream())) {
+      pending += chunk;
+      let end;
+      while ((end = pending.indexOf("\n")) >= 0) {
+        this.#lines.push(pending.slice(0, end));
+        pending = pending.slice(end + 1);
+      }
+      this.#wake?.();
+    }
+    if (pending) this.#lines.push(pending);
+    this.#stdoutDone = true;
+    this.#wake?.();
+  }
+
+  async #pumpStderr() {
+    for await (const chunk of this.#process.stderr.pipeThrough(new TextDecoderStream())) {
+      this.#stderr += chunk;
+    }
+  }
+}
+
+Deno.test("--help: the overview and every command's help exit 0 and document the exit codes", async () => {
+  const commands = ["send", "recv", "tail", "stat", "ls", "rm", "gc"];
+  const runs = [["--help"], ["-h"], ["help"], ["help", "recv"], ...commands.map((c) => [c, "--help"])];
+  const results = await Promise.all(runs.map((args) => cli(args)));
+  for (const [i, r] of results.entries()) {
+    const what = `cli.ts ${runs[i].join(" ")}`;
+    assertOk(r, what);
+    assert.match(r.stdout, /^Usage: deno run -A cli\.ts /m, `${what}: usage line`);
+    assert.match(
+      r.stdout,
+      /Exit codes:\n {2}0 .*\n {2}1 [^]* {2}2 .*\n {2}3 +channel not found/,
+      `${what}: exit codes`,
+    );
+  }
+  for (const command of [...commands, "bench"]) {
+    assert.match(results[0].stdout, new RegExp(`^ {2}${command} `, "m"));
+  }
+  assert.match(results[4].stdout, /--mode ack\|async/);
+  assert.match(results[5].stdout, /-n, --count <n>/);
+});
+
+Deno.test("bench: dispatched to the benchmark suite, whose --help exits 0 and names its options", async () => {
+  const r = await cli(["bench", "--help"]);
+  assert.equal(r.code, EXIT.ok, `bench --help exited ${r.code}; stderr: ${r.stderr}`);
+  assert.match(r.stdout, /--quick/);
+});
+
+Deno.test("usage errors exit 2 with one line on stderr and no stack trace", async () => {
+  const cases: [string[], RegExp][] = [
+    [["stat", "jobs", "--bogus"], /^ferry: stat: unknown option --bogus \(see: cli\.ts stat --help\)$/m],
+    [["send", "jobs", "1", "--mode", "sometimes"], /--mode must be "ack" or "async", not 'sometimes'/],
+    [["recv", "jobs", "--count"], /recv: option --count needs a value/],
+    [["recv", "jobs", "--count", "0"], /--count must be an integer >= 1, not '0'/],
+    [["recv", "jobs", "--timeout", "soon"], /--timeout must be a number of milliseconds/],
+    [["ls", "--json=yes"], /ls: option --json takes no value/],
+    [["stat"], /stat: missing <channel>/],
+    [["stat", "a", "b"], /stat: unexpected argument 'b'/],
+    [["stat", "no spaces"], /channel name "no spaces" is not valid/],
+    [["ls", "--prefix", "a/b"], /prefix "a\/b" is not valid/],
+    [["send", "jobs", "1", "--capacity", "4"], /--capacity and --max-message-size only apply with --create/],
+    [["frobnicate"], /unknown command 'frobnicate'/],
+    [[], /no command given/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => cli(args)));
+  for (const [i, r] of results.entries()) {
+    assert.equal(r.stdout, "", `cli.ts ${cases[i][0].join(" ")} printed to stdout`);
+    assertUserError(r, EXIT.usage, cases[i][1]);
+  }
+});
+
+Deno.test("a channel that does not exist: stat, recv, tail, send and rm exit 3; send --create makes it", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  const results = await Promise.all([
+    cli(["stat", "ghost", ...p]),
+    cli(["recv", "ghost", ...p]),
+    cli(["tail", "ghost", ...p]),
+    cli(["send", "ghost", "1", ...p]),
+    cli(["rm", "ghost", ...p]),
+  ]);
+  for (const r of results) {
+    assertUserError(r, EXIT.notFound, new RegExp(`no channel 'ghost' in namespace '${s.prefix}'`));
+  }
+  assert.match(results[3].stderr, /send --create makes it/);
+  assert.deepEqual(segmentsOf(s.prefix), [], "a command made the channel it was told to find");
+
+  const created = await cli(["send", "fresh", "7", ...p, "--create", "--capacity", "4", "--mode", "async"]);
+  assertOk(created, "send --create");
+  const st = Channel.stat("fresh", { prefix: s.prefix });
+  assert.deepEqual([st.capacity, st.depth], [4, 1]);
+});
+
+Deno.test("send then recv across two CLI processes, ack mode: send returns once recv printed the message", async () => {
+  await using s = new Scope();
+  s.open("jobs", { ...SMALL, mode: "async" }); // made by this process, which stays a participant
+  const p = ["--prefix", s.prefix];
+
+  const sending = cli(["send", "jobs", '{"id":1,"task":"resize"}', ...p, "--timeout", "15000"]);
+  const received = await cli(["recv", "jobs", ...p, "--timeout", "15000"]);
+  const sent = await sending;
+  assertOk(received, "recv");
+  assertOk(sent, "send");
+  assert.deepEqual(lines(received.stdout).map((line) => JSON.parse(line)), [{ id: 1, task: "resize" }]);
+  assert.equal(sent.stdout, `sent 1 message to 'jobs' (ack: each released by a receiver)\n`);
+
+  const st = Channel.stat("jobs", { prefix: s.prefix });
+  assert.deepEqual([st.depth, st.inFlight, st.counters.sent, st.counters.received, st.counters.released], [
+    0,
+    0,
+    1,
+    1,
+    1,
+  ]);
+  assert.deepEqual(
+    st.participants.map((x) => x.pid),
+    [Deno.pid],
+    "the CLI processes left the channel cleanly",
+  );
+});
+
+Deno.test("send - sends each stdin line as one JSON value (text that is not JSON as a string)", async () => {
+  await using s = new Scope();
+  const ch = s.open("lines", { ...SMALL, mode: "async" });
+  const stdin = '1\nhello world\n{"a":[1,2]}\n\n"quoted"\n-5\r\nlast line without newline';
+  const r = await cli(["send", "lines", "-", "--prefix", s.prefix, "--mode", "async", "--json"], stdin);
+  assertOk(r, "send -");
+  assert.deepEqual(JSON.parse(r.stdout), { channel: "lines", prefix: s.prefix, mode: "async", sent: 6 });
+  const got = [];
+  for (let m = ch.tryRecv(); m !== undefined; m = ch.tryRecv()) got.push(m.data);
+  assert.deepEqual(got, [1, "hello world", { a: [1, 2] }, "quoted", -5, "last line without newline"]);
+
+  // A value argument that looks like a negative number is one, not an option.
+  assertOk(await cli(["send", "lines", "-2.5", "--prefix", s.prefix, "--mode", "async"]), "send -2.5");
+  assert.equal(ch.tryRecv()?.data, -2.5);
+});
+
+Deno.test("recv --count N prints N messages in order; too few within --timeout exits 1, keeping what it printed", async () => {
+  await using s = new Scope();
+  const ch = s.open("q", { ...SMALL, mode: "async" });
+  for (const n of [1, 2, 3]) ch.trySend({ n });
+  const p = ["--prefix", s.prefix];
+
+  const two = await cli(["recv", "q", "--count", "2", ...p]);
+  assertOk(two, "recv --count 2");
+  assert.deepEqual(lines(two.stdout), ['{"n":1}', '{"n":2}']);
+  assert.equal(ch.stat().depth, 1);
+
+  const short = await cli(["recv", "q", "-n", "2", "--timeout", "100", "--json", ...p]);
+  assertUserError(short, EXIT.runtime, /nothing arrived on 'q' within 100 ms \(received 1 of 2\)/);
+  const [only, ...more] = lines(short.stdout).map((line) => JSON.parse(line));
+  assert.deepEqual(more, []);
+  assert.deepEqual(only, { seq: 2, sender: Deno.pid, redelivered: false, data: { n: 3 } });
+
+  assertUserError(await cli(["recv", "q", "--timeout", "0", ...p]), EXIT.runtime, /nothing arrived on 'q'/);
+  assert.deepEqual([ch.stat().depth, ch.stat().counters.received], [0, 3]);
+});
+
+Deno.test("stat and ls show the channel, its counters and participants (tables and --json)", async () => {
+  await using s = new Scope();
+  const ch = s.open("stats", { ...SMALL, mode: "async" });
+  s.open("other", SMALL);
+  for (const n of [1, 2, 3]) ch.trySend(n);
+  ch.tryRecv();
+  const holder = await s.spawn("peer.ts", "stats", { mode: "async", autoRelease: false });
+  assert.equal((await holder.ask("recv", { timeout: 10_000 })).data, 2);
+  // A file under the prefix that is not a ferry channel: listed as skipped, never fatal.
+  await Deno.writeTextFile(segmentPath(s.prefix, "junk"), "not a channel, just some bytes");
+  const p = ["--prefix", s.prefix];
+
+  const [table, json, lsTable, lsJson] = await Promise.all([
+    cli(["stat", "stats", ...p]),
+    cli(["stat", "stats", ...p, "--json"]),
+    cli(["ls", ...p]),
+    cli(["ls", ...p, "--json"]),
+  ]);
+  for (const r of [table, json, lsTable, lsJson]) assertOk(r, "stat/ls");
+
+  const st = JSON.parse(json.stdout);
+  assert.equal(st.name, "stats");
+  assert.deepEqual([st.capacity, st.maxMessageSize, st.depth, st.inFlight], [8, 4096, 1, 1]);
+  assert.deepEqual(st.counters, { sent: 3, received: 2, released: 1, expired: 0, full: 0, redelivered: 0 });
+  assert.ok(st.bytes > 8 * 4096);
+  assert.ok(Math.abs(Date.parse(st.createdAt) - Date.now()) < 600_000, `createdAt ${st.createdAt}`);
+  assert.deepEqual(
+    st.participants.sort((a: { pid: number }, b: { pid: number }) => a.pid - b.pid),
+    [{ pid: Deno.pid, alive: true }, { pid: holder.pid, alive: true }].sort((a, b) => a.pid - b.pid),
+  );
+
+  const field = (name: string) => table.stdout.match(new RegExp(`^${name} +(.*)$`, "m"))?.[1];
+  assert.match(field("channel") ?? "", new RegExp(`^stats +\\(/dev/shm/${s.prefix}\\.stats\\)$`));
+  assert.match(field("depth") ?? "", /^1 queued/);
+  assert.match(field("in flight") ?? "", /^1 received/);
+  assert.equal(field("sent"), "3");
+  assert.equal(field("received"), "2");
+  assert.equal(field("released"), "1");
+  assert.match(field("participants") ?? "", /^2 \(2 alive, 0 dead\)/);
+  assert.match(table.stdout, new RegExp(`^ {2}pid ${holder.pid} +alive$`, "m"));
+
+  const listed = JSON.parse(lsJson.stdout);
+  assert.equal(listed.prefix, s.prefix);
+  assert.deepEqual(listed.channels.map((c: { name: string }) => c.name), ["other", "stats"]);
+  assert.deepEqual(listed.channels[1].counters, st.counters);
+  assert.deepEqual(listed.skipped.map((x: { name: string; code: string }) => [x.name, x.code]), [
+    ["junk", "IncompatibleChannel"],
+  ]);
+
+  const [header, ...rows] = lines(lsTable.stdout);
+  assert.match(
+    header,
+    /^NAME +DEPTH +IN-FLIGHT +CAPACITY +SENT +RECEIVED +RELEASED +EXPIRED +FULL +REDELIVERED/,
+  );
+  const statsRow = rows.find((row) => row.startsWith("stats "))?.split(/ +/);
+  assert.deepEqual(statsRow?.slice(0, 10), ["stats", "1", "1", "8", "3", "2", "1", "0", "0", "0"]);
+  assert.ok(rows.some((row) => row.startsWith("other ")));
+  assert.ok(rows.some((row) => /^skipped junk: .*cannot be used/.test(row)));
+
+  // The library functions behind ls and gc: the foreign file is skipped, not fatal.
+  assert.deepEqual(listChannels(s.prefix).map((c) => c.name), ["other", "stats"]);
+
+  const empty = await cli(["ls", "--prefix", `${s.prefix}nothing`]);
+  assertOk(empty, "ls of an empty prefix");
+  assert.equal(empty.stdout, `no channels under prefix '${s.prefix}nothing'\n`);
+});
+
+Deno.test("rm removes an idle channel, refuses one in use (exit 1) unless --force", async () => {
+  await using s = new Scope();
+  Channel.open("idle", { ...SMALL, prefix: s.prefix }).close();
+  const busy = s.open("busy", { ...SMALL, mode: "async" });
+  busy.trySend("keep me");
+  const p = ["--prefix", s.prefix];
+
+  const removed = await cli(["rm", "idle", ...p, "--json"]);
+  assertOk(removed, "rm idle");
+  assert.deepEqual(JSON.parse(removed.stdout), { prefix: s.prefix, removed: ["idle"] });
+  assert.deepEqual(segmentsOf(s.prefix), ["busy"]);
+
+  assertUserError(
+    await cli(["rm", "busy", ...p]),
+    EXIT.runtime,
+    new RegExp(`channel 'busy' is in use \\(1 queued, open in pid ${Deno.pid}\\); rm --force`),
+  );
+  assertUserError(await cli(["rm", "idle", ...p]), EXIT.notFound, /no channel 'idle'/);
+  assert.deepEqual(segmentsOf(s.prefix), ["busy"]);
+
+  const forced = await cli(["rm", "busy", ...p, "--force"]);
+  assertOk(forced, "rm --force");
+  assert.equal(forced.stdout, "removed 'busy'\n");
+  assert.deepEqual(segmentsOf(s.prefix), []);
+});
+
+Deno.test("gc removes only channels whose participants are all dead or gone and that hold nothing", async () => {
+  await using s = new Scope();
+  const options = { ...SMALL, mode: "async" };
+  // live: held open by a process that stays alive.
+  await s.spawn("peer.ts", "live", options);
+  // abandoned: its only participant was killed; closed: its participant left cleanly. Both empty.
+  await (await s.spawn("peer.ts", "abandoned", options)).kill();
+  Channel.open("closed", { ...SMALL, prefix: s.prefix }).close();
+  // queued: its sender was killed, but a message waits for a receiver (queues outlive senders).
+  const sender = await s.spawn("peer.ts", "queued", options);
+  assert.deepEqual(await sender.ask("send", { values: ["for later"] }), { sent: 1 });
+  await sender.kill();
+  const p = ["--prefix", s.prefix];
+
+  const dry = await cli(["gc", ...p, "--dry-run", "--json"]);
+  assertOk(dry, "gc --dry-run");
+  assert.deepEqual(JSON.parse(dry.stdout), {
+    prefix: s.prefix,
+    dryRun: true,
+    removed: ["abandoned", "closed"],
+  });
+  assert.deepEqual(segmentsOf(s.prefix), ["abandoned", "closed", "live", "queued"]);
+
+  const run = await cli(["gc", ...p]);
+  assertOk(run, "gc");
+  assert.equal(run.stdout, "removed 2 abandoned channels: abandoned, closed\n");
+  assert.deepEqual(segmentsOf(s.prefix), ["live", "queued"]);
+  assert.equal(Channel.stat("queued", { prefix: s.prefix }).depth, 1);
+
+  const again = await cli(["gc", ...p]);
+  assertOk(again, "gc again");
+  assert.equal(again.stdout, `nothing to remove under prefix '${s.prefix}'\n`);
+  assert.deepEqual(gc(s.prefix), [], "the library's gc agrees");
+});
+
+Deno.test("tail prints messages as they come and leaves the channel cleanly on SIGINT (exit 0)", async () => {
+  await using s = new Scope();
+  const ch = s.open("feed", { ...SMALL, mode: "async" });
+  ch.trySend({ n: 1 });
+  ch.trySend("two");
+  await using tail = new CliProcess(["tail", "feed", "--prefix", s.prefix]);
+  assert.equal(await tail.line("the first queued message"), '{"n":1}');
+  assert.equal(await tail.line("the second queued message"), '"two"');
+
+  // An ack send resolves only once tail printed and released it.
+  await within(ch.send([3], { mode: "ack", timeout: STEP_TIMEOUT_MS }), "an ack send to tail");
+  assert.equal(await tail.line("a message sent while it waits"), "[3]");
+  assert.ok(ch.stat().participants.some((p) => p.pid === tail.pid && p.alive));
+
+  tail.signal("SIGINT");
+  const { code, rest, stderr } = await tail.finish();
+  assert.deepEqual({ code, rest, stderr }, { code: EXIT.ok, rest: [], stderr: "" });
+  const st = ch.stat();
+  assert.deepEqual(st.participants.map((p) => p.pid), [Deno.pid], "tail closed its handle (not just died)");
+  assert.deepEqual([st.depth, st.inFlight, st.counters.received, st.counters.released], [0, 0, 3, 3]);
+});
+
+Deno.test("recv waiting for more is stopped by SIGINT: exit 130, what it printed kept", async () => {
+  await using s = new Scope();
+  const ch = s.open("wait", { ...SMALL, mode: "async" });
+  ch.trySend("first");
+  await using recv = new CliProcess([
+    "recv",
+    "wait",
+    "--count",
+    "2",
+    "--timeout",
+    "inf",
+    "--prefix",
+    s.prefix,
+  ]);
+  assert.equal(await recv.line("the queued message"), '"first"');
+  recv.signal("SIGINT");
+  const { code, rest, stderr } = await recv.finish();
+  assert.deepEqual({ code, rest, stderr }, { code: EXIT.interrupted, rest: [], stderr: "" });
+  assert.deepEqual(ch.stat().participants.map((p) => p.pid), [Deno.pid]);
+});
+
+Deno.test("send to a full channel: exit 1 after --timeout with one clear line", async () => {
+  await using s = new Scope();
+  const ch = s.open("tiny", { capacity: 1, maxMessageSize: 1024, mode: "async" });
+  ch.trySend("already here");
+  const p = ["--prefix", s.prefix, "--timeout", "100"];
+
+  assertUserError(
+    await cli(["send", "tiny", '"one more"', "--mode", "async", ...p]),
+    EXIT.runtime,
+    /^ferry: channel 'tiny' is full \(1\/1 messages held\)/,
+  );
+  assertUserError(
+    await cli(["send", "tiny", "-", "--mode", "async", ...p], '"a"\n"b"\n'),
+    EXIT.runtime,
+    /is full .* \(line 1 of stdin; 0 sent before it\)$/m,
+  );
+  const st = ch.stat();
+  assert.deepEqual([st.depth, st.counters.sent], [1, 1]);
+  assert.ok(st.counters.full >= 2, `full counter ${st.counters.full} after two sends found no room`);
+  assert.equal(ch.tryRecv()?.data, "already here");
+});
