@@ -113,8 +113,11 @@ const DEFAULTS = { prefix: "ferry", capacity: 100, maxMessageSize: 1 << 20, expi
 const CHUNK_BYTES = 64 * 1024;
 /** Below this much room left, start a new chunk before receiving. */
 const CHUNK_MIN_FREE = 4 * 1024;
-/** Attempts before a wait parks: covers a peer's round trip without a nonblocking call. */
-const SPIN_ATTEMPTS = 1000;
+/**
+ * Attempts before a wait parks (about 15 us): covers a peer's round trip without a nonblocking
+ * call, and gives the core back soon when another process needs it.
+ */
+const SPIN_ATTEMPTS = 200;
 /** Longest single park; waits re-check liveness and deadlines at least this often. */
 const PARK_SLICE_MS = 20;
 const MAX_MS = 0xffff_fffe;

@@ -29,8 +29,10 @@ pub const OBSERVER: u32 = u32::MAX;
 const PARK_SLICE_MS: u64 = 20;
 /// At most one liveness sweep per this many ms across all processes of a channel.
 const SWEEP_EVERY_MS: u64 = 20;
-/// Busy re-checks before a blocking wait yields the core, then yields before it sleeps.
-const SPIN_CHECKS: u32 = 200;
+/// Busy re-checks before a blocking wait yields the core, then yields before it sleeps. About
+/// 10 us of spinning: longer than a round trip, shorter than a context switch's worth of work
+/// stolen from a peer when the cores are oversubscribed.
+const SPIN_CHECKS: u32 = 100;
 const YIELD_CHECKS: u32 = 20;
 /// A blocked sender reads all its in-flight slots on every this-many-th retry (see `reap`).
 const FULL_REAP_EVERY: u32 = 32;
@@ -237,7 +239,11 @@ impl Handle {
         // mask; pairs with the fence in `park_prepare`, so either we see the sleeper's bit or
         // the sleeper's re-check sees our store.
         fence(SeqCst);
-        if line.sleepers.load(Relaxed) != 0 {
+        // Taking the whole mask means one wake per sleep: until a woken sleeper runs again and
+        // clears its bit, every later publish or release would otherwise pay a FUTEX_WAKE
+        // syscall. A sleeper that sets its bit after the swap re-checks its condition after
+        // setting it, and sees what we stored before the fence.
+        if line.sleepers.load(Relaxed) != 0 && line.sleepers.swap(0, AcqRel) != 0 {
             line.word.fetch_add(1, Release);
             sys::futex_wake_all(&line.word);
         }
