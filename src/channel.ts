@@ -350,19 +350,27 @@ export class Channel<T = unknown>
     const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
     const out = this.#sendOut;
     const lib = this.#lib;
+    // `out` is shared by every send on this handle: read it in the same turn as the call that
+    // filled it, never after an await (another send may have filled it since).
     let st = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
+    let slot = out[0], generation = out[1];
     let deadline: number | undefined;
     if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
       deadline = performance.now() + timeout;
       bytes = bytes.slice(); // the codec may reuse its buffer while we wait
+      const attempt = (extra: number) => {
+        const s = lib.ferry_send(this.#live(), bytes, bytes.length, flags | extra, expiry, out);
+        [slot, generation] = [out[0], out[1]];
+        return s;
+      };
       const sent = await this.#until(SIDE_SEND, deadline, () => {
-        const s = lib.ferry_send(this.#live(), bytes, bytes.length, flags | SEND_RETRY, expiry, out);
+        const s = attempt(SEND_RETRY);
         return s === Status.FULL_CAPACITY || s === Status.FULL_SLOTS ? undefined : s;
       });
-      st = sent ?? lib.ferry_send(this.#live(), bytes, bytes.length, flags | SEND_COUNT_FULL, expiry, out);
+      st = sent ?? attempt(SEND_COUNT_FULL);
     }
     if (st !== Status.OK) throw this.#sendError(st);
-    if (ack) await this.#ackOutcome(out[0], out[1], deadline ?? performance.now() + timeout, timeout);
+    if (ack) await this.#ackOutcome(slot, generation, deadline ?? performance.now() + timeout, timeout);
   }
 
   /** As `send`, blocking the thread (for scripts and workers). */
@@ -641,6 +649,11 @@ export class Channel<T = unknown>
     if (st === Status.CLOSED) return this.#closedError();
     if (st === Status.ERR_NOT_HELD) {
       return new FerryError("NotHeld", `that message is no longer held by this handle on '${this.name}'`);
+    }
+    if (st === Status.ERR_INCOMPATIBLE) {
+      return new IncompatibleChannelError(
+        `channel '${this.name}' holds a damaged message (its segment was overwritten); it was dropped`,
+      );
     }
     return new FerryError("Internal", `unexpected status ${st} from the ferry core on '${this.name}'`);
   }

@@ -600,8 +600,9 @@ impl Handle {
         let p = self.seg.participant(j);
         loop {
             let h = p.head.head.load(Acquire);
-            if h >= p.owner.tail.load(Acquire) {
-                return;
+            let t = p.owner.tail.load(Acquire);
+            if h >= t || t - h > LANE_RING as u64 {
+                return; // empty, or overwritten (see claim_from_lane)
             }
             let k = p.ring.slot[(h % LANE_RING as u64) as usize].load(Relaxed);
             if k < self.seg.layout.capacity && self.queued_at(k, j, h).is_some() {
@@ -705,6 +706,13 @@ impl Handle {
                 self.expire(k, cur);
                 continue;
             }
+            if s.len.load(Relaxed) > self.seg.layout.max_message {
+                // An overwritten length: drop the message (its bytes cannot be trusted) and say
+                // the segment is damaged, rather than copy past the slot.
+                let _ = self.seg.slot(k).state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);
+                self.wake(Side::Send);
+                return Err(ERR_INCOMPATIBLE);
+            }
             let l = self.local();
             l.received += 1;
             self.seg.participant(self.me).owner.received.store(l.received, Relaxed);
@@ -755,6 +763,11 @@ impl Handle {
                 if h >= *cached_tail {
                     return None;
                 }
+            }
+            if *cached_tail - h > LANE_RING as u64 {
+                // Senders never publish past head + LANE_RING: this lane was overwritten. Skip
+                // it rather than walk its head towards a tail that may be 2^40 away.
+                return None;
             }
             let k = p.ring.slot[(h % LANE_RING as u64) as usize].load(Relaxed);
             if k < self.seg.layout.capacity {
@@ -860,6 +873,9 @@ impl Handle {
             return Err(ERR_NOT_HELD);
         }
         let len = s.len.load(Relaxed);
+        if len > self.seg.layout.max_message {
+            return Err(ERR_INCOMPATIBLE); // overwritten: never copy past the slot
+        }
         if len as usize > dst.len() {
             return Err(NEED_BUFFER);
         }
