@@ -41,3 +41,14 @@ export {
   scanChannels,
   type SkippedSegment,
 } from "./src/admin.ts";
+// ---- groups ----
+export {
+  type GroupAddOptions,
+  type GroupSendOptions,
+  type GroupSendResult,
+  type GroupStat,
+  GroupTableFullError,
+  Namespace,
+  type NamespaceOptions,
+} from "./src/namespace.ts";
+// ---- groups ----

@@ -134,4 +134,67 @@ export const symbols = {
   ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[13]
   ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[2*max], max
   ferry_clock_ns32: { parameters: [], result: "u32" },
+  // ---- groups ----
+  // Channel groups (core/src/group.rs): not per message, so the expiry is a u64.
+  ferry_group_open: {
+    parameters: [
+      "buffer", // const u8 *prefix
+      "u32", // prefix_len
+      "u32", // memory (bytes, if this call creates the table)
+      "u32", // mode (permissions)
+      "buffer", // i32 err_out[2]
+    ],
+    result: "pointer",
+  },
+  ferry_group_free: { parameters: ["pointer"], result: "void" },
+  ferry_group_unlink: { parameters: ["buffer", "u32"], result: "i32" }, // prefix, prefix_len
+  ferry_group_info: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[2]: entries, bytes
+  ferry_group_add: {
+    parameters: [
+      "pointer", // GroupTable *g
+      "buffer", // const u8 *group
+      "u32", // group_len
+      "buffer", // const u8 *channel
+      "u32", // channel_len
+      "u64", // expiry_ms (0 never)
+    ],
+    result: "i32",
+  },
+  ferry_group_debug_add: {
+    parameters: [
+      "pointer", // GroupTable *g
+      "buffer", // const u8 *group
+      "u32", // group_len
+      "buffer", // const u8 *channel
+      "u32", // channel_len
+      "u64", // expiry_ms
+      "u32", // stop (tests only: 1 after claiming, 2 published unmerged)
+    ],
+    result: "i32",
+  },
+  ferry_group_discard: {
+    parameters: [
+      "pointer", // GroupTable *g
+      "buffer", // const u8 *group
+      "u32", // group_len
+      "buffer", // const u8 *channel
+      "u32", // channel_len
+    ],
+    result: "i32",
+  },
+  ferry_group_members: {
+    parameters: [
+      "pointer", // GroupTable *g
+      "buffer", // const u8 *group
+      "u32", // group_len
+      "buffer", // u8 *out: [len u8][name] records
+      "u32", // out_cap
+      "buffer", // u32 info[2]: count, bytes
+    ],
+    result: "i32",
+  },
+  ferry_group_note_fanout: { parameters: ["pointer", "u32"], result: "void" }, // g, skipped
+  ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[12]
+  ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[8]
+  // ---- groups ----
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -126,7 +126,8 @@ const BATCH_MAX = 256;
 
 const encoder = new TextEncoder();
 
-function checkName(what: string, value: unknown): string {
+/** @internal Channel and group names: the one rule for both. */
+export function checkName(what: string, value: unknown): string {
   if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
     throw new InvalidNameError(
       `${what} ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or . _ - !`,

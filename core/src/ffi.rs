@@ -497,3 +497,194 @@ pub unsafe extern "C" fn ferry_recv_batch(
         Err(code) => code,
     }
 }
+
+// ---- groups ----
+// Channel groups (`group.rs`): one table per namespace. Not on the per-message path, so the
+// expiry travels as a u64. `g` is null or a pointer from `ferry_group_open` not yet passed to
+// `ferry_group_free` (the module's safety contract, with `g` in the place of `h`).
+
+use crate::group::{AddStop, GroupOpen, GroupTable};
+
+fn group_table<'a>(g: *const GroupTable) -> Option<&'a GroupTable> {
+    // SAFETY: the binding passes only pointers it got from `ferry_group_open` and has not yet
+    // passed to `ferry_group_free`; null is rejected here.
+    unsafe { g.as_ref() }
+}
+
+/// Opens (creating if absent, with `memory` bytes) the group table of namespace `prefix`,
+/// `/<prefix>~groups`. On failure returns null and writes [status, detail] to `err_out`
+/// (2 x i32).
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_open(
+    prefix: *const u8,
+    prefix_len: u32,
+    memory: u32,
+    mode: u32,
+    err_out: *mut i32,
+) -> *mut GroupTable {
+    let Some(name) = crate::group::segment_name(bytes(prefix, prefix_len)) else {
+        write_out(err_out, &[ERR_INVALID_NAME, 0]);
+        return std::ptr::null_mut();
+    };
+    match GroupTable::open(&GroupOpen { name: &name, memory: u64::from(memory), mode, create: true }) {
+        Ok(g) => Box::into_raw(Box::new(g)),
+        Err((code, detail)) => {
+            write_out(err_out, &[code, detail]);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Unmaps the table and closes its fd. Call once, after every other call on `g` returned.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_free(g: *mut GroupTable) {
+    if !g.is_null() {
+        // SAFETY: `g` came from Box::into_raw in ferry_group_open and the binding frees it once.
+        drop(unsafe { Box::from_raw(g) });
+    }
+}
+
+/// Removes the group table of namespace `prefix`. Open tables keep working on the old one.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_unlink(prefix: *const u8, prefix_len: u32) -> i32 {
+    let Some(name) = crate::group::segment_name(bytes(prefix, prefix_len)) else {
+        return ERR_INVALID_NAME;
+    };
+    match crate::sys::shm_remove(&name) {
+        Ok(()) => OK,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => ERR_NOT_FOUND,
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => ERR_PERMISSION,
+        Err(_) => ERR_IO,
+    }
+}
+
+/// [entries, total_size] of the open table into `out` (2 x u32; total_size <= 256 MiB).
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_info(g: *const GroupTable, out: *mut u32) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    write_out(out, &[g.entry_count(), g.total_size() as u32]);
+    OK
+}
+
+/// Adds `channel` to `group` for `expiry_ms` (0: never). Returns ADDED (0), REFRESHED (1, it was
+/// a member: its deadline moved to the later one), or ERR_INVALID_NAME / ERR_TABLE_FULL (-100).
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_add(
+    g: *const GroupTable,
+    group: *const u8,
+    group_len: u32,
+    channel: *const u8,
+    channel_len: u32,
+    expiry_ms: u64,
+) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    g.add(bytes(group, group_len), bytes(channel, channel_len), expiry_ms).unwrap_or_else(|code| code)
+}
+
+/// For tests only: an add that stops early (`stop`: 1 after claiming, half-written; 2 published
+/// without the duplicate checks). See `group::AddStop`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_debug_add(
+    g: *const GroupTable,
+    group: *const u8,
+    group_len: u32,
+    channel: *const u8,
+    channel_len: u32,
+    expiry_ms: u64,
+    stop: u32,
+) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    let stop = match stop {
+        1 => AddStop::Claimed,
+        2 => AddStop::PublishedUnmerged,
+        _ => AddStop::Complete,
+    };
+    g.add_stopping(bytes(group, group_len), bytes(channel, channel_len), expiry_ms, stop)
+        .unwrap_or_else(|code| code)
+}
+
+/// Ends a membership. Returns 1 if `channel` was a member of `group`, 0 if not, or an error.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_discard(
+    g: *const GroupTable,
+    group: *const u8,
+    group_len: u32,
+    channel: *const u8,
+    channel_len: u32,
+) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    match g.discard(bytes(group, group_len), bytes(channel, channel_len)) {
+        Ok(removed) => i32::from(removed),
+        Err(code) => code,
+    }
+}
+
+/// The members of `group`, sorted, as [len: u8][name] records into `out` (`out_cap` bytes).
+/// `info` (2 x u32) receives [count, bytes]. Returns OK, or NEED_BUFFER when `bytes` > `out_cap`
+/// (nothing written: call again with a larger buffer), or an error.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_members(
+    g: *const GroupTable,
+    group: *const u8,
+    group_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    info: *mut u32,
+) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    let names = match g.members(bytes(group, group_len)) {
+        Ok(names) => names,
+        Err(code) => return code,
+    };
+    let total: usize = names.iter().map(|n| 1 + n.len()).sum();
+    write_out(info, &[names.len() as u32, total as u32]);
+    let Some(dst) = bytes_mut(out, out_cap).get_mut(..total) else {
+        return NEED_BUFFER;
+    };
+    let mut at = 0;
+    for name in &names {
+        dst[at] = name.len() as u8; // names are at most 100 bytes
+        dst[at + 1..at + 1 + name.len()].copy_from_slice(name);
+        at += 1 + name.len();
+    }
+    OK
+}
+
+/// Counts one sendGroup call and the members it skipped as full, in the namespace's counters.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_note_fanout(g: *const GroupTable, skipped: u32) {
+    if let Some(g) = group_table(g) {
+        g.note_fanout(skipped);
+    }
+}
+
+/// Sizes and counters into `out` (12 x u64), see `GroupTable::stat`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_stat(g: *const GroupTable, out: *mut u64) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    write_out(out, &g.stat());
+    OK
+}
+
+/// A read-only consistency report into `out` (8 x u32), see `group::Check`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_check(g: *const GroupTable, out: *mut u32) -> i32 {
+    let Some(g) = group_table(g) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    write_out(out, &g.check().to_array());
+    OK
+}
+// ---- groups ----

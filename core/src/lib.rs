@@ -10,3 +10,7 @@ pub mod segment;
 pub mod state;
 pub mod status;
 pub mod sys;
+
+// ---- groups ----
+pub mod group;
+// ---- groups ----

@@ -48,7 +48,7 @@ enum Found {
     Foreign(i32),
 }
 
-fn io_error(e: io::Error) -> OpenError {
+pub(crate) fn io_error(e: io::Error) -> OpenError {
     match e.raw_os_error() {
         Some(libc::ENOENT) => (ERR_NOT_FOUND, 0),
         Some(libc::EACCES) | Some(libc::EPERM) => (ERR_PERMISSION, 0),
@@ -59,11 +59,11 @@ fn io_error(e: io::Error) -> OpenError {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
@@ -107,7 +107,7 @@ fn inspect(fd: &OwnedFd) -> io::Result<Found> {
     }
 }
 
-fn lock_wait(fd: &OwnedFd, byte: u64) -> io::Result<()> {
+pub(crate) fn lock_wait(fd: &OwnedFd, byte: u64) -> io::Result<()> {
     // SAFETY: plain data, filled in below.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
@@ -213,7 +213,7 @@ pub fn open(req: &OpenRequest) -> Result<Segment, OpenError> {
     }
 }
 
-fn exclusive_create(name: &str, mode: u32) -> io::Result<OwnedFd> {
+pub(crate) fn exclusive_create(name: &str, mode: u32) -> io::Result<OwnedFd> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;

@@ -1,0 +1,354 @@
+// Channel groups between real processes: fan-out to members in other processes, memberships that end
+// (discarded, expired) or outlive their process, full members skipped, ack fan-outs that wait for
+// every release, and processes killed while adding, after which the group table must be consistent.
+// Steps between processes are coordinated by lines; the only waits are for expiry deadlines to pass.
+
+import assert from "node:assert/strict";
+import { core } from "../ffi/lib.ts";
+import {
+  Channel,
+  GroupTableFullError,
+  InvalidNameError,
+  listChannels,
+  Namespace,
+  type NamespaceOptions,
+  PeerDiedError,
+} from "../mod.ts";
+import { type Child, delay, follow, Scope, within } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+
+/** Table memory for exactly `entries` memberships (a 256-byte header, 256 bytes an entry). */
+function memoryFor(entries: number): number {
+  return 256 + 256 * entries;
+}
+
+/**
+ * Connects a Namespace under the scope's prefix; disposing it closes it and unlinks the group table
+ * (the Scope unlinks the channels). Declare it after the Scope so that it is disposed first.
+ */
+function connect(s: Scope, options: NamespaceOptions = {}): Namespace & Disposable {
+  const namespace = Namespace.connect({ ...options, prefix: s.prefix });
+  return Object.assign(namespace, {
+    [Symbol.dispose]() {
+      namespace.close();
+      Namespace.unlinkGroups({ prefix: s.prefix });
+    },
+  });
+}
+
+/** The core's read-only account of a namespace's group table (see group::Check). */
+function checkTable(prefix: string) {
+  const lib = core();
+  const p = encoder.encode(prefix);
+  const err = new Int32Array(2);
+  const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, err);
+  assert.ok(table !== null, `cannot open the group table of ${prefix}: ${err}`);
+  const out = new Uint32Array(8);
+  try {
+    lib.ferry_group_check(table, out);
+  } finally {
+    lib.ferry_group_free(table);
+  }
+  const [entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt] = out;
+  return { entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt };
+}
+
+/** A member process: receives on `channel` and manages its own memberships (workers/group_peer.ts). */
+function member(s: Scope, channel: string, options: Record<string, unknown> = {}): Promise<Child> {
+  return s.spawn("group_peer.ts", channel, options);
+}
+
+Deno.test("a group of 3 channels in 3 processes: one sendGroup reaches each once", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const names = ["member-0", "member-1", "member-2"];
+  const members = await Promise.all(names.map((name) => member(s, name, { join: "fanout", mode: "async" })));
+  assert.deepEqual(ns.groupMembers("fanout"), names);
+
+  const result = await ns.sendGroup("fanout", { hello: "all" });
+  assert.deepEqual(result, { group: "fanout", sent: names, skipped: [], failed: [] });
+
+  for (const child of members) {
+    assert.deepEqual((await child.ask("recv", { timeout: 10_000 })).data, { hello: "all" });
+    assert.equal((await child.ask("recv", { timeout: 50 })).error, "TimeoutError", "delivered twice");
+  }
+  const { counters, live } = ns.groupStat();
+  assert.equal(live, 3);
+  assert.deepEqual({ added: counters.added, fanouts: counters.fanouts }, { added: 3, fanouts: 1 });
+  // The group table is no channel: listing the namespace does not show it.
+  assert.deepEqual(listChannels(s.prefix).map((c) => c.name), names);
+});
+
+Deno.test("a discarded member and an expired membership no longer receive", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const keep = await member(s, "keep", { join: "news", mode: "async" });
+  const gone = await member(s, "gone", { join: "news", mode: "async" });
+  const brief = await member(s, "brief", { mode: "async" });
+
+  assert.deepEqual(await gone.ask("leave", { group: "news" }), { removed: true });
+  assert.deepEqual(await gone.ask("leave", { group: "news" }), { removed: false });
+  const expirySeconds = 1;
+  assert.deepEqual(await brief.ask("join", { group: "news", expiry: expirySeconds }), { added: true });
+  assert.deepEqual(ns.groupMembers("news"), ["brief", "keep"]);
+
+  await delay(expirySeconds * 1000 + 300); // the membership's deadline is the behaviour under test
+  assert.deepEqual(ns.groupMembers("news"), ["keep"]);
+  const result = await ns.sendGroup("news", { edition: 2 });
+  assert.deepEqual(result.sent, ["keep"]);
+
+  assert.deepEqual((await keep.ask("recv", { timeout: 10_000 })).data, { edition: 2 });
+  for (const child of [gone, brief]) {
+    assert.equal((await child.ask("recv", { timeout: 100 })).error, "TimeoutError");
+  }
+  for (const name of ["gone", "brief"]) assert.equal(Channel.stat(name, { prefix: s.prefix }).depth, 0);
+  assert.equal(ns.groupStat().counters.expired, 1);
+  assert.equal(ns.groupStat().counters.discarded, 1);
+  // A member that left can come back.
+  assert.deepEqual(await gone.ask("join", { group: "news" }), { added: true });
+  assert.deepEqual(ns.groupMembers("news"), ["gone", "keep"]);
+});
+
+Deno.test("a process killed in the middle of writing a membership: the entry is reclaimed, never read", async () => {
+  await using s = new Scope();
+  // One entry: the only way for the parent to add after the crash is to reclaim the dead writer's.
+  const memory = memoryFor(1);
+  using ns = connect(s, { groupMemory: memory });
+  assert.equal(ns.groupCapacity, 1);
+
+  const writer = await s.spawn("group_adder.ts", "g", "stall", memory);
+  await writer.expectLine("claimed");
+  const stalled = checkTable(s.prefix);
+  assert.deepEqual([stalled.writingAlive, stalled.live, stalled.free], [1, 0, 0], JSON.stringify(stalled));
+  assert.deepEqual(ns.groupMembers("g"), [], "a half-written membership was read");
+  assert.throws(() => ns.groupAdd("g", "other"), GroupTableFullError, "a live writer's entry was taken");
+
+  await writer.kill();
+  assert.equal(checkTable(s.prefix).writingAbandoned, 1);
+  assert.equal(ns.groupAdd("g", "other"), true);
+  assert.deepEqual(ns.groupMembers("g"), ["other"]);
+  assert.deepEqual(checkTable(s.prefix), {
+    entries: 1,
+    free: 0,
+    writingAlive: 0,
+    writingAbandoned: 0,
+    live: 1,
+    expired: 0,
+    duplicates: 0,
+    corrupt: 0,
+  });
+  assert.equal(ns.groupStat().counters.reclaimed, 1);
+});
+
+Deno.test("processes killed at arbitrary points of adds and discards leave the group table consistent", async () => {
+  await using s = new Scope();
+  const memory = memoryFor(16);
+  using ns = connect(s, { groupMemory: memory });
+  const channels = new Set(Array.from({ length: 8 }, (_, i) => `c${i}`));
+
+  for (let round = 0; round < 12; round++) {
+    const adder = await s.spawn("group_adder.ts", "g", "loop", memory);
+    for (let lines = 0; lines <= round % 4; lines++) await adder.expectLine("progress");
+    await adder.kill();
+
+    const after = checkTable(s.prefix);
+    const label = `round ${round}: ${JSON.stringify(after)}`;
+    assert.deepEqual([after.writingAlive, after.corrupt, after.duplicates], [0, 0, 0], label);
+    const members = ns.groupMembers("g"); // a scan: reclaims whatever the dead adder was writing
+    assert.ok(members.every((m) => channels.has(m)), `${label}: members ${members}`);
+    const scanned = checkTable(s.prefix);
+    assert.equal(scanned.writingAbandoned, 0, `round ${round}: not reclaimed`);
+    assert.equal(scanned.live, members.length, `round ${round}: ${JSON.stringify(scanned)}`);
+    assert.equal(scanned.free + scanned.live, scanned.entries, `round ${round}: ${JSON.stringify(scanned)}`);
+  }
+
+  // Still fully usable: every pair can be added once and discarded.
+  for (const c of channels) ns.groupAdd("g", c);
+  assert.deepEqual(ns.groupMembers("g"), [...channels].sort());
+  for (const c of channels) assert.equal(ns.groupDiscard("g", c), true);
+  assert.deepEqual(checkTable(s.prefix).live, 0);
+});
+
+/** A core built with `--features fault-injection`; the kill-point test runs only when it is given. */
+const FAULT_LIB = Deno.env.get("FERRY_FAULT_LIB");
+
+Deno.test({
+  name: "a process aborted at each kill point of an add, a merge or a reclaim leaves the table consistent",
+  ignore: !FAULT_LIB,
+  async fn() {
+    await using s = new Scope();
+    const memory = memoryFor(16);
+    using ns = connect(s, { groupMemory: memory });
+    const lib = core();
+    const raw = () => {
+      const p = encoder.encode(s.prefix);
+      return lib.ferry_group_open(p, p.length, memory, 0o600, new Int32Array(2))!;
+    };
+    const [g, keep, torn] = ["g", "keep", "torn"].map((t) => encoder.encode(t));
+    const [CLAIMED, PUBLISHED_UNMERGED] = [1, 2];
+    // Each point, with what must be in the table for the dying call to reach it.
+    const points: [string, "add" | "members", () => void][] = [
+      ["group.claimed", "add", () => {}],
+      ["group.written", "add", () => {}],
+      ["group.published", "add", () => {}],
+      ["group.merging", "members", () => {
+        // A duplicate of g/keep, as left by an adder that died before merging: the scan merges it.
+        const t = raw();
+        lib.ferry_group_debug_add(t, g, g.length, keep, keep.length, 0n, PUBLISHED_UNMERGED);
+        lib.ferry_group_free(t);
+      }],
+      ["group.reclaiming", "members", () => {
+        // A half-written entry whose writer is gone (freeing its handle dropped its entry lock).
+        const t = raw();
+        lib.ferry_group_debug_add(t, g, g.length, torn, torn.length, 0n, CLAIMED);
+        lib.ferry_group_free(t);
+      }],
+    ];
+    for (const [point, call, setUp] of points) {
+      ns.groupAdd("g", "keep");
+      setUp();
+      const child = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("./workers/group_fault.ts", import.meta.url).pathname,
+          s.prefix,
+          `${memory}`,
+          call,
+        ],
+        env: { FERRY_LIB: FAULT_LIB!, FERRY_FAULT: point },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(child.signal, "SIGABRT", `${point}: the child did not die there`);
+
+      const dead = checkTable(s.prefix);
+      assert.deepEqual([dead.writingAlive, dead.corrupt], [0, 0], `${point}: ${JSON.stringify(dead)}`);
+      const members = ns.groupMembers("g"); // a scan: reclaims and merges what the death left
+      assert.ok(members.includes("keep"), `${point}: lost a membership: ${members}`);
+      assert.ok(members.every((m) => m === "keep" || m === "added"), `${point}: ${members}`);
+      const after = checkTable(s.prefix);
+      assert.deepEqual(
+        [after.writingAbandoned, after.duplicates, after.corrupt, after.free + after.live],
+        [0, 0, 0, after.entries],
+        `${point}: ${JSON.stringify(after)}`,
+      );
+      for (const m of members) ns.groupDiscard("g", m);
+    }
+  },
+});
+
+Deno.test("a full member is skipped, reported and counted, in async and in ack mode", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const tight = s.open("tight", { capacity: 1, mode: "async" });
+  tight.trySend("already here"); // its only slot: tight is full
+  const roomy = await member(s, "roomy", { join: "all", mode: "async" });
+  ns.groupAdd("all", "tight");
+
+  const first = await ns.sendGroup("all", { n: 1 });
+  assert.deepEqual(first, { group: "all", sent: ["roomy"], skipped: ["tight"], failed: [] });
+  assert.deepEqual((await roomy.ask("recv", { timeout: 10_000 })).data, { n: 1 });
+
+  // Ack mode waits up to its timeout for room, then skips the member that stayed full; roomy's copy
+  // is released meanwhile.
+  const second = follow(ns.sendGroup("all", { n: 2 }, { mode: "ack", timeout: 2000 }));
+  assert.deepEqual((await roomy.ask("recv", { timeout: 10_000 })).data, { n: 2 });
+  assert.deepEqual(await within(second.promise, "ack fan-out"), {
+    group: "all",
+    sent: ["roomy"],
+    skipped: ["tight"],
+    failed: [],
+  });
+
+  const { counters } = ns.groupStat();
+  assert.deepEqual({ fanouts: counters.fanouts, skipped: counters.skipped }, { fanouts: 2, skipped: 2 });
+  assert.ok(Channel.stat("tight", { prefix: s.prefix }).counters.full >= 2, "the channel did not count it");
+  assert.deepEqual(tight.tryRecv()?.data, "already here");
+  assert.equal(tight.tryRecv(), undefined, "a skipped member got a copy");
+});
+
+Deno.test("ack-mode sendGroup resolves only after every member released its copy, and reports one that died", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "ack" });
+  const names = ["a", "b", "c"];
+  const members = await Promise.all(
+    names.map((name) => member(s, name, { join: "acks", mode: "ack", autoRelease: false })),
+  );
+  const sent = follow(ns.sendGroup("acks", { job: 1 }, { timeout: 20_000 }));
+  for (const child of members) {
+    assert.deepEqual((await child.ask("recv", { timeout: 10_000 })).data, { job: 1 });
+  }
+
+  for (const child of members.slice(0, 2)) {
+    assert.deepEqual(await child.ask("release"), { released: 1 });
+    // A round trip with the last holder: its copy is still unreleased.
+    await members[2].ask("ping");
+    assert.equal(sent.settled, false, "resolved before every member released its copy");
+  }
+  assert.deepEqual(await members[2].ask("release"), { released: 1 });
+  assert.deepEqual(await within(sent.promise, "the ack fan-out after the last release"), {
+    group: "acks",
+    sent: names,
+    skipped: [],
+    failed: [],
+  });
+
+  // Again, and the last holder dies instead of releasing.
+  const second = follow(ns.sendGroup("acks", { job: 2 }, { timeout: 20_000 }));
+  for (const child of members) {
+    assert.deepEqual((await child.ask("recv", { timeout: 10_000 })).data, { job: 2 });
+  }
+  for (const child of members.slice(0, 2)) await child.ask("release");
+  await members[2].ask("ping");
+  assert.equal(second.settled, false);
+  await members[2].kill();
+  const result = await within(second.promise, "the ack fan-out after a member died", 25_000);
+  assert.deepEqual(result.sent, ["a", "b"]);
+  assert.deepEqual(result.skipped, []);
+  assert.deepEqual(result.failed.map((f) => f.channel), ["c"]);
+  assert.ok(result.failed[0].error instanceof PeerDiedError, String(result.failed[0].error));
+});
+
+Deno.test("a membership outlives the process that added it", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const adder = await member(s, "inbox", { join: "mail", mode: "async" });
+  assert.deepEqual(await adder.ask("exit"), {});
+  assert.equal((await adder.status).code, 0);
+
+  assert.deepEqual(ns.groupMembers("mail"), ["inbox"]);
+  assert.deepEqual((await ns.sendGroup("mail", "for the inbox")).sent, ["inbox"]);
+  const inbox = s.open("inbox", { mode: "async" });
+  assert.equal((await inbox.recv({ timeout: 10_000 })).data, "for the inbox");
+
+  // Another connect, as a restarted process would do, sees it too.
+  using again = connect(s);
+  assert.deepEqual(again.groupMembers("mail"), ["inbox"]);
+});
+
+Deno.test("names follow the channel rules; the table's size is the creator's; unlinkGroups removes it", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { groupMemory: memoryFor(2) });
+  for (const bad of ["", "a b", "a/b", "a~b", "x".repeat(101)]) {
+    assert.throws(() => ns.groupAdd(bad, "ok"), InvalidNameError);
+    assert.throws(() => ns.groupAdd("ok", bad), InvalidNameError);
+    assert.throws(() => ns.groupMembers(bad), InvalidNameError);
+    assert.throws(() => ns.groupDiscard("ok", bad), InvalidNameError);
+  }
+  assert.equal(ns.groupAdd("g", "x".repeat(100)), true);
+  assert.equal(ns.groupAdd("g", "x".repeat(100)), false, "re-adding is a refresh");
+  assert.equal(ns.groupAdd("g", "y"), true);
+  assert.throws(() => ns.groupAdd("g", "z"), GroupTableFullError);
+
+  const later = Namespace.connect({ prefix: s.prefix, groupMemory: 1 << 20 });
+  assert.equal(later.groupCapacity, 2, "a later connect's groupMemory must be ignored");
+  later.close();
+
+  assert.equal(Namespace.unlinkGroups({ prefix: s.prefix }), true);
+  assert.equal(Namespace.unlinkGroups({ prefix: s.prefix }), false);
+  using fresh = connect(s, { groupMemory: memoryFor(4) });
+  assert.deepEqual(fresh.groupMembers("g"), [], "memberships survived unlinkGroups");
+  assert.equal(fresh.groupCapacity, 4);
+});

@@ -1,0 +1,41 @@
+// A process that dies while adding to a group: the test SIGKILLs it, then checks the group table.
+// Usage: group_adder.ts <prefix> <group> <how> <groupMemory>
+//   how "loop":  adds and discards <group>/c0..c7 in a tight loop, printing "progress" every 25 calls,
+//                until it is killed (so the kill lands at an arbitrary instruction of some add)
+//   how "stall": claims a table entry and writes half of its names through the core's test hook
+//                (an add stopped between its claim and its publish), prints "claimed", and waits to
+//                be killed: the deterministic "killed mid-write"
+// Prints "ready" once connected.
+
+import { core } from "../../ffi/lib.ts";
+import { Namespace } from "../../mod.ts";
+import { stdinLines } from "../helpers.ts";
+
+const [prefix, group, how, memoryText] = Deno.args;
+const namespace = Namespace.connect({ prefix, groupMemory: Number(memoryText) });
+const encoder = new TextEncoder();
+console.log("ready");
+
+if (how === "loop") {
+  for (let i = 0;; i++) {
+    const channel = `c${i % 8}`;
+    if (i % 3 === 2) namespace.groupDiscard(group, channel);
+    else namespace.groupAdd(group, channel);
+    if (i % 25 === 24) console.log("progress");
+  }
+} else if (how === "stall") {
+  // A handle of its own, so its entry lock is held by this process's file description.
+  const lib = core();
+  const p = encoder.encode(prefix);
+  const table = lib.ferry_group_open(p, p.length, Number(memoryText), 0o600, new Int32Array(2));
+  const g = encoder.encode(group);
+  const c = encoder.encode("torn-channel-name-that-is-long-enough-to-span-several-words");
+  const CLAIMED = 1;
+  const st = lib.ferry_group_debug_add(table, g, g.length, c, c.length, 0n, CLAIMED);
+  console.log(st === 0 ? "claimed" : `failed ${st}`);
+  for await (const _ of stdinLines()) {
+    // wait for the kill
+  }
+} else {
+  throw new Error(`unknown how ${how}`);
+}
