@@ -53,8 +53,7 @@ if (role === "recv-sync" && count === 0) {
   received = i;
 } else if (role === "recv-batch") {
   for (;;) {
-    const batch = ch.tryRecvMany(256);
-    const msgs = batch.length > 0 ? batch : await ch.recvMany(256);
+    const msgs = ch.recvManySync(256);
     let end = false;
     for (const msg of msgs) {
       const data = msg.data;
@@ -69,12 +68,12 @@ if (role === "recv-sync" && count === 0) {
   }
 } else if (role === "send-batch") {
   const value = codec === "raw" ? rawPayload(Number(sizeArg)) : SMALL_OBJECT;
-  const batch = Array.from({ length: 32 }, () => value);
+  const batch = Array.from({ length: 16 }, () => value);
   const reader = Deno.stdin.readable.getReader();
   await reader.read(); // "go"
   reader.releaseLock();
   firstNs = clock();
-  for (let i = 0; i < count; i += batch.length) await ch.sendMany(batch.slice(0, Math.min(32, count - i)));
+  for (let i = 0; i < count; i += batch.length) ch.sendManySync(batch.slice(0, Math.min(16, count - i)));
   if (endArg === "end") ch.sendSync(END, { mode: "async" });
   received = count;
 } else if (role === "send-sync") {

@@ -118,7 +118,7 @@ export function report(rows: Row[]): string {
       x ? `${fmtRate(x.msgsPerSec)}/s ${(x.mbPerSec / 1000).toFixed(2)} GB/s` : "-";
     return [
       { "throughput": "async throughput 1x1", "throughput-2x2": "async throughput 2x2" }[r.kind as string] ??
-        "async batches 1x1 (sendMany/recvMany)",
+        "async batches 1x1 (sendManySync/recvManySync)",
       payloadLabel(r),
       both(f),
       both(s),

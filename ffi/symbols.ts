@@ -85,6 +85,22 @@ export const symbols = {
     ],
     result: "i32",
   },
+  ferry_recv_batch_wait: {
+    parameters: [
+      "pointer", // Handle *h
+      "buffer", // u8 *dst
+      "u32", // dst_cap
+      "u32", // dst_off
+      "u32", // max messages
+      "u32", // flags (1 auto release)
+      "buffer", // u32 meta[8 * max]
+      "u32", // meta length
+      "buffer", // u32 count_out[1]
+      "u32", // timeout_ms
+    ],
+    result: "i32",
+  },
+  ferry_send_room_wait: { parameters: ["pointer", "u32"], result: "i32" }, // h, timeout_ms
   ferry_recv: {
     parameters: [
       "pointer", // Handle *h

@@ -126,6 +126,14 @@ const BATCH_MAX = 256;
 
 const encoder = new TextEncoder();
 
+/** Messages encoded end to end for a batch send. */
+interface Staged {
+  bytes: Uint8Array;
+  lens: Uint32Array;
+  offsets: Float64Array;
+  count: number;
+}
+
 /** @internal Channel and group names: the one rule for both. */
 export function checkName(what: string, value: unknown): string {
   if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
@@ -227,6 +235,12 @@ export class Channel<T = unknown>
   /** Slots lent by `loan`, by the view handed out. */
   #loans = new Map<Uint8Array, { slot: number; generation: number; len: number; shared: ArrayBuffer }>();
   #batchMeta = new Uint32Array(8 * BATCH_MAX);
+  #staging: Staged = {
+    bytes: new Uint8Array(64 * 1024),
+    lens: new Uint32Array(BATCH_MAX),
+    offsets: new Float64Array(BATCH_MAX + 1),
+    count: 0,
+  };
   #batchCount = new Uint32Array(1);
   #chunk = new Uint8Array(CHUNK_BYTES);
   #chunkUsed = 0;
@@ -428,14 +442,33 @@ export class Channel<T = unknown>
    * checked before any is written, so bad input sends nothing.
    */
   trySendMany(values: readonly T[], options?: { expiry?: number }): number {
-    const staged = this.#stage(values);
+    const staged = this.#stage(values, true);
     const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
     return this.#sendStaged(staged, 0, expiry, true);
   }
 
+  /** As sendMany, blocking the thread while it waits for room (scripts, workers, benchmarks). */
+  sendManySync(values: readonly T[], options?: { expiry?: number; timeout?: number }): void {
+    const staged = this.#stage(values, true);
+    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    let deadline: number | undefined;
+    for (let sent = this.#sendStaged(staged, 0, expiry, false); sent < values.length;) {
+      deadline ??= performance.now() + timeout;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.#lib.ferry_send_room_wait(this.#live(), abiMs(left)) === Status.TIMEOUT) {
+        this.#lib.ferry_note_full(this.#live());
+        throw new TimeoutError(
+          `sendManySync on '${this.name}' sent ${sent} of ${values.length} within ${timeout} ms; the channel stayed full`,
+        );
+      }
+      sent = this.#sendStaged(staged, sent, expiry, false);
+    }
+  }
+
   /** As trySendMany, waiting for room (up to `timeout`) until every value is sent. */
   async sendMany(values: readonly T[], options?: { expiry?: number; timeout?: number }): Promise<void> {
-    const staged = this.#stage(values);
+    const staged = this.#stage(values, false);
     const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
     let sent = this.#sendStaged(staged, 0, expiry, false);
     if (sent === values.length) return;
@@ -453,10 +486,19 @@ export class Channel<T = unknown>
   }
 
   /** Encodes every value end to end into one buffer, checking each before anything is sent. */
-  #stage(values: readonly T[]): { bytes: Uint8Array; lens: Uint32Array; offsets: Float64Array } {
-    const lens = new Uint32Array(values.length);
-    const offsets = new Float64Array(values.length + 1);
-    const parts: Uint8Array[] = [];
+  #stage(values: readonly T[], reuse: boolean): Staged {
+    // Synchronous callers reuse this handle's staging (typed arrays cost about 1 us each to make
+    // here); sendMany, which may wait, stages into its own.
+    const st: Staged = reuse ? this.#staging : {
+      bytes: new Uint8Array(Math.min(64 * 1024, values.length * 256)),
+      lens: new Uint32Array(values.length),
+      offsets: new Float64Array(values.length + 1),
+      count: 0,
+    };
+    if (st.lens.length < values.length) {
+      st.lens = new Uint32Array(values.length);
+      st.offsets = new Float64Array(values.length + 1);
+    }
     let total = 0;
     for (let i = 0; i < values.length; i++) {
       const part = this.#codec.encode(values[i]);
@@ -465,28 +507,32 @@ export class Channel<T = unknown>
           `sendMany: value ${i} is ${part.length} bytes; channel '${this.name}' takes at most ${this.maxMessageSize}`,
         );
       }
-      parts.push(part);
-      lens[i] = part.length;
-      offsets[i] = total;
+      if (total + part.length > st.bytes.length) {
+        const grown = new Uint8Array(Math.max(2 * st.bytes.length, total + part.length));
+        grown.set(st.bytes.subarray(0, total));
+        st.bytes = grown;
+      }
+      st.bytes.set(part, total); // now, before the codec reuses its buffer for the next value
+      st.lens[i] = part.length;
+      st.offsets[i] = total;
       total += part.length;
     }
-    offsets[values.length] = total;
-    const bytes = new Uint8Array(total);
-    for (let i = 0; i < parts.length; i++) bytes.set(parts[i], offsets[i]);
-    return { bytes, lens, offsets };
+    st.offsets[values.length] = total;
+    st.count = values.length;
+    return st;
   }
 
   /** Sends staged messages from index `from` on; returns the index reached. */
   #sendStaged(
-    staged: { bytes: Uint8Array; lens: Uint32Array; offsets: Float64Array },
+    staged: Staged,
     from: number,
     expiry: number,
     countFull: boolean,
   ): number {
     const out = this.#sendOut;
     let at = from;
-    while (at < staged.lens.length) {
-      const count = Math.min(BATCH_MAX, staged.lens.length - at);
+    while (at < staged.count) {
+      const count = Math.min(BATCH_MAX, staged.count - at);
       const start = staged.offsets[at];
       const bytes = staged.bytes.subarray(start, staged.offsets[at + count]);
       const st = this.#lib.ferry_send_batch(
@@ -538,6 +584,42 @@ export class Channel<T = unknown>
       meta.length,
       this.#batchCount,
     );
+    return this.#batchMessages(st, base, auto);
+  }
+
+  /** As recvMany, blocking the thread until at least one message came (TimeoutError). */
+  recvManySync(max = 64, options?: RecvOptions): Message<T>[] {
+    checkInt("max", max, 1, BATCH_MAX);
+    if (this.zeroCopy) {
+      const first = this.recvSync(options);
+      return max === 1 ? [first] : [first, ...this.tryRecvMany(max - 1)];
+    }
+    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const auto = this.autoRelease;
+    this.#ensureChunk();
+    const base = this.#chunkUsed;
+    const st = this.#lib.ferry_recv_batch_wait(
+      this.#live(),
+      this.#chunk,
+      this.#chunk.length,
+      base,
+      max,
+      auto ? RECV_AUTO_RELEASE : 0,
+      this.#batchMeta,
+      this.#batchMeta.length,
+      this.#batchCount,
+      abiMs(timeout),
+    );
+    if (st === Status.TIMEOUT) {
+      throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
+    }
+    return this.#batchMessages(st, base, auto);
+  }
+
+  /** Messages of a batch receive that returned `st` into the chunk from `base` on. */
+  #batchMessages(st: number, base: number, auto: boolean): Message<T>[] {
+    const got: Message<T>[] = [];
+    const meta = this.#batchMeta;
     if (st === Status.EMPTY) return got;
     if (st !== Status.OK) throw this.#statusError(st);
     const chunk = this.#chunk;

@@ -118,3 +118,16 @@ Deno.test("create: false opens only an existing channel, and Channel.recover und
   const msg = again.tryRecv()!;
   assert.deepEqual([msg.data, msg.redelivered], ["kept", true]);
 });
+
+Deno.test("batches: sendManySync waits for room that a receiver in another process makes, recvManySync blocks", async () => {
+  await using s = new Scope();
+  const ch = s.open("sync-batch", { mode: "async", capacity: 8, slots: 8 });
+  const back = s.open("sync-batch.back", { mode: "async" });
+  const echo = await s.spawn("batch_echo.ts", "sync-batch", 100);
+  ch.sendManySync(Array.from({ length: 100 }, (_, i) => i)); // 100 through 8 slots: it must wait
+  assert.deepEqual(back.recvManySync(1, { timeout: 20_000 }).map((m) => m.data), [
+    Array.from({ length: 100 }, (_, i) => i),
+  ]);
+  assert.equal((await echo.status).code, 0);
+  assert.throws(() => back.recvManySync(4, { timeout: 30 }), { code: "Timeout" });
+});

@@ -449,6 +449,20 @@ impl Handle {
         (self.payload_ptr(k, len) as usize - self.seg.map.base as usize) as u64
     }
 
+    /// Whether a send could find room now: a free in-flight entry (after a look at which of
+    /// this sender's slots were released) and a free slot somewhere in the channel.
+    pub fn has_room(&self) -> bool {
+        if self.local().inflight.len() >= self.slot_limit as usize {
+            self.reap(false);
+            if self.local().inflight.len() >= self.slot_limit as usize {
+                return false;
+            }
+        }
+        // A slot this sender saw released is the likely one; scan the pool only without one.
+        let free = |k: u32| State(self.seg.slot(k).state.load(Relaxed)).kind() == Kind::Free;
+        self.local().spare.iter().any(|&k| free(k)) || (0..self.seg.layout.capacity).any(free)
+    }
+
     /// Counts a send that gave up on a full channel (trySend, or a timed-out wait).
     pub fn note_full(&self) {
         if self.me == OBSERVER {

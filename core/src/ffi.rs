@@ -464,6 +464,38 @@ pub unsafe extern "C" fn ferry_send_batch(
     why
 }
 
+/// As `ferry_recv_batch`, blocking the calling thread up to `timeout_ms` for the first message.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_recv_batch_wait(
+    h: *const Handle,
+    dst: *mut u8,
+    dst_cap: u32,
+    dst_off: u32,
+    max: u32,
+    flags: u32,
+    meta: *mut u32,
+    meta_len: u32,
+    count_out: *mut u32,
+    timeout_ms: u32,
+) -> i32 {
+    let Some(hr) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    hr.wait_for(Side::Recv, timeout_ms, || {
+        // SAFETY: the same arguments the caller gave us, for the duration of this call.
+        match unsafe { ferry_recv_batch(h, dst, dst_cap, dst_off, max, flags, meta, meta_len, count_out) } {
+            EMPTY => None,
+            r => Some(r),
+        }
+    })
+}
+
+/// Blocks the calling thread up to `timeout_ms` until this sender could send again (a slot of
+/// its was released, or the channel has room): OK, or TIMEOUT.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_send_room_wait(h: *const Handle, timeout_ms: u32) -> i32 {
+    let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    h.wait_for(Side::Send, timeout_ms, || h.has_room().then_some(OK))
+}
+
 /// Receives up to `max` messages into `dst` from `dst_off` on (see `Handle::recv_batch` for the
 /// 8 x u32 per message in `meta`, which holds `meta_len` u32). `count_out[0]` = how many;
 /// returns OK, EMPTY or an error.
