@@ -356,13 +356,26 @@ export class Channel<T = unknown>
 
   // ------------------------------------------------------------------ sending
 
+  /** Per-call options over the handle's defaults: one place for each. */
+  #expiryOf(options?: { expiry?: number }): number {
+    return options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+  }
+
+  #timeoutOf(options?: { timeout?: number }): number {
+    return options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+  }
+
+  #acks(options?: { mode?: SendMode }): boolean {
+    return (options?.mode ?? this.mode) === "ack";
+  }
+
   /** Sends in the handle's mode: ack resolves once a receiver released it, async once written. */
   async send(value: T, options?: SendOptions): Promise<void> {
     let bytes = this.#encode(value);
-    const ack = (options?.mode ?? this.mode) === "ack";
+    const ack = this.#acks(options);
     const flags = ack ? SEND_ACK : 0;
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const expiry = this.#expiryOf(options);
+    const timeout = this.#timeoutOf(options);
     const out = this.#sendOut;
     const lib = this.#lib;
     // `out` is shared by every send on this handle: read it in the same turn as the call that
@@ -391,10 +404,10 @@ export class Channel<T = unknown>
   /** As `send`, blocking the thread (for scripts and workers). */
   sendSync(value: T, options?: SendOptions): void {
     const bytes = this.#encode(value);
-    const ack = (options?.mode ?? this.mode) === "ack";
+    const ack = this.#acks(options);
     const flags = ack ? SEND_ACK : 0;
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const expiry = this.#expiryOf(options);
+    const timeout = this.#timeoutOf(options);
     const out = this.#sendOut;
     const lib = this.#lib;
     let st = lib.ferry_send(this.#live(), bytes, bytes.length, flags, expiry, out);
@@ -416,8 +429,8 @@ export class Channel<T = unknown>
    */
   trySend(value: T, options?: SendOptions): void | Promise<void> {
     const bytes = this.#encode(value);
-    const ack = (options?.mode ?? this.mode) === "ack";
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const ack = this.#acks(options);
+    const expiry = this.#expiryOf(options);
     const out = this.#sendOut;
     const st = this.#lib.ferry_send(
       this.#live(),
@@ -429,7 +442,7 @@ export class Channel<T = unknown>
     );
     if (st !== Status.OK) throw this.#sendError(st);
     if (ack) {
-      const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+      const timeout = this.#timeoutOf(options);
       return this.#ackOutcome(out[0], out[1], performance.now() + timeout, timeout);
     }
   }
@@ -443,15 +456,15 @@ export class Channel<T = unknown>
    */
   trySendMany(values: readonly T[], options?: { expiry?: number }): number {
     const staged = this.#stage(values, true);
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const expiry = this.#expiryOf(options);
     return this.#sendStaged(staged, 0, expiry, true);
   }
 
   /** As sendMany, blocking the thread while it waits for room (scripts, workers, benchmarks). */
   sendManySync(values: readonly T[], options?: { expiry?: number; timeout?: number }): void {
     const staged = this.#stage(values, true);
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const expiry = this.#expiryOf(options);
+    const timeout = this.#timeoutOf(options);
     let deadline: number | undefined;
     for (let sent = this.#sendStaged(staged, 0, expiry, false); sent < values.length;) {
       deadline ??= performance.now() + timeout;
@@ -469,10 +482,10 @@ export class Channel<T = unknown>
   /** As trySendMany, waiting for room (up to `timeout`) until every value is sent. */
   async sendMany(values: readonly T[], options?: { expiry?: number; timeout?: number }): Promise<void> {
     const staged = this.#stage(values, false);
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const expiry = this.#expiryOf(options);
     let sent = this.#sendStaged(staged, 0, expiry, false);
     if (sent === values.length) return;
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const timeout = this.#timeoutOf(options);
     const done = await this.#until(SIDE_SEND, performance.now() + timeout, () => {
       sent = this.#sendStaged(staged, sent, expiry, false);
       return sent === values.length ? true : undefined;
@@ -594,7 +607,7 @@ export class Channel<T = unknown>
       const first = this.recvSync(options);
       return max === 1 ? [first] : [first, ...this.tryRecvMany(max - 1)];
     }
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const timeout = this.#timeoutOf(options);
     const auto = this.autoRelease;
     this.#ensureChunk();
     const base = this.#chunkUsed;
@@ -660,7 +673,7 @@ export class Channel<T = unknown>
   async recvMany(max = 64, options?: RecvOptions): Promise<Message<T>[]> {
     const now = this.tryRecvMany(max);
     if (now.length > 0) return now;
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const timeout = this.#timeoutOf(options);
     const got = await this.#until(SIDE_RECV, performance.now() + timeout, () => {
       const m = this.tryRecvMany(max);
       return m.length > 0 ? m : undefined;
@@ -748,7 +761,7 @@ export class Channel<T = unknown>
     const auto = this.autoRelease;
     const now = this.#receive(auto);
     if (now !== undefined) return now;
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const timeout = this.#timeoutOf(options);
     const got = await this.#until(SIDE_RECV, performance.now() + timeout, () => this.#receive(auto));
     if (got === undefined) throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
     return got;
@@ -756,7 +769,7 @@ export class Channel<T = unknown>
 
   /** As `recv`, blocking the thread. */
   recvSync(options?: RecvOptions): Message<T> {
-    const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+    const timeout = this.#timeoutOf(options);
     const auto = this.autoRelease;
     this.#ensureChunk();
     const st = this.#lib.ferry_recv_wait(
@@ -912,8 +925,8 @@ export class Channel<T = unknown>
     const loan = this.#takeLoan(view);
     const len = options?.length ?? loan.len;
     checkInt("commit length", len, 0, loan.len);
-    const ack = (options?.mode ?? this.mode) === "ack";
-    const expiry = options?.expiry === undefined ? this.#expiryMs : expiryMs(options.expiry);
+    const ack = this.#acks(options);
+    const expiry = this.#expiryOf(options);
     const out = this.#sendOut;
     const st = this.#lib.ferry_commit(
       this.#live(),
@@ -927,7 +940,7 @@ export class Channel<T = unknown>
     );
     if (st !== Status.OK) throw this.#sendError(st);
     if (ack) {
-      const timeout = options?.timeout === undefined ? this.timeout : checkMs("timeout", options.timeout);
+      const timeout = this.#timeoutOf(options);
       return this.#ackOutcome(out[0], out[1], performance.now() + timeout, timeout);
     }
   }

@@ -1,31 +1,11 @@
 //! The engine between handles of one process. Each handle has its own fd and OFD lock, so
 //! dropping a handle without `close` looks to the others exactly like a process death.
 
-use ferry_core::engine::{Handle, OpenOptions, Side};
+use ferry_core::engine::{Handle, Side};
 use ferry_core::status::*;
 
-fn name(tag: &str) -> String {
-    format!("/ferrytest.{}-{}-{}", tag, std::process::id(), ferry_core::sys::monotonic_ms())
-}
-
-fn open(name: &str, capacity: u32, slots: u32) -> Handle {
-    Handle::open(&OpenOptions {
-        name,
-        capacity,
-        max_message: 256,
-        mode: 0o600,
-        slot_limit: slots,
-        observer: false,
-    })
-    .expect("open")
-}
-
-struct Unlink(String);
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = ferry_core::sys::shm_remove(&self.0);
-    }
-}
+mod common;
+use common::{name, open, Unlink};
 
 fn recv_bytes(h: &Handle) -> Result<(Vec<u8>, ferry_core::engine::Received), i32> {
     let m = h.claim()?;

@@ -6,32 +6,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
 
-use ferry_core::engine::{Handle, OpenOptions, Side};
+use ferry_core::engine::{Handle, Side};
 use ferry_core::state::{Kind, State};
 use ferry_core::status::*;
 
-fn name(tag: &str) -> String {
-    format!("/ferrytest.{}-{}-{}", tag, std::process::id(), ferry_core::sys::monotonic_ms())
-}
-
-fn open(name: &str, capacity: u32, slots: u32) -> Handle {
-    Handle::open(&OpenOptions {
-        name,
-        capacity,
-        max_message: 256,
-        mode: 0o600,
-        slot_limit: slots,
-        observer: false,
-    })
-    .expect("open")
-}
-
-struct Unlink(String);
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = ferry_core::sys::shm_remove(&self.0);
-    }
-}
+mod common;
+use common::{name, open, Unlink};
 
 fn slot_state(h: &Handle, k: u32) -> State {
     State(h.seg.slot(k).state.load(Acquire))
