@@ -528,7 +528,7 @@ function stat(args: ParsedArgs): Promise<number> {
     ["channel", `${s.name}  (/dev/shm/${s.prefix}.${s.name})`],
     ["created", `${formatTime(s.createdAt)}  (${formatAge(s.createdAt)})`],
     ["capacity", `${s.capacity} messages of at most ${formatBytes(s.maxMessageSize)}`],
-    ["memory", formatBytes(s.bytes)],
+    ["memory", `${formatBytes(s.bytes)} reserved, ${formatBytes(s.resident)} resident`],
     ["depth", `${s.depth} queued, not yet received`],
     ["in flight", `${s.inFlight} received, not yet released`],
     ["sent", `${s.counters.sent}`],
@@ -540,7 +540,14 @@ function stat(args: ParsedArgs): Promise<number> {
     ["participants", `${s.participants.length} (${alive} alive, ${s.participants.length - alive} dead)`],
   ];
   for (const [key, value] of rows) print(`${key.padEnd(14)}${value}`);
-  for (const p of s.participants) print(`  pid ${String(p.pid).padEnd(10)}${p.alive ? "alive" : "dead"}`);
+  for (const p of s.participants) {
+    const state = (p.alive ? "alive" : "dead").padEnd(7);
+    print(
+      `  pid ${String(p.pid).padEnd(10)}${state}${
+        p.role.padEnd(10)
+      }${p.inFlight} of its sent messages in flight`,
+    );
+  }
   return Promise.resolve(EXIT.ok);
 }
 
@@ -732,7 +739,8 @@ ${RECV_OUTPUT}`,
     summary: "depth, counters and participants of one channel",
     about: `Shows what the channel holds now: capacity, memory, depth (queued), in flight (received, not
 released), counters (sent, received, released, expired, full, redelivered), creation time and
-participants (pid, alive or dead). Reading it does not join the channel.
+participants (pid, alive or dead, role, its sent messages in flight), and memory reserved and
+resident. Reading it does not join the channel.
 With --json, one JSON document: the library's ChannelStat (createdAt as an ISO string).`,
     options: { prefix: PREFIX, json: JSON_OPT, help: HELP },
     run: stat,

@@ -147,8 +147,8 @@ export const symbols = {
     nonblocking: true,
   },
   ferry_sweep: { parameters: ["pointer"], result: "u32" },
-  ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[13]
-  ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[2*max], max
+  ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[14]
+  ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[4*max], max
   ferry_clock_ns32: { parameters: [], result: "u32" },
   // ---- groups ----
   // Channel groups (core/src/group.rs): not per message, so the expiry is a u64.

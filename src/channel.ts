@@ -91,6 +91,8 @@ export interface ChannelStat {
   maxMessageSize: number;
   /** Bytes the segment reserves in /dev/shm. */
   bytes: number;
+  /** Of those, bytes resident in memory now (pages ever touched). */
+  resident: number;
   /** Messages queued and not yet received. */
   depth: number;
   /** Messages received and not yet released. */
@@ -104,7 +106,13 @@ export interface ChannelStat {
     redelivered: number;
   };
   createdAt: Date;
-  participants: { pid: number; alive: boolean }[];
+  /** Open handles: process, whether it lives, its slots in flight as a sender, what it did so far. */
+  participants: {
+    pid: number;
+    alive: boolean;
+    inFlight: number;
+    role: "sender" | "receiver" | "both" | "idle";
+  }[];
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
@@ -1065,19 +1073,24 @@ export class Channel<T = unknown>
 
 function readStat(h: Deno.PointerObject, name: string, prefix: string): ChannelStat {
   const lib = core();
-  const s = new BigUint64Array(13);
+  const s = new BigUint64Array(14);
   lib.ferry_stat(h, s);
   const n = (i: number) => Number(s[i]);
-  const pairs = new Uint32Array(128);
-  const count = lib.ferry_participants(h, pairs, 64);
+  const rows = new Uint32Array(4 * 64);
+  const count = lib.ferry_participants(h, rows, 64);
+  const roles = ["idle", "sender", "receiver", "both"] as const;
   const participants = [];
-  for (let i = 0; i < count; i++) participants.push({ pid: pairs[2 * i], alive: pairs[2 * i + 1] === 1 });
+  for (let i = 0; i < count; i++) {
+    const [pid, alive, inFlight, role] = rows.subarray(4 * i, 4 * i + 4);
+    participants.push({ pid, alive: alive === 1, inFlight, role: roles[role & 3] });
+  }
   return {
     name,
     prefix,
     capacity: n(0),
     maxMessageSize: n(1),
     bytes: n(2),
+    resident: n(13),
     depth: n(3),
     inFlight: n(4),
     counters: { sent: n(5), received: n(6), released: n(7), expired: n(8), full: n(9), redelivered: n(10) },

@@ -306,7 +306,12 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   assert.ok(Math.abs(Date.parse(st.createdAt) - Date.now()) < 600_000, `createdAt ${st.createdAt}`);
   assert.deepEqual(
     st.participants.sort((a: { pid: number }, b: { pid: number }) => a.pid - b.pid),
-    [{ pid: Deno.pid, alive: true }, { pid: holder.pid, alive: true }].sort((a, b) => a.pid - b.pid),
+    [
+      // This process sent 3 (one queued, one held by the holder: 2 of its slots in flight) and
+      // received one; the holder only received.
+      { pid: Deno.pid, alive: true, inFlight: 2, role: "both" },
+      { pid: holder.pid, alive: true, inFlight: 0, role: "receiver" },
+    ].sort((a, b) => a.pid - b.pid),
   );
 
   const field = (name: string) => table.stdout.match(new RegExp(`^${name} +(.*)$`, "m"))?.[1];
@@ -317,7 +322,10 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   assert.equal(field("received"), "2");
   assert.equal(field("released"), "1");
   assert.match(field("participants") ?? "", /^2 \(2 alive, 0 dead\)/);
-  assert.match(table.stdout, new RegExp(`^ {2}pid ${holder.pid} +alive$`, "m"));
+  assert.match(
+    table.stdout,
+    new RegExp(`^ {2}pid ${holder.pid} +alive +receiver +0 of its sent messages in flight$`, "m"),
+  );
 
   const listed = JSON.parse(lsJson.stdout);
   assert.equal(listed.prefix, s.prefix);

@@ -34,9 +34,24 @@ Deno.test("stats count exactly what happened: sends, receives, releases, expirie
   assert.equal((await receiver.ask("recv", { timeout: 5000 })).data, "c");
   assert.equal((await receiver.ask("recv", { timeout: 100 })).error, "TimeoutError"); // d expired, dropped
 
-  const { counters, depth, inFlight } = ch.stat();
+  const { counters, depth, inFlight, participants, bytes, resident } = ch.stat();
   assert.deepEqual(counters, { sent: 4, received: 3, released: 3, expired: 1, full: 1, redelivered: 0 });
   assert.deepEqual({ depth, inFlight }, { depth: 0, inFlight: 0 });
+  assert.deepEqual(
+    participants.map(({ pid, alive, inFlight, role }) => ({ pid, alive, inFlight, role })).sort((a, b) =>
+      a.pid - b.pid
+    ),
+    [
+      { pid: Deno.pid, alive: true, inFlight: 0, role: "sender" },
+      { pid: receiver.pid, alive: true, inFlight: 0, role: "receiver" },
+    ].sort((a, b) => a.pid - b.pid),
+  );
+  assert.ok(resident > 0 && resident <= bytes, `resident ${resident} of ${bytes}`);
+
+  // Slots in flight per sender: two sent and unreceived are this sender's.
+  ch.trySend("f");
+  ch.trySend("g");
+  assert.equal(ch.stat().participants.find((p) => p.pid === Deno.pid)?.inFlight, 2);
 });
 
 Deno.test("zero-copy: a loaned slot is written in place, received as a view, and the view dies at release", async () => {

@@ -1128,8 +1128,8 @@ impl Handle {
     // ---------------------------------------------------------------- introspection
 
     /// [capacity, max_message, total_size, depth, in_flight, sent, received, released, expired,
-    ///  full, redelivered, created_unix_ms, participants]
-    pub fn stat(&self) -> [u64; 13] {
+    ///  full, redelivered, created_unix_ms, participants, resident bytes]
+    pub fn stat(&self) -> [u64; 14] {
         let h = self.seg.header();
         let mut depth = 0;
         let mut in_flight = 0;
@@ -1163,16 +1163,27 @@ impl Handle {
             h.shared.redelivered.load(Relaxed),
             h.fixed.created_unix_ms.load(Relaxed),
             active,
+            sys::resident_bytes(self.seg.map.base, self.seg.map.len),
         ]
     }
 
-    /// Active participants as (pid, alive) pairs.
-    pub fn participants(&self) -> Vec<(u32, bool)> {
+    /// Active participants: (pid, alive, slots in flight as a sender, role: 1 sent, 2 received).
+    pub fn participants(&self) -> Vec<(u32, bool, u32, u32)> {
+        let mut in_flight = [0u32; MAX_PARTICIPANTS];
+        for k in 0..self.seg.layout.capacity {
+            let cur = State(self.seg.slot(k).state.load(Acquire));
+            if cur.kind() != Kind::Free {
+                in_flight[cur.sender() as usize % MAX_PARTICIPANTS] += 1;
+            }
+        }
         (0..MAX_PARTICIPANTS as u32)
             .filter(|&i| self.seg.participant(i).owner.state.load(Acquire) == PARTICIPANT_ACTIVE)
             .map(|i| {
+                let o = &self.seg.participant(i).owner;
                 let alive = i == self.me || sys::byte_locked_by_other(&self.seg.fd, participant_lock_byte(i));
-                (self.seg.participant(i).owner.pid.load(Relaxed), alive)
+                let role =
+                    u32::from(o.sent.load(Relaxed) > 0) | (u32::from(o.received.load(Relaxed) > 0) << 1);
+                (o.pid.load(Relaxed), alive, in_flight[i as usize], role)
             })
             .collect()
     }

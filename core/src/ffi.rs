@@ -405,7 +405,7 @@ pub unsafe extern "C" fn ferry_sweep(h: *const Handle) -> u32 {
     handle(h).map_or(0, |h| h.sweep())
 }
 
-/// Counters into `out` (13 x u64), see `Handle::stat`.
+/// Counters into `out` (14 x u64), see `Handle::stat`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
     let Some(h) = handle(h) else {
@@ -415,14 +415,19 @@ pub unsafe extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
     OK
 }
 
-/// Up to `max` participants as [pid, alive] pairs into `out` (2*max x u32); returns the count.
+/// Up to `max` participants as [pid, alive, slots in flight as sender, role (1 sent, 2 received)]
+/// into `out` (4*max x u32); returns the count.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max: u32) -> u32 {
     let Some(h) = handle(h) else { return 0 };
-    let flat: Vec<u32> =
-        h.participants().into_iter().take(max as usize).flat_map(|(p, a)| [p, u32::from(a)]).collect();
+    let flat: Vec<u32> = h
+        .participants()
+        .into_iter()
+        .take(max as usize)
+        .flat_map(|(pid, alive, in_flight, role)| [pid, u32::from(alive), in_flight, role])
+        .collect();
     write_out(out, &flat);
-    (flat.len() / 2) as u32
+    (flat.len() / 4) as u32
 }
 
 /// CLOCK_MONOTONIC nanoseconds, low 32 bits: a timer cheap enough to wrap every message in a

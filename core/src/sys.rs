@@ -196,6 +196,19 @@ pub fn unix_ms() -> u64 {
     clock_ms(libc::CLOCK_REALTIME)
 }
 
+/// Bytes of `len` at `base` (a mapping) that are resident in memory now.
+pub fn resident_bytes(base: *mut u8, len: usize) -> u64 {
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: base/len describe one live mapping of ours; mincore writes one byte per page into
+    // vec, which holds `pages` bytes.
+    let r = unsafe { libc::mincore(base.cast(), len, vec.as_mut_ptr()) };
+    if r != 0 {
+        return 0;
+    }
+    vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * 4096
+}
+
 pub fn pid() -> u32 {
     std::process::id()
 }

@@ -630,7 +630,7 @@ fn whole(h: &Handle, capacity: u32, live: usize) -> Check {
         return Err(fail(format!("depth {} in-flight {} after drain", st[3], st[4])));
     }
     let parts = h.participants();
-    if parts.len() != live || parts.iter().any(|&(_, alive)| !alive) {
+    if parts.len() != live || parts.iter().any(|&(_, alive, _, _)| !alive) {
         return Err(fail(format!("participants {parts:?}, expected {live} live ones")));
     }
     for i in 0..capacity {
