@@ -84,6 +84,7 @@ export function renderSvg(rows: Row[]): string {
       "throughput": "async 1x1",
       "throughput-2x2": "async 2x2",
       "throughput-batch": "async batches 1x1",
+      "throughput-zerocopy": "async zero-copy 1x1",
     }[r.kind];
     return `${kind}, ${payloadLabel(r)}`;
   };

@@ -13,7 +13,9 @@ export type WorkloadKind =
   /** Two senders and two receivers, each sender `count` messages. */
   | "throughput-2x2"
   /** As throughput, through batch APIs (ferry: sendMany/recvMany; sockets: coalesced writes). */
-  | "throughput-batch";
+  | "throughput-batch"
+  /** As throughput, raw, without copies: the sender fills a loaned slot, the receiver reads a view. */
+  | "throughput-zerocopy";
 
 export type PayloadCodec = "raw" | "msgpack";
 
