@@ -46,6 +46,8 @@ function plan(quick: boolean): Plan[] {
   for (const [codec, size, , msgs] of payloads) {
     rows.push({ kind: "throughput", codec, size, count: scale(msgs) });
   }
+  rows.push({ kind: "throughput-zerocopy", codec: "raw", size: 64 * KiB, count: scale(20_000) });
+  rows.push({ kind: "throughput-zerocopy", codec: "raw", size: MiB, count: scale(2_000) });
   rows.push({ kind: "throughput-batch", codec: "raw", size: 64, count: scale(2_000_000) });
   rows.push({ kind: "throughput-batch", codec: "msgpack", size: 0, count: scale(300_000) });
   rows.push({ kind: "throughput-2x2", codec: "raw", size: 64, count: scale(500_000) });
@@ -65,6 +67,10 @@ function drivers(kind: WorkloadKind, only: Set<string>): [Transport, (w: Workloa
   // the native ceiling there is its one-at-a-time throughput.
   const unbatched = (w: Workload): Workload => ({ ...w, kind: "throughput" });
   const list: [Transport, (w: Workload) => Promise<Result>][] = [["ferry", runFerry]];
+  if (kind === "throughput-zerocopy") {
+    // Zero-copy against ferry's own copying path (the 1x1 rows): the comparison the row is for.
+    return [["ferry", runFerry], ["native", (w) => runNative(unbatched(w))]];
+  }
   if (kind !== "throughput-batch") list.push(["socket", (w) => runUnixSocket(w, "per-message")]);
   if (!isLatency(kind)) list.push(["coalesced", (w) => runUnixSocket(unbatched(w), "coalesced")]);
   if (kind !== "ack-async") {
@@ -117,8 +123,11 @@ export function report(rows: Row[]): string {
     const both = (x?: Result) =>
       x ? `${fmtRate(x.msgsPerSec)}/s ${(x.mbPerSec / 1000).toFixed(2)} GB/s` : "-";
     return [
-      { "throughput": "async throughput 1x1", "throughput-2x2": "async throughput 2x2" }[r.kind as string] ??
-        "async batches 1x1 (sendManySync/recvManySync)",
+      {
+        "throughput": "async throughput 1x1",
+        "throughput-2x2": "async throughput 2x2",
+        "throughput-zerocopy": "async zero-copy 1x1 (loan/commit, view)",
+      }[r.kind as string] ?? "async batches 1x1 (sendManySync/recvManySync)",
       payloadLabel(r),
       both(f),
       both(s),
