@@ -18,6 +18,7 @@ import {
   InvalidNameError,
   InvalidOptionError,
   type Message,
+  Namespace,
   type SendMode,
 } from "./mod.ts";
 import { gc, scanChannels } from "./src/admin.ts";
@@ -650,6 +651,59 @@ function gcCommand(args: ParsedArgs): Promise<number> {
   return Promise.resolve(EXIT.ok);
 }
 
+/** `group add|rm|ls|send`: memberships in the namespace's group table, and fan-out. */
+async function group(args: ParsedArgs): Promise<number> {
+  const [action, name, third, ...rest] = args.positionals;
+  const usage = (what: string) => new UsageError(`group: ${what} (see: cli.ts group --help)`);
+  if (rest.length > 0) throw usage(`unexpected argument '${rest[0]}'`);
+  const prefix = prefixOf(args);
+  const json = flag(args, "json");
+  using ns = Namespace.connect({ prefix });
+  switch (action) {
+    case "add":
+    case "rm": {
+      if (name === undefined || third === undefined) throw usage(`${action} needs <group> <channel>`);
+      const changed = action === "add" ? ns.groupAdd(name, third) : ns.groupDiscard(name, third);
+      if (json) print(toJson({ prefix, group: name, channel: third, action, changed }));
+      else {
+        const what = action === "add"
+          ? (changed ? "added to" : "refreshed in")
+          : changed
+          ? "removed from"
+          : "not in";
+        print(`'${third}' ${what} group '${name}'`);
+      }
+      return EXIT.ok;
+    }
+    case "ls": {
+      if (name === undefined || third !== undefined) throw usage("ls needs <group>");
+      const members = ns.groupMembers(name);
+      if (json) print(toJson({ prefix, group: name, members }));
+      else print(members.length === 0 ? `group '${name}' has no members` : members.join("\n"));
+      return EXIT.ok;
+    }
+    case "send": {
+      if (name === undefined || third === undefined) throw usage("send needs <group> <json>");
+      const mode = sendMode(str(args, "mode"));
+      const timeout = milliseconds(str(args, "timeout"));
+      const result = await ns.sendGroup(name, parseValue(third), { mode, timeout });
+      if (json) print(toJson({ prefix, mode, ...result }));
+      else {
+        print(
+          `sent to ${result.sent.length} member(s)${result.sent.length ? ": " + result.sent.join(", ") : ""}`,
+        );
+        if (result.skipped.length) print(`skipped (full): ${result.skipped.join(", ")}`);
+        for (const f of result.failed) {
+          print(`failed: ${f.channel}: ${f.error instanceof Error ? f.error.message : f.error}`);
+        }
+      }
+      return result.failed.length > 0 ? EXIT.runtime : EXIT.ok;
+    }
+    default:
+      throw usage(action === undefined ? "missing add|rm|ls|send" : `unknown action '${action}'`);
+  }
+}
+
 async function bench(argv: string[]): Promise<number> {
   // Imported only for this command, so the others start without loading the benchmark.
   const { runBench } = await import("./bench/main.ts");
@@ -787,6 +841,23 @@ With --json: {"prefix", "dryRun", "removed": [names]}.`,
       help: HELP,
     },
     run: gcCommand,
+  },
+  group: {
+    usage: "group add|rm <group> <channel> | group ls <group> | group send <group> <json>",
+    summary: "group memberships (add, rm, ls) and fan-out to every member (send)",
+    about: `Groups live in the namespace's group table and outlive the process that changed them; a
+membership expires after 86400 s unless added again. send delivers one copy to every member channel:
+a full member is skipped (async mode) and reported; in ack mode it waits for every copy to be
+released and reports members whose copy failed (exit 1 if any did).
+With --json: one document with what was done (members for ls; sent, skipped, failed for send).`,
+    options: {
+      prefix: PREFIX,
+      mode: { type: "string", arg: "ack|async", help: "for send: ack (default) or async" },
+      timeout: TIMEOUT,
+      json: JSON_OPT,
+      help: HELP,
+    },
+    run: group,
   },
 };
 

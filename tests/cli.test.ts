@@ -4,7 +4,7 @@
 // tests/workers/peer.ts children.
 
 import assert from "node:assert/strict";
-import { Channel, gc, listChannels } from "../mod.ts";
+import { Channel, gc, listChannels, Namespace } from "../mod.ts";
 import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, within } from "./helpers.ts";
 
 const REPO_ROOT = new URL("..", import.meta.url).pathname;
@@ -477,4 +477,29 @@ Deno.test("send to a full channel: exit 1 after --timeout with one clear line", 
   assert.deepEqual([st.depth, st.counters.sent], [1, 1]);
   assert.ok(st.counters.full >= 2, `full counter ${st.counters.full} after two sends found no room`);
   assert.equal(ch.tryRecv()?.data, "already here");
+});
+
+Deno.test("group: add, ls, send to every member and rm, each from its own CLI process", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    const a = s.open("ga", { mode: "async" });
+    const b = s.open("gb", { mode: "async" });
+    assertOk(await cli(["group", "add", "jobs", "ga", ...p]), "group add ga");
+    assertOk(await cli(["group", "add", "jobs", "gb", ...p]), "group add gb");
+    const ls = await cli(["group", "ls", "jobs", ...p, "--json"]);
+    assertOk(ls, "group ls");
+    assert.deepEqual(JSON.parse(ls.stdout).members.sort(), ["ga", "gb"]);
+
+    const sent = await cli(["group", "send", "jobs", '{"n": 1}', "--mode", "async", ...p, "--json"]);
+    assertOk(sent, "group send");
+    assert.deepEqual(JSON.parse(sent.stdout).sent.sort(), ["ga", "gb"]);
+    assert.deepEqual([a.tryRecv()?.data, b.tryRecv()?.data], [{ n: 1 }, { n: 1 }]);
+
+    assertOk(await cli(["group", "rm", "jobs", "gb", ...p]), "group rm");
+    assert.deepEqual(JSON.parse((await cli(["group", "ls", "jobs", ...p, "--json"])).stdout).members, ["ga"]);
+    assertUserError(await cli(["group", "frob", ...p]), 2, /unknown action 'frob'/);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
 });
