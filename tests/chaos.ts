@@ -29,7 +29,7 @@
 
 import { parseArgs } from "node:util";
 import { Channel } from "../mod.ts";
-import { delay, segmentPath, segmentsOf, uniquePrefix } from "./helpers.ts";
+import { delay, segmentPath, segmentsOf, textLines, uniquePrefix } from "./helpers.ts";
 import {
   checkPayload,
   F_ORDER,
@@ -213,14 +213,8 @@ class Kid {
   }
 
   async #pumpOut() {
-    let pending = "";
-    for await (const chunk of this.#process.stdout.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let end;
-      while ((end = pending.indexOf("\n")) >= 0) {
-        this.#lines.push(pending.slice(0, end));
-        pending = pending.slice(end + 1);
-      }
+    for await (const line of textLines(this.#process.stdout)) {
+      this.#lines.push(line);
       this.#wake?.();
     }
     this.#stdoutDone = true;

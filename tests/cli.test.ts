@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Channel, gc, listChannels, Namespace } from "../mod.ts";
-import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, within } from "./helpers.ts";
+import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, textLines, within } from "./helpers.ts";
 
 const REPO_ROOT = new URL("..", import.meta.url).pathname;
 /** Small channels: the default (100 x 1 MiB) would reserve 100 MiB of /dev/shm each. */
@@ -119,17 +119,10 @@ class CliProcess implements AsyncDisposable {
   }
 
   async #pumpStdout() {
-    let pending = "";
-    for await (const chunk of this.#process.stdout.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let end;
-      while ((end = pending.indexOf("\n")) >= 0) {
-        this.#lines.push(pending.slice(0, end));
-        pending = pending.slice(end + 1);
-      }
+    for await (const line of textLines(this.#process.stdout)) {
+      this.#lines.push(line);
       this.#wake?.();
     }
-    if (pending) this.#lines.push(pending);
     this.#stdoutDone = true;
     this.#wake?.();
   }

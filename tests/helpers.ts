@@ -178,17 +178,10 @@ export class Child implements AsyncDisposable {
   }
 
   async #pumpStdout() {
-    let pending = "";
-    for await (const chunk of this.#process.stdout.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let end;
-      while ((end = pending.indexOf("\n")) >= 0) {
-        this.#lines.push(pending.slice(0, end));
-        pending = pending.slice(end + 1);
-      }
+    for await (const line of textLines(this.#process.stdout)) {
+      this.#lines.push(line);
       this.#wake();
     }
-    if (pending) this.#lines.push(pending);
     this.#stdoutClosed = true;
     this.#wake();
   }
@@ -258,9 +251,10 @@ export class Scope implements AsyncDisposable {
 }
 
 /** Lines from this process's stdin (for workers); ends at EOF. */
-export async function* stdinLines(): AsyncGenerator<string> {
+/** The lines of a byte stream, as they arrive (a last line without a newline too). */
+export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let pending = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     pending += chunk;
     let end;
     while ((end = pending.indexOf("\n")) >= 0) {
@@ -269,6 +263,10 @@ export async function* stdinLines(): AsyncGenerator<string> {
     }
   }
   if (pending) yield pending;
+}
+
+export function stdinLines(): AsyncGenerator<string> {
+  return textLines(Deno.stdin.readable);
 }
 
 // Self-checking payload: u32 words [MAGIC, seq, byteLength, body...] where body word i is derived
