@@ -29,6 +29,7 @@ export {
   NoSpaceError,
   PeerDiedError,
   PermissionDeniedError,
+  SystemError,
   TimeoutError,
   TooManyParticipantsError,
 } from "./src/errors.ts";

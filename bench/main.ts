@@ -3,6 +3,8 @@
 //   deno run -A cli.ts bench [--quick] [--json FILE] [--only ferry,socket,native]
 // Writes FILE (default bench/out/results.json) and an SVG chart next to it.
 
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runFerry } from "./ferry.ts";
 import { runNative } from "./native.ts";
@@ -179,7 +181,7 @@ export async function runBench(args: string[]): Promise<void> {
     return;
   }
   const only = new Set(values.only!.split(","));
-  const jsonPath = values.json ?? new URL("./out/results.json", import.meta.url).pathname;
+  const jsonPath = values.json ?? fileURLToPath(new URL("./out/results.json", import.meta.url));
   const svgPath = jsonPath.replace(/\.json$/, "") + ".svg";
   const plans = plan(values.quick!);
   const steps = plans.reduce((n, p) => n + drivers(p.kind, only).length, 0);
@@ -197,7 +199,7 @@ export async function runBench(args: string[]): Promise<void> {
   }
   progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   console.log(report(rows));
-  await Deno.mkdir(new URL(".", `file://${jsonPath}`).pathname, { recursive: true });
+  await Deno.mkdir(dirname(jsonPath), { recursive: true });
   const meta = { date: new Date().toISOString(), quick: values.quick, cpus: navigator.hardwareConcurrency };
   await Deno.writeTextFile(jsonPath, JSON.stringify({ ...meta, rows }, null, 2));
   await Deno.writeTextFile(svgPath, renderSvg(rows));

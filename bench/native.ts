@@ -6,10 +6,11 @@
 // encoded SMALL_OBJECT (with ferry's msgpackr options), as raw bytes with nothing encoded or
 // decoded. ack-async is ack-sync natively (native code has only the blocking calls).
 
+import { fileURLToPath } from "node:url";
 import { Packr } from "msgpackr";
 import { type Result, SMALL_OBJECT, type Workload } from "./types.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BINARY = `${ROOT}core/target/release/ferry_bench`;
 /** A run that has not printed its result by then is killed. */
 const RUN_TIMEOUT_MS = 180_000;

@@ -1,5 +1,7 @@
 // Benchmark peers: spawn a Deno script as a child process and talk to it in lines.
 
+import { fileURLToPath } from "node:url";
+
 export class Peer {
   readonly child: Deno.ChildProcess;
   #lines: ReadableStreamDefaultReader<string>;
@@ -8,7 +10,7 @@ export class Peer {
 
   constructor(script: URL, args: string[]) {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", script.pathname, ...args],
+      args: ["run", "-A", fileURLToPath(script), ...args],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

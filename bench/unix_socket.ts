@@ -16,12 +16,13 @@
 // Variants: "per-message" writes once per send (as when every message must leave now: the
 // like-for-like comparison with ferry); "coalesced" gathers frames into 64 KiB writes (context).
 
+import { fileURLToPath } from "node:url";
 import type { Result, Workload } from "./types.ts";
 import type { ReceiverReport, SenderReport, Variant } from "./unix_socket_peer.ts";
 
-const PEER = new URL("./unix_socket_peer.ts", import.meta.url).pathname;
+const PEER = fileURLToPath(new URL("./unix_socket_peer.ts", import.meta.url));
 /** The repository root: peers run there so that deno.json (the msgpackr mapping) applies. */
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** A whole run, start to last report, may take this long before its processes are killed. */
 const RUN_TIMEOUT_MS = 180_000;
 

@@ -3,18 +3,15 @@
 // there (and --allow-ffi for the core); gc also unlinks. Each channel is read with Channel.stat,
 // which observes without joining: listing never shows up as a participant.
 
-import { Channel, type ChannelStat } from "./channel.ts";
+import { Channel, type ChannelStat, checkPrefix, NAME_PATTERN } from "./channel.ts";
 import {
   ChannelNotFoundError,
   FerryError,
   IncompatibleChannelError,
-  InvalidNameError,
   PermissionDeniedError,
 } from "./errors.ts";
 
 const SHM_DIR = "/dev/shm";
-/** The same rule Channel applies to names and prefixes. */
-const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
 
 /** A segment under the prefix that is not a channel this ferry can read. */
 export interface SkippedSegment {
@@ -37,15 +34,6 @@ export interface ChannelScan {
 export interface GcOptions {
   /** Report what would be removed, remove nothing. Default false. */
   dryRun?: boolean;
-}
-
-function checkPrefix(prefix: string): string {
-  if (typeof prefix !== "string" || !NAME_PATTERN.test(prefix)) {
-    throw new InvalidNameError(
-      `prefix ${JSON.stringify(prefix)} is not valid: use 1 to 100 letters, digits or . _ - !`,
-    );
-  }
-  return prefix;
 }
 
 /** Channel names under `prefix` in /dev/shm, sorted; entries whose rest is not a valid name are left out. */

@@ -32,6 +32,7 @@ import {
   NoSpaceError,
   PeerDiedError,
   PermissionDeniedError,
+  SystemError,
   TimeoutError,
   TooManyParticipantsError,
 } from "./errors.ts";
@@ -115,7 +116,13 @@ export interface ChannelStat {
   }[];
 }
 
-const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
+/** @internal Channel and group names. */
+export const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
+/**
+ * Prefixes: the name rule without ".", so that `<prefix>.<name>` splits at its first dot and no two
+ * (prefix, name) pairs share a segment (prefix "a" with channel "b.c" is not prefix "a.b" with "c").
+ */
+const PREFIX_PATTERN = /^[A-Za-z0-9_!-]{1,100}$/;
 const DEFAULTS = { prefix: "ferry", capacity: 100, maxMessageSize: 1 << 20, expiry: 60, timeout: 5000 };
 /** Received payloads are copied into chunks of this size, one `subarray` each. */
 const CHUNK_BYTES = 64 * 1024;
@@ -148,6 +155,32 @@ export function checkName(what: string, value: unknown): string {
     throw new InvalidNameError(
       `${what} ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or . _ - !`,
     );
+  }
+  return value;
+}
+
+/** @internal Namespace prefixes: the one rule for channels, groups, listing and gc. */
+export function checkPrefix(value: unknown): string {
+  if (typeof value !== "string" || !PREFIX_PATTERN.test(value)) {
+    throw new InvalidNameError(
+      `prefix ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or _ - ! ` +
+        '(no ".": it separates the prefix from the channel name)',
+    );
+  }
+  return value;
+}
+
+function checkMode(value: unknown): SendMode {
+  if (value !== "ack" && value !== "async") {
+    throw new InvalidOptionError(`mode must be "ack" or "async", not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function checkBool(what: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new InvalidOptionError(`${what} must be true or false, not ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -201,13 +234,17 @@ function openError(code: number, detail: number, prefix: string, name: string, b
     case Status.ERR_PERMISSION:
       return new PermissionDeniedError(`no permission to open ${where}: it belongs to another user or mode`);
     case Status.ERR_TOO_MANY_PARTICIPANTS:
-      return new TooManyParticipantsError(`channel '${name}' already has 64 open handles; close some first`);
+      return new TooManyParticipantsError(
+        `channel '${name}' already has 64 open handles (participants), the most a channel takes. ` +
+          "A handle keeps its seat until close(): close handles when done (`using ch = Channel.open(...)`); " +
+          "one that is dropped without close() keeps it until garbage collection or process exit",
+      );
     case Status.ERR_NOT_FOUND:
       return new ChannelNotFoundError(`there is no channel '${name}' in namespace '${prefix}'`);
     case Status.ERR_INVALID_ARGUMENT:
       return new InvalidOptionError(`channel '${name}': capacity, maxMessageSize or slots out of range`);
     default:
-      return new FerryError("Io", `cannot open ${where}: system error ${detail} (status ${code})`);
+      return new SystemError(`cannot open ${where}`, detail);
   }
 }
 
@@ -263,7 +300,7 @@ export class Channel<T = unknown>
 
   /** Removes the channel's segment. Open handles keep working on it; new opens get a new one. */
   static unlink(name: string, options: { prefix?: string } = {}): boolean {
-    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
     const bytes = segmentName(prefix, checkName("channel name", name));
     const st = core().ferry_unlink(bytes, bytes.length);
     if (st === Status.OK) return true;
@@ -277,7 +314,7 @@ export class Channel<T = unknown>
    * does this on its own within tens of milliseconds. Returns how many it recovered.
    */
   static recover(name: string, options: { prefix?: string } = {}): number {
-    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
     checkName("channel name", name);
     const lib = core();
     const bytes = segmentName(prefix, name);
@@ -293,7 +330,7 @@ export class Channel<T = unknown>
 
   /** Depth, counters and participants of a channel, without joining it. */
   static stat(name: string, options: { prefix?: string } = {}): ChannelStat {
-    const prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
+    const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
     checkName("channel name", name);
     const lib = core();
     const bytes = segmentName(prefix, name);
@@ -310,19 +347,13 @@ export class Channel<T = unknown>
   private constructor(key: symbol, name: string, options: OpenOptions<T>) {
     if (key !== token) throw new TypeError("use Channel.open()");
     this.name = checkName("channel name", name);
-    this.prefix = checkName("prefix", options.prefix ?? DEFAULTS.prefix);
-    const mode = options.mode ?? "ack";
-    if (mode !== "ack" && mode !== "async") {
-      throw new InvalidOptionError(`mode must be "ack" or "async", not ${mode}`);
-    }
+    this.prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
+    const mode = checkMode(options.mode ?? "ack");
     this.mode = mode;
     this.slots = checkInt("slots", options.slots ?? (mode === "ack" ? 1 : 16), 1, 32);
-    const capacity = checkInt(
-      "capacity",
-      capacityFor(this.name, options.channelCapacity) ?? options.capacity ?? DEFAULTS.capacity,
-      1,
-      65536,
-    );
+    const patterned = capacityFor(this.name, options.channelCapacity);
+    const explicitCapacity = patterned !== undefined || options.capacity !== undefined;
+    const capacity = checkInt("capacity", patterned ?? options.capacity ?? DEFAULTS.capacity, 1, 65536);
     const maxMessageSize = checkInt(
       "maxMessageSize",
       options.maxMessageSize ?? DEFAULTS.maxMessageSize,
@@ -332,8 +363,9 @@ export class Channel<T = unknown>
     this.expiry = options.expiry ?? DEFAULTS.expiry;
     this.#expiryMs = expiryMs(this.expiry);
     this.timeout = checkMs("timeout", options.timeout ?? DEFAULTS.timeout);
-    this.autoRelease = options.autoRelease ?? true;
-    this.zeroCopy = options.zeroCopy ?? false;
+    this.autoRelease = checkBool("autoRelease", options.autoRelease, true);
+    this.zeroCopy = checkBool("zeroCopy", options.zeroCopy, false);
+    const create = checkBool("create", options.create, true);
     if (this.zeroCopy && options.codec !== "raw") {
       throw new InvalidOptionError('zeroCopy needs codec: "raw" (views are bytes in shared memory)');
     }
@@ -350,7 +382,7 @@ export class Channel<T = unknown>
       maxMessageSize,
       permissions,
       this.slots,
-      options.create === false ? OPEN_EXISTING : 0,
+      create ? 0 : OPEN_EXISTING,
       err,
     );
     if (h === null) throw openError(err[0], err[1], this.prefix, this.name, capacity * maxMessageSize);
@@ -359,6 +391,28 @@ export class Channel<T = unknown>
     this.#lib.ferry_info(h, info);
     this.capacity = info[0];
     this.maxMessageSize = info[1];
+    // Creation settings are the creator's. One this call asked for explicitly and did not get is
+    // an error, not a silent substitute (the caller sized its messages or its queue on it).
+    const asked = {
+      capacity: explicitCapacity ? capacity : undefined,
+      maxMessageSize: options.maxMessageSize,
+    };
+    for (
+      const [what, wanted, got] of [
+        ["capacity", asked.capacity, this.capacity],
+        ["maxMessageSize", asked.maxMessageSize, this.maxMessageSize],
+      ] as const
+    ) {
+      if (wanted !== undefined && wanted !== got) {
+        this.#lib.ferry_close(h);
+        this.#lib.ferry_free(h);
+        throw new InvalidOptionError(
+          `channel '${this.name}' exists with ${what} ${got}, not the ${wanted} this open asked for ` +
+            `(${what} is fixed when a channel is created): leave ${what} out to take the channel's, ` +
+            `or remove the channel (Channel.unlink) to create it anew`,
+        );
+      }
+    }
     finalizer.register(this, h, this);
   }
 
@@ -374,7 +428,8 @@ export class Channel<T = unknown>
   }
 
   #acks(options?: { mode?: SendMode }): boolean {
-    return (options?.mode ?? this.mode) === "ack";
+    const mode = options?.mode;
+    return (mode === undefined ? this.mode : checkMode(mode)) === "ack";
   }
 
   /** Sends in the handle's mode: ack resolves once a receiver released it, async once written. */

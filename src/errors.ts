@@ -106,3 +106,42 @@ export class TooManyParticipantsError extends FerryError {
     super("TooManyParticipants", message);
   }
 }
+
+/** What the common system errors mean for a ferry call, by errno (Linux numbers). */
+const ERRNO: Record<number, [string, string]> = {
+  1: ["EPERM", "operation not permitted"],
+  4: ["EINTR", "interrupted by a signal"],
+  5: ["EIO", "input/output error"],
+  11: ["EAGAIN", "resource temporarily unavailable; try again"],
+  12: ["ENOMEM", "out of memory"],
+  13: ["EACCES", "permission denied"],
+  16: ["EBUSY", "resource busy"],
+  19: ["ENODEV", "/dev/shm is not a shared-memory file system here"],
+  20: ["ENOTDIR", "a path component is not a directory"],
+  23: ["ENFILE", "the system's open-file table is full: close files or raise fs.file-max"],
+  24: [
+    "EMFILE",
+    "this process has too many open files: close channels you no longer use (`using`), or raise " +
+    "the limit (ulimit -n)",
+  ],
+  27: ["EFBIG", "file too large"],
+  28: ["ENOSPC", "no space left on /dev/shm"],
+  30: ["EROFS", "/dev/shm is read-only"],
+  37: ["ENOLCK", "no locks available: the system's lock table is full"],
+  40: ["ELOOP", "the segment's path is a symbolic link, which ferry refuses"],
+};
+
+/**
+ * A system call failed for a reason ferry has no more specific error for (code "Io"): `errno`
+ * is the number, `errnoName` its name (EMFILE, ENFILE, ...), and the message says what to do.
+ */
+export class SystemError extends FerryError {
+  readonly errno: number;
+  readonly errnoName: string;
+  constructor(what: string, errno: number) {
+    const [name, meaning] = ERRNO[errno] ?? [`errno ${errno}`, "system error"];
+    super("Io", `${what}: ${name} (${meaning})`);
+    this.errno = errno;
+    this.errnoName = name;
+  }
+}

@@ -5,7 +5,7 @@
 
 import { core } from "../ffi/lib.ts";
 import { IncompatibleReason, Status } from "../ffi/status.ts";
-import { Channel, checkName, type OpenOptions, type SendMode } from "./channel.ts";
+import { Channel, checkName, checkPrefix, type OpenOptions, type SendMode } from "./channel.ts";
 import {
   ChannelFullError,
   FerryError,
@@ -14,6 +14,7 @@ import {
   InvalidOptionError,
   NoSpaceError,
   PermissionDeniedError,
+  SystemError,
 } from "./errors.ts";
 
 /**
@@ -134,7 +135,7 @@ function tableError(code: number, detail: number, prefix: string): FerryError {
         `groupMemory must be from ${MIN_GROUP_MEMORY} to ${MAX_GROUP_MEMORY} bytes`,
       );
     default:
-      return new FerryError("Io", `cannot open ${where}: system error ${detail} (status ${code})`);
+      return new SystemError(`cannot open ${where}`, detail);
   }
 }
 
@@ -184,7 +185,7 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
    * Returns false if there was none. Channels are not touched.
    */
   static unlinkGroups(options: { prefix?: string } = {}): boolean {
-    const prefix = checkName("prefix", options.prefix ?? DEFAULT_PREFIX);
+    const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
     const bytes = encoder.encode(prefix);
     const st = core().ferry_group_unlink(bytes, bytes.length);
     if (st === Status.OK) return true;
@@ -195,7 +196,7 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
   private constructor(key: symbol, options: NamespaceOptions<T>) {
     if (key !== token) throw new TypeError("use Namespace.connect()");
     const { groupMemory, groupExpiry, ...channelOptions } = options;
-    this.prefix = checkName("prefix", options.prefix ?? DEFAULT_PREFIX);
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
     const mode = channelOptions.mode ?? "ack";
     if (mode !== "ack" && mode !== "async") {
       throw new InvalidOptionError(`mode must be "ack" or "async", not ${mode}`);

@@ -5,15 +5,19 @@
 // channel): never a crash, a hang, or a half-written message. Damaged segments are opened in a
 // child process, so a crash or a hang there fails one case instead of the test run.
 
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import {
   Channel,
   DecodeError,
   EncodeError,
+  gc,
   InvalidNameError,
   InvalidOptionError,
+  listChannels,
   MessageTooLargeError,
   NoSpaceError,
+  SystemError,
   TooManyParticipantsError,
 } from "../mod.ts";
 import { Child, Scope, segmentPath, segmentsOf, within } from "./helpers.ts";
@@ -69,6 +73,16 @@ Deno.test("invalid names and prefixes are refused with InvalidNameError and crea
   }
   assert.deepEqual(segmentsOf(s.prefix), []);
 
+  // A "." in a prefix would let two namespaces name one segment: prefix "adv" with channel
+  // "x.jobs" and prefix "adv.x" with channel "jobs" are both /dev/shm/adv.x.jobs.
+  for (const prefix of ["adv.x", ".", "a.", ".a"]) {
+    assert.throws(() => Channel.open("jobs", { prefix }), InvalidNameError, `prefix ${prefix}`);
+    assert.throws(() => Channel.stat("jobs", { prefix }), InvalidNameError, `prefix ${prefix}`);
+    assert.throws(() => listChannels(prefix), InvalidNameError, `prefix ${prefix}`);
+    assert.throws(() => gc(prefix), InvalidNameError, `prefix ${prefix}`);
+    count("names", 4);
+  }
+
   // The edges of the rule work: 100 characters, and names made only of the punctuation allowed.
   for (const name of ["a".repeat(100), ".", "..", "!", "-", "_"]) {
     s.open(name, { mode: "async" }).trySend("x");
@@ -107,6 +121,9 @@ Deno.test("options at and around every limit: the limit works, one past it is In
     ["permissions", { permissions: -1 }, false],
     ["permissions", { permissions: 0o1000 }, false],
     ["mode", { mode: "sync" }, false],
+    ["autoRelease", { autoRelease: "no" }, false],
+    ["zeroCopy", { zeroCopy: 1 }, false],
+    ["create", { create: "false" }, false],
     ["codec", { codec: "json" }, false],
     ["codec", { codec: { encode: () => new Uint8Array() } }, false],
   ];
@@ -120,6 +137,16 @@ Deno.test("options at and around every limit: the limit works, one past it is In
     }
     count("options");
   }
+
+  // Per-call options are checked the same way, and a refused call sends nothing.
+  const ch = s.open("percall", { mode: "async" });
+  for (const mode of ["sync", "ACK", "", null, 1]) {
+    const options = { mode } as unknown as { mode: "ack" };
+    await assert.rejects(() => ch.send("x", options), InvalidOptionError, `send mode ${mode}`);
+    assert.throws(() => ch.trySend("x", options), InvalidOptionError, `trySend mode ${mode}`);
+    count("options", 2);
+  }
+  assertNothingQueued(ch);
 });
 
 Deno.test("message sizes at and around maxMessageSize and the 96-byte inline limit round-trip or are refused whole", async () => {
@@ -151,11 +178,35 @@ Deno.test("message sizes at and around maxMessageSize and the 96-byte inline lim
 Deno.test("the 65th handle on a channel is TooManyParticipantsError, and a freed place can be taken again", async () => {
   await using s = new Scope();
   const handles = Array.from({ length: 64 }, () => s.open("crowd", { mode: "async" }));
-  assert.throws(() => s.open("crowd"), TooManyParticipantsError);
+  assert.throws(
+    () => s.open("crowd"),
+    (e) => e instanceof TooManyParticipantsError && /close\(\)/.test(e.message) && /using/.test(e.message),
+    "the error says that handles keep their seat until closed",
+  );
   handles[17].close();
   s.open("crowd", { mode: "async" }).trySend("in");
   assert.equal(handles[0].tryRecv()?.data, "in");
   count("participants", 2);
+});
+
+Deno.test("running out of file descriptors is a SystemError that names EMFILE, and closing handles recovers", async () => {
+  await using s = new Scope();
+  const worker = fileURLToPath(new URL("./workers/fd_exhaust.ts", import.meta.url));
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `ulimit -n 64 && exec "$0" run -A "$1" "$2"`, Deno.execPath(), worker, s.prefix],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const got = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(got.error, SystemError.name);
+  assert.equal(got.code, "Io");
+  assert.equal(got.errno, 24);
+  assert.equal(got.errnoName, "EMFILE");
+  assert.match(got.message, /EMFILE.*too many open files.*ulimit -n/);
+  assert.ok(got.opened > 0, "some handles opened before the limit");
+  assert.equal(got.afterClose, "ok");
+  count("system limits");
 });
 
 Deno.test("values msgpack cannot encode throw EncodeError and write nothing", async () => {
@@ -601,7 +652,7 @@ Deno.test({
     const [cmd, ...args] = otherUserCommand()!;
     const child = new Deno.Command(cmd, {
       args: [...args, Deno.execPath(), "eval", script],
-      cwd: new URL("..", import.meta.url).pathname,
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
       env: { DENO_DIR: denoDir, HOME: denoDir },
       stdout: "piped",
       stderr: "piped",

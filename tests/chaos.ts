@@ -27,6 +27,7 @@
 // mixed sizes and modes, no kills: every message delivered exactly once, resident memory of each
 // process and of the segment sampled throughout and flat.
 
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Channel } from "../mod.ts";
 import { delay, segmentPath, segmentsOf, textLines, uniquePrefix } from "./helpers.ts";
@@ -44,7 +45,7 @@ import {
   rng,
 } from "./workers/chaos_common.ts";
 
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CORE_MANIFEST = `${REPO_ROOT}core/Cargo.toml`;
 export const FAULT_TARGET_DIR = `${REPO_ROOT}core/target/fault`;
 export const FAULT_LIB = `${FAULT_TARGET_DIR}/release/libferry_core.so`;
@@ -118,7 +119,7 @@ class Kid {
     env: Record<string, string>,
     denoFlags: string[] = [],
   ) {
-    const path = new URL(`./workers/${script}`, import.meta.url).pathname;
+    const path = fileURLToPath(new URL(`./workers/${script}`, import.meta.url));
     this.#process = new Deno.Command("/bin/sh", {
       args: ["-c", 'ulimit -c 0; exec "$@"', "sh", Deno.execPath(), "run", "-A", ...denoFlags, path, ...args],
       cwd: REPO_ROOT,
@@ -811,9 +812,13 @@ export async function soak(
   const owner = Channel.open(name, { prefix, capacity, maxMessageSize: 64 * 1024, mode: "async" });
   const violations: string[] = [];
   const kids: Kid[] = [];
-  const env: Record<string, string> = faultLib
-    ? { FERRY_LIB: faultLib, FERRY_FAULT: "" }
-    : { FERRY_FAULT: "" };
+  // Workers open with the owner's settings: a different explicit capacity is refused.
+  const env: Record<string, string> = {
+    FERRY_FAULT: "",
+    FERRY_CHAOS_CAPACITY: String(capacity),
+    FERRY_CHAOS_MAX_MESSAGE: String(64 * 1024),
+    ...(faultLib ? { FERRY_LIB: faultLib } : {}),
+  };
   const t0 = Date.now();
   let id = 1;
   const spawn = (role: Role, mode: string, api?: string) => {

@@ -3,11 +3,12 @@
 // code, no stack trace). Channels the CLI works on are made by other processes: this test process or
 // tests/workers/peer.ts children.
 
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Channel, gc, listChannels, Namespace } from "../mod.ts";
 import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, textLines, within } from "./helpers.ts";
 
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Small channels: the default (100 x 1 MiB) would reserve 100 MiB of /dev/shm each. */
 const SMALL = { capacity: 8, maxMessageSize: 4096 };
 const EXIT = { ok: 0, runtime: 1, usage: 2, notFound: 3, interrupted: 130 };

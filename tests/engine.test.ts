@@ -11,6 +11,7 @@ import {
   FerryError,
   IncompatibleChannelError,
   InvalidNameError,
+  InvalidOptionError,
   MessageTooLargeError,
   TimeoutError,
 } from "../mod.ts";
@@ -147,11 +148,25 @@ Deno.test("async mode: 16 unreleased messages per sender, the 17th waits for a r
   assert.equal(ch.stat().depth, 16);
 });
 
-Deno.test("capacity is shared by every sender and read back by later openers", async () => {
+Deno.test("capacity is shared by every sender, read back by later openers, and a different one is refused", async () => {
   await using s = new Scope();
   const ch = s.open("jobs", { mode: "async", capacity: 10 });
   const first = await s.spawn("peer.ts", "jobs", { mode: "async" }); // no capacity: reads back 10
-  const second = await s.spawn("peer.ts", "jobs", { mode: "async", capacity: 500 });
+  const second = await s.spawn("peer.ts", "jobs", { mode: "async", maxMessageSize: 1 << 20 }); // the same as the channel's
+  // Asking for other creation settings than the channel has is refused, naming both values.
+  assert.throws(
+    () => Channel.open("jobs", { prefix: s.prefix, mode: "async", capacity: 500 }),
+    (e) => e instanceof InvalidOptionError && /capacity 10, not the 500/.test(e.message),
+  );
+  assert.throws(
+    () => Channel.open("jobs", { prefix: s.prefix, maxMessageSize: 64 }),
+    (e) => e instanceof InvalidOptionError && /maxMessageSize 1048576, not the 64/.test(e.message),
+  );
+  assert.deepEqual(
+    Channel.stat("jobs", { prefix: s.prefix }).participants.length,
+    3,
+    "a refused open left a seat",
+  );
 
   assert.deepEqual(await first.ask("trySend", { n: 6 }), { sent: 6, error: null });
   assert.deepEqual(await second.ask("trySend", { n: 100 }), { sent: 4, error: "ChannelFullError" });

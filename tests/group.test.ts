@@ -3,6 +3,7 @@
 // every release, and processes killed while adding, after which the group table must be consistent.
 // Steps between processes are coordinated by lines; the only waits are for expiry deadlines to pass.
 
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { core } from "../ffi/lib.ts";
 import {
@@ -212,7 +213,7 @@ Deno.test({
         args: [
           "run",
           "-A",
-          new URL("./workers/group_fault.ts", import.meta.url).pathname,
+          fileURLToPath(new URL("./workers/group_fault.ts", import.meta.url)),
           s.prefix,
           `${memory}`,
           call,

@@ -2,6 +2,7 @@
 // dirs, all cleaned up on dispose), a Child that talks to a worker over stdin/stdout lines, and
 // self-checking payloads. Workers import the stdin and payload helpers from here too.
 
+import { fileURLToPath } from "node:url";
 import { Channel } from "../mod.ts";
 
 type OpenOptions = NonNullable<Parameters<typeof Channel.open>[1]>;
@@ -9,7 +10,7 @@ type OpenOptions = NonNullable<Parameters<typeof Channel.open>[1]>;
 /** Hang guard for one awaited step; not a speed assertion (every expected step takes far less). */
 export const STEP_TIMEOUT_MS = 20_000;
 
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SHM_DIR = "/dev/shm";
 
 /** A prefix no other test (or earlier run) uses, so channels never collide. */
@@ -95,7 +96,7 @@ export class Child implements AsyncDisposable {
   #stderr = "";
 
   constructor(script: string, args: string[]) {
-    const workerPath = new URL(`./workers/${script}`, import.meta.url).pathname;
+    const workerPath = fileURLToPath(new URL(`./workers/${script}`, import.meta.url));
     this.#process = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", workerPath, ...args],
       cwd: REPO_ROOT,

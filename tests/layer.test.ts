@@ -14,7 +14,7 @@ Deno.test("capacity by glob and by RegExp is fixed at creation and seen by every
 
   // A process that knows nothing of the patterns fills each channel exactly to its capacity.
   for (const [name, capacity] of [["ws.chat", 3], ["jobs.42", 2], ["other", 5]] as const) {
-    const sender = await s.spawn("peer.ts", name, { mode: "async", capacity: 999 });
+    const sender = await s.spawn("peer.ts", name, { mode: "async" });
     const reply = await sender.ask("trySend", { n: capacity + 1 });
     assert.equal(reply.sent, capacity, name);
     assert.equal(reply.error, "ChannelFullError", name);

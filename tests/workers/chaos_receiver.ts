@@ -31,7 +31,7 @@ const channel = Channel.open<Uint8Array>(name, {
   timeout: 20_000,
   // Settings a worker that creates the channel gives it (later openers read the creator's).
   capacity: Number(Deno.env.get("FERRY_CHAOS_CAPACITY") ?? 16),
-  maxMessageSize: 1 << 20,
+  maxMessageSize: Number(Deno.env.get("FERRY_CHAOS_MAX_MESSAGE") ?? 1 << 20),
 });
 
 let paused = false;
