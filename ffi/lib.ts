@@ -5,7 +5,11 @@ import { symbols } from "./symbols.ts";
 
 export { symbols };
 
-const defaultPath = new URL("../core/target/release/libferry_core.so", import.meta.url);
+/** Where `cargo build --release` in this checkout's `core/` puts the library, when ferry is local. */
+function builtPath(): string | undefined {
+  const url = new URL("../core/target/release/libferry_core.so", import.meta.url);
+  return url.protocol === "file:" ? fileURLToPath(url) : undefined;
+}
 
 /**
  * FERRY_LIB when this process may read it; only `--allow-ffi` is required to use ferry, so without
@@ -17,20 +21,25 @@ function fromEnvironment(): string | undefined {
   return value && value.length > 0 ? value : undefined;
 }
 
-function libraryPath(): string {
-  return fromEnvironment() ?? fileURLToPath(defaultPath);
-}
-
 function load(): Deno.DynamicLibrary<typeof symbols> {
-  const path = libraryPath();
+  const fromEnv = fromEnvironment();
+  const path = fromEnv ?? builtPath();
+  const howTo = "build it with `deno task build` in ferry's checkout (needs Rust: cargo build --release " +
+    "in core/), or set FERRY_LIB to the path of a built libferry_core.so (and allow reading it: " +
+    "--allow-env=FERRY_LIB)";
+  if (path === undefined) {
+    throw new Error(
+      `ferry: the core library is not next to this copy of ferry (${import.meta.url}): ${howTo}`,
+    );
+  }
   try {
     return Deno.dlopen(path, symbols);
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new Error(
-      `ferry: cannot load the core library at ${path} (${why}). ` +
-        "Build it with `deno task build` (needs Rust), or point FERRY_LIB at a built libferry_core.so.",
-    );
+    // Deno's message repeats its own prefix ("Could not open library: Could not open library: ..."):
+    // keep only the system's reason.
+    const why = (e instanceof Error ? e.message : String(e)).replace(/^(Could not open library: )+/, "");
+    const where = fromEnv ? `FERRY_LIB=${path}` : path;
+    throw new Error(`ferry: cannot load the core library ${where}: ${why}. To fix: ${howTo}.`);
   }
 }
 

@@ -87,3 +87,43 @@ Deno.test("bench --json writes to a relative path with spaces, creating its dire
   assert.ok(Array.isArray(written.rows) && written.rows.length > 0, "the figures were written");
   assert.ok((await Deno.stat(`${cwd}/out dir/r.svg`)).isFile, "the chart was written next to them");
 });
+
+Deno.test("a Deno project outside the repository imports ferry by path, with no configuration of its own", async () => {
+  await using s = new Scope();
+  const project = await Deno.makeTempDir({ prefix: "ferry_user_project_" });
+  try {
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      `${project}/main.ts`,
+      `import { Channel } from "${mod}";
+       using ch = Channel.open("outside", { prefix: "${s.prefix}", mode: "async" });
+       await ch.send({ from: "elsewhere", n: 42n });
+       const { data } = await ch.recv();
+       console.log(JSON.stringify(data, (_, v) => typeof v === "bigint" ? \`\${v}n\` : v));`,
+    );
+    const r = await run(["run", "--allow-ffi", "main.ts"], project);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '{"from":"elsewhere","n":"42n"}');
+  } finally {
+    await Deno.remove(project, { recursive: true });
+  }
+});
+
+Deno.test("a core library that is not there: one clear error that says how to build it or set FERRY_LIB", async () => {
+  await using s = new Scope();
+  const out = await new Deno.Command(DENO, {
+    args: [
+      "eval",
+      `import { Channel } from "${new URL("../mod.ts", import.meta.url).href}";
+                    Channel.open("x", { prefix: "${s.prefix}" });`,
+    ],
+    env: { FERRY_LIB: "/nonexistent/libferry_core.so" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.notEqual(out.code, 0);
+  assert.match(stderr, /cannot load the core library FERRY_LIB=\/nonexistent\/libferry_core.so/);
+  assert.match(stderr, /deno task build/);
+  assert.doesNotMatch(stderr, /Could not open library: Could not open library/);
+});
