@@ -75,7 +75,27 @@ function panel(p: Panel, top: number, width: number): { svg: string; height: num
   return { svg: out.join("\n"), height: plotBottom + 26 - top };
 }
 
-export function renderSvg(rows: Row[]): string {
+/** What the chart says about the run it shows: when, how long, on what. */
+export interface RunInfo {
+  date: string;
+  quick: boolean;
+  cpus: number;
+  machine: string;
+}
+
+/** The CPU model and kernel, as far as this process may read them. */
+export function machineName(): string {
+  let cpu = "unknown CPU";
+  try {
+    const line = Deno.readTextFileSync("/proc/cpuinfo").split("\n").find((l) => l.startsWith("model name"));
+    if (line) cpu = line.slice(line.indexOf(":") + 1).trim();
+  } catch {
+    // not Linux, or no read permission: the rest still says enough
+  }
+  return `${cpu}, ${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`;
+}
+
+export function renderSvg(rows: Row[], run: RunInfo): string {
   const width = 900;
   const label = (r: Row) => {
     const kind = {
@@ -108,19 +128,28 @@ export function renderSvg(rows: Row[]): string {
       bars: bars((t) => r.results[t]?.p50us),
     })),
   };
-  const parts: string[] = [];
-  let top = 10;
+  // The run first, then the legend, where a reader looks before reading any bar.
+  const when = `${run.date.replace("T", " ").slice(0, 16)} UTC`;
+  const parts: string[] = [
+    `<text x="10" y="22" font-size="17" font-weight="bold">ferry benchmark</text>`,
+    `<text x="10" y="40" font-size="11" fill="#333">${
+      escape(
+        `${when} · ${run.quick ? "quick run (--quick)" : "full run"} · ${run.cpus} CPUs · ${run.machine}`,
+      )
+    }</text>`,
+    ...(Object.keys(NAMES) as Transport[]).map((t, i) =>
+      `<rect x="${10 + i * 220}" y="52" width="12" height="12" fill="${COLORS[t]}"/>` +
+      `<text x="${28 + i * 220}" y="62" font-size="11">${NAMES[t]}</text>`
+    ),
+  ];
+  let top = 76;
   for (const p of [throughput, latency]) {
     if (p.groups.every((g) => g.bars.length === 0)) continue;
     const { svg, height } = panel(p, top, width);
     parts.push(svg);
     top += height + 10;
   }
-  const legend = (Object.keys(NAMES) as Transport[]).map((t, i) =>
-    `<rect x="${10 + i * 220}" y="${top}" width="12" height="12" fill="${COLORS[t]}"/>` +
-    `<text x="${28 + i * 220}" y="${top + 10}" font-size="11">${NAMES[t]}</text>`
-  );
-  const height = top + 30;
+  const height = top + 10;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">\n` +
-    `<rect width="100%" height="100%" fill="white"/>\n${parts.join("\n")}\n${legend.join("\n")}\n</svg>\n`;
+    `<rect width="100%" height="100%" fill="white"/>\n${parts.join("\n")}\n</svg>\n`;
 }

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { runFerry } from "./ferry.ts";
 import { runNative } from "./native.ts";
 import { runUnixSocket } from "./unix_socket.ts";
-import { renderSvg } from "./chart.ts";
+import { machineName, renderSvg } from "./chart.ts";
 import type { PayloadCodec, Result, Workload, WorkloadKind } from "./types.ts";
 
 export type Transport = "ferry" | "socket" | "coalesced" | "native";
@@ -200,9 +200,14 @@ export async function runBench(args: string[]): Promise<void> {
   progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   console.log(report(rows));
   await Deno.mkdir(dirname(jsonPath), { recursive: true });
-  const meta = { date: new Date().toISOString(), quick: values.quick, cpus: navigator.hardwareConcurrency };
+  const meta = {
+    date: new Date().toISOString(),
+    quick: values.quick!,
+    cpus: navigator.hardwareConcurrency,
+    machine: machineName(),
+  };
   await Deno.writeTextFile(jsonPath, JSON.stringify({ ...meta, rows }, null, 2));
-  await Deno.writeTextFile(svgPath, renderSvg(rows));
+  await Deno.writeTextFile(svgPath, renderSvg(rows, meta));
   console.log(`\nraw figures: ${jsonPath}\nchart: ${svgPath}`);
 }
 
