@@ -234,6 +234,8 @@ export class Channel<T = unknown>
 
   #lib = core();
   #handle: Deno.PointerObject;
+  /** The handle's part that the blocking-pool thread may use while parked (ferry_waiter). */
+  #waiter: Deno.PointerObject | null = null;
   #codec: Codec<T>;
   #codecOption: CodecOption<T> | undefined;
   #expiryMs: number;
@@ -1011,7 +1013,9 @@ export class Channel<T = unknown>
           lib.ferry_park_cancel(h, side);
           return r;
         }
-        const wait = lib.ferry_park_wait(h, side, epoch, Math.min(Math.ceil(left), PARK_SLICE_MS));
+        // The wait runs on another thread: it gets the handle's Sync part, never the handle.
+        this.#waiter ??= lib.ferry_waiter(h);
+        const wait = lib.ferry_park_wait(this.#waiter, side, epoch, Math.min(Math.ceil(left), PARK_SLICE_MS));
         this.#parked[side] = wait;
         try {
           await wait;
