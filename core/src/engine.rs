@@ -137,6 +137,15 @@ impl Deref for Handle {
     }
 }
 
+/// Why a participant's states are being undone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// Its lock was found free: the process died (or dropped the handle without closing).
+    Died,
+    /// It called `close`: a clean exit, not a death.
+    Closed,
+}
+
 pub struct OpenOptions<'a> {
     pub name: &'a str,
     pub capacity: u32,
@@ -296,7 +305,7 @@ impl Shared {
             }
             // Holding its lock, we are the only one who can act for participant i.
             if p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE {
-                self.recover_locked(i);
+                self.recover_locked(i, Leaving::Died);
                 p.owner.state.store(PARTICIPANT_EMPTY, Release);
                 recovered += 1;
             }
@@ -310,8 +319,10 @@ impl Shared {
     }
 
     /// Undoes every state participant `i` left. The caller holds `i`'s lock (it is us closing,
-    /// or `i` is dead), so no state naming `i` can appear while this runs.
-    fn recover_locked(&self, i: u32) {
+    /// or `i` is dead), so no state naming `i` can appear while this runs. How `i` left decides
+    /// only the fate of an ack-mode message it held: a death may have half-processed it, so its
+    /// sender learns PEER_DIED; a close hands it back, and its sender keeps waiting.
+    fn recover_locked(&self, i: u32, how: Leaving) {
         let p = self.seg.participant(i);
         let shared = &self.seg.header().shared;
         // A sender that died between marking a slot READY and advancing its tail: publish it.
@@ -336,9 +347,10 @@ impl Shared {
                     Kind::Acked | Kind::PeerDied | Kind::Expired if as_sender => cur.freed(),
                     // Nobody waits for this outcome any more: deliver it as an async message.
                     Kind::Ready | Kind::Reading if as_sender && cur.ack() => cur.with_flag(FLAG_ACK, false),
-                    Kind::Reading if cur.receiver() == i && cur.ack() => {
+                    Kind::Reading if cur.receiver() == i && cur.ack() && how == Leaving::Died => {
                         cur.with_kind(Kind::PeerDied).with_receiver(0)
                     }
+                    // Async, or ack from a clean close (ACK kept: its sender still waits).
                     Kind::Reading if cur.receiver() == i => {
                         cur.with_kind(Kind::Ready).with_receiver(0).with_flag(FLAG_REDELIVERED, true)
                     }
@@ -489,7 +501,7 @@ impl Handle {
             let inherited_dead = p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE;
             if inherited_dead {
                 // Its previous owner died and nobody swept it yet: undo its states first.
-                self.recover_locked(i);
+                self.recover_locked(i, Leaving::Died);
             }
             p.owner.pid.store(self.pid, Relaxed);
             p.owner.epoch.fetch_add(1, Relaxed);
@@ -925,7 +937,11 @@ impl Handle {
             fault::point("ack.collect");
             if s.state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
-                    self.seg.header().shared.expired.fetch_add(1, Relaxed);
+                    let shared = &self.seg.header().shared;
+                    shared.expired.fetch_add(1, Relaxed);
+                    if cur.redelivered() {
+                        Shared::uncount_redelivery(shared); // a closed receiver handed it back
+                    }
                 }
                 Self::forget_inflight(l, k, g);
                 self.wake(Side::Send);
@@ -956,6 +972,10 @@ impl Handle {
             };
             if s.state.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
+                    if cur.redelivered() {
+                        // Withdrawn after a closed receiver handed it back: take its count out.
+                        Shared::uncount_redelivery(&self.seg.header().shared);
+                    }
                     Self::forget_inflight(l, k, g);
                     self.wake(Side::Send);
                 }
@@ -1206,8 +1226,10 @@ impl Handle {
         }
     }
 
-    /// Leaves the channel: what we hold is redelivered, what we sent stays queued, and our
-    /// index is free for others. The mapping and fd stay until the handle is dropped. On `Handle`, not `Shared`: undoing our own WRITING slots while this thread
+    /// Leaves the channel: what we hold is redelivered (ack-mode messages too: their senders
+    /// keep waiting for another receiver, since a clean close is not a death), what we sent
+    /// stays queued, and our index is free for others. The mapping and fd stay until the handle
+    /// is dropped. On `Handle`, not `Shared`: undoing our own WRITING slots while this thread
     /// writes one would free a slot under its writer, so only the owning thread may close.
     pub fn close(&self) {
         if self.closed.swap(true, AcqRel) || self.me == OBSERVER {
@@ -1215,7 +1237,7 @@ impl Handle {
         }
         {
             let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
-            self.recover_locked(self.me);
+            self.recover_locked(self.me, Leaving::Closed);
             self.seg.participant(self.me).owner.state.store(PARTICIPANT_EMPTY, Release);
         }
         self.wake(Side::Recv);
