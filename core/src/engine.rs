@@ -187,6 +187,9 @@ impl Shared {
         // clears its bit, every later publish or release would otherwise pay a FUTEX_WAKE
         // syscall. A sleeper that sets its bit after the swap re-checks its condition after
         // setting it, and sees what we stored before the fence.
+        // SYNC POINT: the swap and the Release increment of `word` hand the sleeper everything
+        // stored before the fence: its Acquire load of `word` in park_wait sees a new epoch only
+        // with it.
         if line.sleepers.load(Relaxed) != 0 && line.sleepers.swap(0, AcqRel) != 0 {
             line.word.fetch_add(1, Release);
             sys::futex_wake_all(&line.word);
@@ -196,11 +199,14 @@ impl Shared {
     /// The state of slot `k` if it holds lane `j`'s message `seq`, still queued.
     fn queued_at(&self, k: u32, j: u32, seq: u64) -> Option<State> {
         let s = self.seg.slot(k);
+        // SYNC POINT: pairs with the sender's Release store of READY: seq and payload are visible.
         let cur = State(s.state.load(Acquire));
         (cur.kind() == Kind::Ready && cur.sender() == j && s.seq.load(Relaxed) == seq).then_some(cur)
     }
 
     fn uncount_redelivery(shared: &SharedLine) {
+        // SYNC POINT: the hint publishes no data; AcqRel keeps it ordered with the slot CAS it
+        // accounts for (see recover_locked).
         let _ = shared.redeliver_pending.fetch_update(AcqRel, Relaxed, |v| v.checked_sub(1));
     }
 
@@ -232,6 +238,8 @@ impl Shared {
         // On every return, not only quiet ones: under steady traffic every slice is woken, and
         // a dead receiver must still be found (one sweep per SWEEP_EVERY_MS channel-wide).
         self.maybe_sweep();
+        // SYNC POINT: pairs with `wake`'s Release increment: a new epoch comes with what the waker
+        // published.
         if line.word.load(Acquire) == epoch {
             TIMEOUT
         } else {
@@ -293,10 +301,13 @@ impl Shared {
         if self.closed.load(Relaxed) {
             return 0;
         }
+        // SYNC POINT: pairs with join's AcqRel fetch_max: every lane below it has an initialised
+        // owner line.
         let lanes = self.seg.header().shared.lanes_used.load(Acquire).min(MAX_PARTICIPANTS as u32);
         let mut recovered = 0;
         for i in 0..lanes {
             let p = self.seg.participant(i);
+            // SYNC POINT: pairs with join's Release store of ACTIVE: its pid and epoch are visible.
             if i == self.me || p.owner.state.load(Acquire) != PARTICIPANT_ACTIVE {
                 continue;
             }
@@ -306,6 +317,8 @@ impl Shared {
             // Holding its lock, we are the only one who can act for participant i.
             if p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE {
                 self.recover_locked(i, Leaving::Died);
+                // SYNC POINT: our slot resets above happen before anyone sees EMPTY (and stops
+                // treating `i` as recoverable).
                 p.owner.state.store(PARTICIPANT_EMPTY, Release);
                 recovered += 1;
             }
@@ -327,17 +340,23 @@ impl Shared {
         let shared = &self.seg.header().shared;
         // A sender that died between marking a slot READY and advancing its tail: publish it.
         loop {
+            // SYNC POINT: pairs with the sender's Release store of tail: ring entries below it are
+            // visible.
             let t = p.owner.tail.load(Acquire);
             let k = p.ring.slot[(t % LANE_RING as u64) as usize].load(Relaxed);
             if k >= self.seg.layout.capacity || self.queued_at(k, i, t).is_none() {
                 break;
             }
+            // SYNC POINT: publishes the recovered tail (and the READY slot behind it) to receivers'
+            // Acquire loads.
             let _ = p.owner.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
         }
         for k in 0..self.seg.layout.capacity {
             fault::point("recover.slot");
             let st = &self.seg.slot(k).state;
             loop {
+                // SYNC POINT: Acquire sees the dead holder's last published state; the AcqRel CAS
+                // below publishes the reset.
                 let cur = State(st.load(Acquire));
                 let as_sender = cur.sender() == i;
                 let next = match cur.kind() {
@@ -361,6 +380,8 @@ impl Shared {
                 // wasted scan), never low (an unreachable message).
                 let redelivery = next.kind() == Kind::Ready && cur.kind() == Kind::Reading;
                 if redelivery {
+                    // SYNC POINT: counted before the CAS makes the message visible (AcqRel keeps
+                    // that order).
                     shared.redeliver_pending.fetch_add(1, AcqRel);
                 }
                 if st.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
@@ -373,6 +394,8 @@ impl Shared {
             }
         }
         let h = self.seg.header();
+        // SYNC POINT: publishes nothing (a departed sleeper's bits); AcqRel keeps it after the
+        // resets above.
         h.recv_wait.sleepers.fetch_and(!bit(i), AcqRel);
         h.send_wait.sleepers.fetch_and(!bit(i), AcqRel);
     }
@@ -390,6 +413,8 @@ impl Shared {
         let mut depth = 0;
         let mut in_flight = 0;
         for k in 0..self.seg.layout.capacity {
+            // SYNC POINT: an observer's snapshot: Acquire so counters read next are no older than
+            // the states.
             match State(self.seg.slot(k).state.load(Acquire)).kind() {
                 Kind::Ready => depth += 1,
                 Kind::Reading | Kind::Acked => in_flight += 1,
@@ -427,6 +452,7 @@ impl Shared {
     pub fn participants(&self) -> Vec<(u32, bool, u32, u32)> {
         let mut in_flight = [0u32; MAX_PARTICIPANTS];
         for k in 0..self.seg.layout.capacity {
+            // SYNC POINT: an observer's snapshot, as in `stat`.
             let cur = State(self.seg.slot(k).state.load(Acquire));
             if cur.kind() != Kind::Free {
                 in_flight[cur.sender() as usize % MAX_PARTICIPANTS] += 1;
@@ -498,6 +524,8 @@ impl Handle {
             }
             fault::point("join.locked");
             let p = self.seg.participant(i);
+            // SYNC POINT: pairs with the previous owner's Release store of ACTIVE: seeing it, its
+            // slots may name `i`.
             let inherited_dead = p.owner.state.load(Acquire) == PARTICIPANT_ACTIVE;
             if inherited_dead {
                 // Its previous owner died and nobody swept it yet: undo its states first.
@@ -583,6 +611,8 @@ impl Handle {
         let lane = self.seg.participant(self.me);
         if l.tail - l.cached_head >= LANE_RING as u64 {
             let window_full = |l: &mut Local| {
+                // SYNC POINT: pairs with receivers' AcqRel head CAS: ring entries below head are
+                // read, ours to reuse.
                 l.cached_head = lane.head.head.load(Acquire);
                 l.tail - l.cached_head >= LANE_RING as u64
             };
@@ -682,6 +712,8 @@ impl Handle {
     }
 
     fn loaned(&self, k: u32, g: u32) -> bool {
+        // SYNC POINT: our own WRITING claim (try_claim_free's Acquire CAS); Acquire for the
+        // generation check.
         let cur = State(self.seg.slot(k).state.load(Acquire));
         cur.kind() == Kind::Writing && cur.sender() == self.me && cur.generation() == g
     }
@@ -720,6 +752,8 @@ impl Handle {
             return ERR_NOT_HELD;
         }
         let st = &self.seg.slot(k).state;
+        // SYNC POINT: as in `loaned`; the AcqRel CAS below publishes FREE (we wrote nothing others
+        // read).
         let cur = State(st.load(Acquire));
         if st.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_err() {
             return ERR_NOT_HELD;
@@ -766,6 +800,8 @@ impl Handle {
     /// FULL_REAP_EVERY-th retry reads them all, for messages released out of order.
     fn reap(&self, l: &mut Local, thorough: bool) {
         l.reap_tries = l.reap_tries.wrapping_add(1);
+        // SYNC POINT: pairs with the receiver's Release in `release_in`: its payload reads
+        // happen before our reuse.
         let oldest_held = l
             .inflight
             .first()
@@ -776,6 +812,7 @@ impl Handle {
         let seg = &self.seg;
         let spare = &mut l.spare;
         l.inflight.retain(|&(k, g)| {
+            // SYNC POINT: as above, for every in-flight slot.
             let released = State(seg.slot(k).state.load(Acquire)).generation() != g;
             if released && spare.len() < LANE_RING {
                 spare.push(k);
@@ -846,6 +883,8 @@ impl Handle {
         let mut freed = false;
         for k in 0..self.seg.layout.capacity {
             let s = self.seg.slot(k);
+            // SYNC POINT: pairs with the sender's Release store of READY (its deadline is
+            // visible); expire's AcqRel CAS then publishes the drop.
             let cur = State(s.state.load(Acquire));
             if cur.kind() == Kind::Ready && Self::expired(s, now) && self.expire(k, cur) {
                 freed = true;
@@ -891,6 +930,8 @@ impl Handle {
     fn advance_head(&self, j: u32) {
         let p = self.seg.participant(j);
         loop {
+            // SYNC POINT: pairs with the AcqRel head CAS of other helpers and the sender's Release
+            // store of tail.
             let h = p.head.head.load(Acquire);
             let t = p.owner.tail.load(Acquire);
             if h >= t || t - h > LANE_RING as u64 {
@@ -900,6 +941,7 @@ impl Handle {
             if k < self.seg.layout.capacity && self.queued_at(k, j, h).is_some() {
                 return;
             }
+            // SYNC POINT: publishes the new head to senders' Acquire loads (their window check).
             let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
         }
     }
@@ -918,6 +960,8 @@ impl Handle {
         }
         let s = self.seg.slot(k);
         loop {
+            // SYNC POINT: pairs with the receiver's Release in `release_in` (ACKED) or recovery's
+            // AcqRel CAS (PEER_DIED).
             let cur = State(s.state.load(Acquire));
             if cur.generation() != g || cur.sender() != self.me {
                 Self::forget_inflight(l, k, g);
@@ -935,6 +979,8 @@ impl Handle {
                 }
             };
             fault::point("ack.collect");
+            // SYNC POINT: AcqRel: freeing publishes the slot to the next claimer's Acquire CAS in
+            // try_claim_free.
             if s.state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
                     let shared = &self.seg.header().shared;
@@ -960,6 +1006,7 @@ impl Handle {
         let l = &mut *self.local.borrow_mut();
         let s = self.seg.slot(k);
         loop {
+            // SYNC POINT: as in `ack_status`.
             let cur = State(s.state.load(Acquire));
             if cur.generation() != g || cur.sender() != self.me {
                 return ERR_NOT_HELD;
@@ -970,6 +1017,8 @@ impl Handle {
                 Kind::Reading => return TIMEOUT,
                 _ => return self.ack_status_in(l, k, g),
             };
+            // SYNC POINT: AcqRel: a withdrawn slot is FREE for the next claimer; a cleared ACK
+            // tells the holder's release.
             if s.state.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
                     if cur.redelivered() {
@@ -1011,6 +1060,8 @@ impl Handle {
             if s.len.load(Relaxed) > self.seg.layout.max_message {
                 // An overwritten length: drop the message (its bytes cannot be trusted) and say
                 // the segment is damaged, rather than copy past the slot.
+                // SYNC POINT: freeing publishes the slot to the next claimer's Acquire CAS in
+                // try_claim_free.
                 let _ = self.seg.slot(k).state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);
                 self.wake(Side::Send);
                 return Err(ERR_INCOMPATIBLE);
@@ -1036,6 +1087,7 @@ impl Handle {
                 return Some(x);
             }
         }
+        // SYNC POINT: pairs with join's AcqRel fetch_max, as in `sweep`.
         let lanes = shared.lanes_used.load(Acquire).min(MAX_PARTICIPANTS as u32);
         for step in 0..lanes {
             let mut j = l.recv_cursor + step;
@@ -1054,6 +1106,8 @@ impl Handle {
     fn claim_from_lane(&self, j: u32, cached_tail: &mut u64) -> Option<(u32, State)> {
         let p = self.seg.participant(j);
         loop {
+            // SYNC POINT: pairs with other receivers' AcqRel head CAS: the entry at head is the
+            // next unread one.
             let h = p.head.head.load(Acquire);
             if h >= *cached_tail {
                 // SYNC POINT: pairs with the sender's Release store of tail: the ring entries
@@ -1083,6 +1137,7 @@ impl Handle {
                 }
             }
             // Message h was taken, withdrawn or expired already: help the head past it.
+            // SYNC POINT: publishes the new head to senders (their window) and other receivers.
             let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
         }
     }
@@ -1090,6 +1145,8 @@ impl Handle {
     fn claim_redelivered(&self) -> Option<(u32, State)> {
         for k in 0..self.seg.layout.capacity {
             let st = &self.seg.slot(k).state;
+            // SYNC POINT: pairs with recovery's AcqRel CAS that made it READY again; the claim CAS
+            // below is Acquire for the payload.
             let cur = State(st.load(Acquire));
             if cur.kind() == Kind::Ready && cur.redelivered() {
                 let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
@@ -1169,6 +1226,8 @@ impl Handle {
             return Err(ERR_INVALID_ARGUMENT);
         }
         let s = self.seg.slot(k);
+        // SYNC POINT: Acquire: our claim (READING by us) was itself an Acquire CAS; re-checked
+        // before copying.
         let cur = State(s.state.load(Acquire));
         if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
             return Err(ERR_NOT_HELD);
@@ -1232,12 +1291,16 @@ impl Handle {
     /// is dropped. On `Handle`, not `Shared`: undoing our own WRITING slots while this thread
     /// writes one would free a slot under its writer, so only the owning thread may close.
     pub fn close(&self) {
+        // SYNC POINT: the flag alone; AcqRel so a second close sees the first one's effects done or
+        // in progress.
         if self.closed.swap(true, AcqRel) || self.me == OBSERVER {
             return;
         }
         {
             let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
             self.recover_locked(self.me, Leaving::Closed);
+            // SYNC POINT: our resets happen before anyone sees EMPTY (a joiner then need not
+            // recover us).
             self.seg.participant(self.me).owner.state.store(PARTICIPANT_EMPTY, Release);
         }
         self.wake(Side::Recv);

@@ -144,8 +144,8 @@ fn build(fd: &OwnedFd, layout: Layout, mode: u32) -> io::Result<()> {
     let h = unsafe { &*(map.base as *const Header) };
     let f = &h.fixed;
     f.magic.store(MAGIC, Relaxed);
-    // The magic lands before any other field, so no reader sees fields without it (which would
-    // look like a foreign segment rather than one being built).
+    // SYNC POINT: the magic lands before any other field, so no reader sees fields without it
+    // (which would look like a foreign segment rather than one being built).
     std::sync::atomic::fence(Release);
     f.version.store(LAYOUT_VERSION, Relaxed);
     f.total_size.store(layout.total_size, Relaxed);
