@@ -141,8 +141,10 @@ export const symbols = {
   ferry_ack_cancel: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
   ferry_park_prepare: { parameters: ["pointer", "u32"], result: "u32" }, // h, side (0 recv, 1 send)
   ferry_park_cancel: { parameters: ["pointer", "u32"], result: "void" }, // h, side
+  // The Sync part of a handle, for the one call made off the JS thread (valid until ferry_free).
+  ferry_waiter: { parameters: ["pointer"], result: "pointer" }, // h -> Shared *w
   ferry_park_wait: {
-    parameters: ["pointer", "u32", "u32", "u32"], // h, side, epoch, timeout_ms
+    parameters: ["pointer", "u32", "u32", "u32"], // Shared *w (from ferry_waiter), side, epoch, timeout_ms
     result: "i32",
     nonblocking: true,
   },

@@ -37,6 +37,7 @@ import {
   TooManyParticipantsError,
 } from "./errors.ts";
 import { Message, type Releaser } from "./message.ts";
+import { Views, type ViewTicket } from "./views.ts";
 
 export type SendMode = "ack" | "async";
 
@@ -67,8 +68,9 @@ export interface OpenOptions<T = unknown> {
   permissions?: number;
   /**
    * Raw codec only: receive without copying. `msg.view` reads the payload in shared memory until
-   * the message is released (then it is detached and `msg.view` throws). Messages from
-   * recv/tryRecv/recvSync stay held until `msg.release()`; `for await` releases after the body.
+   * the message is released or the channel closed (then it is detached: it reads length 0 and
+   * `msg.view` throws). Messages from recv/tryRecv/recvSync/recvMany stay held until
+   * `msg.release()`; `for await` releases after the body.
    */
   zeroCopy?: boolean;
   /** false: open only an existing channel (ChannelNotFoundError when absent). Default true. */
@@ -248,11 +250,23 @@ function openError(code: number, detail: number, prefix: string, name: string, b
   }
 }
 
+// The last resort for a channel dropped without close(): closes and unmaps it. It cannot run
+// while a view over the mapping is alive and not detached, since every such view keeps its
+// channel reachable (see views.ts); so a channel dropped with a view still in use stays mapped
+// until that view is garbage too.
 const finalizer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
   const lib = core();
   lib.ferry_close(handle);
   lib.ferry_free(handle);
 });
+
+/** A slot lent by `loan`: what commit/unloan need, and the ticket to detach its view. */
+interface Loan {
+  slot: number;
+  generation: number;
+  len: number;
+  view: ViewTicket;
+}
 
 const token = Symbol("ferry.channel");
 
@@ -271,14 +285,18 @@ export class Channel<T = unknown>
 
   #lib = core();
   #handle: Deno.PointerObject;
+  /** The handle's part that the blocking-pool thread may use while parked (ferry_waiter). */
+  #waiter: Deno.PointerObject | null = null;
   #codec: Codec<T>;
   #codecOption: CodecOption<T> | undefined;
   #expiryMs: number;
   #sendOut = new Uint32Array(4);
   #meta = new Uint32Array(9);
   #base: Deno.PointerObject | null = null;
-  /** Slots lent by `loan`, by the view handed out. */
-  #loans = new Map<Uint8Array, { slot: number; generation: number; len: number; shared: ArrayBuffer }>();
+  /** Slots lent by `loan`, by the view handed out (weakly: the views registry detaches them). */
+  #loans = new WeakMap<Uint8Array, Loan>();
+  /** Every loan view and zero-copy message view out now: detached before close() unmaps. */
+  #views = new Views(this);
   #batchMeta = new Uint32Array(8 * BATCH_MAX);
   #staging: Staged = {
     bytes: new Uint8Array(64 * 1024),
@@ -830,9 +848,24 @@ export class Channel<T = unknown>
     return got;
   }
 
-  /** As `recv`, blocking the thread. */
+  /** As `recv`, blocking the thread. On a zeroCopy channel it gives views, held until release. */
   recvSync(options?: RecvOptions): Message<T> {
     const timeout = this.#timeoutOf(options);
+    if (this.zeroCopy) {
+      const st = this.#lib.ferry_recv_wait(
+        this.#live(),
+        null,
+        0,
+        0,
+        RECV_NO_COPY,
+        this.#meta,
+        abiMs(timeout),
+      );
+      if (st === Status.TIMEOUT) {
+        throw new TimeoutError(`nothing arrived on '${this.name}' within ${timeout} ms`);
+      }
+      return this.#inPlace(st);
+    }
     const auto = this.autoRelease;
     this.#ensureChunk();
     const st = this.#lib.ferry_recv_wait(
@@ -931,10 +964,14 @@ export class Channel<T = unknown>
   }
 
   #receiveInPlace(): Message<T> | undefined {
-    const meta = this.#meta;
-    const st = this.#lib.ferry_recv(this.#live(), null, 0, 0, RECV_NO_COPY, meta);
-    if (st === Status.EMPTY) return undefined;
+    const st = this.#lib.ferry_recv(this.#live(), null, 0, 0, RECV_NO_COPY, this.#meta);
+    return st === Status.EMPTY ? undefined : this.#inPlace(st);
+  }
+
+  /** The zero-copy Message for a RECV_NO_COPY receive that returned `st`: held, its view tracked. */
+  #inPlace(st: number): Message<T> {
     if (st !== Status.OK) throw this.#statusError(st);
+    const meta = this.#meta;
     const len = meta[2];
     const shared = this.#view(meta[7] + meta[8] * 0x1_0000_0000, len);
     return new Message<T>(
@@ -948,11 +985,14 @@ export class Channel<T = unknown>
       this,
       meta[0],
       meta[1],
-      shared,
+      this.#views.track(shared),
     );
   }
 
-  /** A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it. */
+  /**
+   * A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it.
+   * The caller tracks it in `#views` in the same turn, before any code can keep it.
+   */
   #view(offset: number, len: number): ArrayBuffer {
     this.#base ??= this.#lib.ferry_base(this.#live());
     if (len === 0) return new ArrayBuffer(0);
@@ -964,7 +1004,8 @@ export class Channel<T = unknown>
   /**
    * Lends a slot of `size` bytes in shared memory (raw codec): write the message into the
    * returned view, then `commit` it (or `unloan` it). Counts against `slots` and `capacity` like
-   * a send; throws ChannelFullError when there is no room.
+   * a send; throws ChannelFullError when there is no room. The view is detached (reads length 0)
+   * by commit, unloan or close, whichever comes first.
    */
   loan(size: number): Uint8Array {
     if (!this.#isRaw()) {
@@ -974,9 +1015,10 @@ export class Channel<T = unknown>
     const out = this.#sendOut;
     const st = this.#lib.ferry_loan(this.#live(), size, out);
     if (st !== Status.OK) throw this.#sendError(st);
+    const slot = out[0], generation = out[1];
     const shared = this.#view(out[2] + out[3] * 0x1_0000_0000, size);
     const view = new Uint8Array(shared);
-    this.#loans.set(view, { slot: out[0], generation: out[1], len: size, shared });
+    this.#loans.set(view, { slot, generation, len: size, view: this.#views.track(shared) });
     return view;
   }
 
@@ -1015,7 +1057,8 @@ export class Channel<T = unknown>
     if (st !== Status.OK) throw this.#statusError(st);
   }
 
-  #takeLoan(view: Uint8Array) {
+  #takeLoan(view: Uint8Array): Loan {
+    if (this.#closed) throw this.#closedError(); // close() took every loan back
     const loan = this.#loans.get(view);
     if (loan === undefined) {
       throw new FerryError(
@@ -1024,7 +1067,7 @@ export class Channel<T = unknown>
       );
     }
     this.#loans.delete(view);
-    loan.shared.transfer(0); // detach: the slot is no longer the caller's to write
+    this.#views.detach(loan.view); // the slot is no longer the caller's to write
     return loan;
   }
 
@@ -1033,8 +1076,9 @@ export class Channel<T = unknown>
   }
 
   /** @internal Called by Message.release(). */
-  releaseHeld(slot: number, generation: number): void {
-    if (this.#closed) return; // closing handed held messages back for redelivery
+  releaseHeld(slot: number, generation: number, view: ViewTicket | null): void {
+    if (this.#closed) return; // closing detached the views and handed the messages back
+    if (view !== null) this.#views.detach(view); // before the slot can be reused
     const st = this.#lib.ferry_release(this.#live(), slot, generation);
     if (st !== Status.OK) throw this.#statusError(st);
   }
@@ -1066,7 +1110,9 @@ export class Channel<T = unknown>
           lib.ferry_park_cancel(h, side);
           return r;
         }
-        const wait = lib.ferry_park_wait(h, side, epoch, Math.min(Math.ceil(left), PARK_SLICE_MS));
+        // The wait runs on another thread: it gets the handle's Sync part, never the handle.
+        this.#waiter ??= lib.ferry_waiter(h);
+        const wait = lib.ferry_park_wait(this.#waiter, side, epoch, Math.min(Math.ceil(left), PARK_SLICE_MS));
         this.#parked[side] = wait;
         try {
           await wait;
@@ -1097,13 +1143,19 @@ export class Channel<T = unknown>
   }
 
   /**
-   * Leaves the channel. Messages this handle holds unreleased are redelivered to others; messages
-   * it sent stay queued. Pending waits on this handle reject with ChannelClosedError.
+   * Leaves the channel. Messages this handle holds unreleased are redelivered to others, marked
+   * `redelivered` (ack-mode ones too: their senders go on waiting for the next receiver's
+   * release); messages it sent stay queued; loaned slots are given back. Every loan view and
+   * zero-copy message view is detached first (each reads length 0 from then on). Pending waits on
+   * this handle reject with ChannelClosedError.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     finalizer.unregister(this);
+    // Views first: ferry_close frees loaned slots and hands held messages to others, and
+    // ferry_free unmaps; a view left attached would then write another message or fault.
+    this.#views.detachAll();
     this.#lib.ferry_close(this.#handle);
     this.#freeWhenIdle();
   }

@@ -1,12 +1,16 @@
 // A received message. Its bytes live in memory this process owns (copied out of the shared
-// segment), so they stay valid after release; `data` is decoded on first use.
+// segment), so they stay valid after release; `data` is decoded on first use. A zero-copy
+// message's bytes are a view of shared memory instead, which its channel detaches at release or
+// close: from then on the view reads length 0 and the accessors throw a typed error.
 
 import type { Codec } from "./codec.ts";
-import { FerryError } from "./errors.ts";
+import { ChannelClosedError, FerryError } from "./errors.ts";
+import type { ViewTicket } from "./views.ts";
 
 /** What a Message needs from its channel to release itself. */
 export interface Releaser {
-  releaseHeld(slot: number, generation: number): void;
+  /** Detaches `view` (a zero-copy message's), then releases the slot. */
+  releaseHeld(slot: number, generation: number, view: ViewTicket | null): void;
 }
 
 export class Message<T = unknown> {
@@ -14,7 +18,7 @@ export class Message<T = unknown> {
   readonly seq: number;
   /** Process id of the sender. */
   readonly sender: number;
-  /** True when a receiver died holding this message and it was queued again. */
+  /** True when a receiver died or closed holding this message and it was queued again. */
   readonly redelivered: boolean;
   #buf: Uint8Array;
   #start: number;
@@ -25,8 +29,8 @@ export class Message<T = unknown> {
   #owner: Releaser | null;
   #slot: number;
   #generation: number;
-  /** Zero-copy messages: the buffer over shared memory, detached at release. */
-  #shared: ArrayBuffer | null;
+  /** Zero-copy messages: the channel's ticket for the view over shared memory. */
+  #view: ViewTicket | null;
   #copy: Uint8Array | null = null;
 
   /** @internal Built by Channel. */
@@ -41,7 +45,7 @@ export class Message<T = unknown> {
     owner: Releaser | null,
     slot: number,
     generation: number,
-    shared: ArrayBuffer | null = null,
+    view: ViewTicket | null = null,
   ) {
     this.#codec = codec;
     this.#buf = buf;
@@ -53,28 +57,41 @@ export class Message<T = unknown> {
     this.#owner = owner;
     this.#slot = slot;
     this.#generation = generation;
-    this.#shared = shared;
+    this.#view = view;
   }
 
-  /** Zero-copy channels: the payload in shared memory, valid until release. */
+  /**
+   * Zero-copy channels: the payload in shared memory, valid until release or until the channel
+   * closes. Then the view is detached (it reads length 0, so a kept reference cannot reach a
+   * slot that another message may now use) and this getter throws.
+   */
   get view(): Uint8Array {
-    if (this.#shared === null) {
+    if (this.#view === null) {
       throw new FerryError(
         "NotZeroCopy",
         "msg.view needs a channel opened with zeroCopy: true; use msg.bytes",
       );
     }
-    if (this.released) throw new FerryError("Released", "msg.view was used after the message was released");
+    this.#checkView("msg.view was used");
     return this.#buf;
+  }
+
+  /** Throws when a zero-copy message's view is gone: released, or its channel closed. */
+  #checkView(what: string): void {
+    if (this.released) throw new FerryError("Released", `${what} after the message was released`);
+    if ((this.#buf.buffer as ArrayBuffer).detached) {
+      throw new ChannelClosedError(
+        `${what} after its channel was closed, which handed the message back for redelivery; ` +
+          "read msg.bytes (a private copy) before close() to keep it",
+      );
+    }
   }
 
   /** The bytes this message's value is read from (a private copy for zero-copy messages). */
   #own(): Uint8Array {
-    if (this.#shared === null) return this.#buf;
+    if (this.#view === null) return this.#buf;
     if (this.#copy === null) {
-      if (this.released) {
-        throw new FerryError("Released", "a zero-copy message's bytes were read after it was released");
-      }
+      this.#checkView("a zero-copy message's bytes were read");
       this.#copy = this.#buf.slice(this.#start, this.#end);
       this.#start = 0;
       this.#end = this.#copy.length;
@@ -110,10 +127,6 @@ export class Message<T = unknown> {
     const owner = this.#owner;
     if (owner === null) return;
     this.#owner = null;
-    try {
-      owner.releaseHeld(this.#slot, this.#generation);
-    } finally {
-      this.#shared?.transfer(0); // every view of the slot is revoked: it may be reused now
-    }
+    owner.releaseHeld(this.#slot, this.#generation, this.#view);
   }
 }

@@ -32,6 +32,27 @@ Deno.test("a receiver killed while holding an ack message: the sender's send rej
   assert.equal(ch.tryRecv(), undefined);
 });
 
+Deno.test("a receiver that closes (not dies) holding an ack message hands it on, and the send succeeds", async () => {
+  await using s = new Scope();
+  const ch = s.open("jobs", { mode: "ack" });
+  const leaving = await s.spawn("peer.ts", "jobs", { mode: "ack", autoRelease: false });
+
+  const sent = follow(ch.send({ job: 1 }, { timeout: 20_000 }));
+  assert.deepEqual((await leaving.ask("recv", { timeout: 10_000 })).data, { job: 1 });
+  assert.deepEqual(await leaving.ask("close"), {});
+
+  const next = await s.spawn("peer.ts", "jobs", { mode: "ack", autoRelease: false });
+  const got = await next.ask("recv", { timeout: 10_000 });
+  assert.deepEqual([got.data, got.redelivered], [{ job: 1 }, true]);
+  assert.equal(sent.settled, false, "the send settled before any receiver released the message");
+  assert.deepEqual(await next.ask("release"), { released: 1 });
+  await within(sent.promise, "the ack send after its first receiver closed");
+
+  assert.equal(ch.stat().counters.redelivered, 1);
+  assert.deepEqual(await leaving.ask("ping"), {}, "the closing receiver is alive: it did not die");
+  assert.ok(!ch.stat().participants.some((p) => p.pid === leaving.pid), "a closed handle is not listed");
+});
+
 Deno.test("a receiver killed while holding async messages: they are delivered again, marked redelivered", async () => {
   await using s = new Scope();
   const ch = s.open("jobs", { mode: "async" });

@@ -4,14 +4,17 @@
 //!
 //! # Safety (every `unsafe extern "C"` function here)
 //!
-//! `h` is null or a pointer returned by `ferry_open` and not yet passed to `ferry_free`; every
-//! buffer pointer is null or valid for the length passed with it (out arrays for the length
-//! each function documents) for the duration of the call. The Deno binding upholds this.
+//! `h` is null or a pointer returned by `ferry_open` and not yet passed to `ferry_free`, and
+//! calls taking `h` are made by one thread at a time (a `Handle` is `Send`, not `Sync`: Deno's JS
+//! thread makes them all). `w` is null or a pointer returned by `ferry_waiter` whose handle is not
+//! yet freed; any thread may use it (it reaches only the handle's `Sync` part). Every buffer
+//! pointer is null or valid for the length passed with it (out arrays for the length each
+//! function documents) for the duration of the call. The Deno binding upholds this.
 #![allow(clippy::missing_safety_doc)] // stated once above rather than on each function
 
 use std::slice;
 
-use crate::engine::{Handle, OpenOptions, Side};
+use crate::engine::{Handle, OpenOptions, Shared, Side};
 use crate::status::*;
 
 /// `flags` bits of `ferry_open`.
@@ -30,8 +33,15 @@ pub const RECV_NO_COPY: u32 = 2;
 
 fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
     // SAFETY: the binding passes only pointers it got from `ferry_open` and has not yet passed
-    // to `ferry_free`; null is rejected here.
+    // to `ferry_free`, from one thread at a time; null is rejected here.
     unsafe { h.as_ref() }
+}
+
+fn waiter<'a>(w: *const Shared) -> Option<&'a Shared> {
+    // SAFETY: the binding passes only pointers it got from `ferry_waiter` whose handle it has not
+    // yet freed (it frees a handle only after every parked wait returned); `Shared` is `Sync`,
+    // so a reference on another thread than the handle's is sound.
+    unsafe { w.as_ref() }
 }
 
 fn bytes<'a>(p: *const u8, len: u32) -> &'a [u8] {
@@ -390,13 +400,21 @@ pub unsafe extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
     }
 }
 
-/// Sleeps up to `timeout_ms` (one slice at most) unless woken; bound as nonblocking in Deno.
+/// The part of handle `h` another thread may use (`ferry_park_wait`), valid until `ferry_free(h)`.
 #[no_mangle]
-pub unsafe extern "C" fn ferry_park_wait(h: *const Handle, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
-    let Some(h) = handle(h) else {
+pub unsafe extern "C" fn ferry_waiter(h: *const Handle) -> *const Shared {
+    handle(h).map_or(std::ptr::null(), |h| h.shared() as *const Shared)
+}
+
+/// Sleeps up to `timeout_ms` (one slice at most) unless woken; bound as nonblocking in Deno, so it
+/// runs on a blocking-pool thread while the JS thread goes on using the handle: it takes the
+/// `ferry_waiter` pointer, never the handle itself.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_park_wait(w: *const Shared, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
+    let Some(w) = waiter(w) else {
         return ERR_INVALID_ARGUMENT;
     };
-    h.park_wait(Side::from_u32(side), epoch, timeout_ms)
+    w.park_wait(Side::from_u32(side), epoch, timeout_ms)
 }
 
 /// Recovers dead participants now; returns how many.

@@ -144,8 +144,8 @@ fn build(fd: &OwnedFd, layout: Layout, mode: u32) -> io::Result<()> {
     let h = unsafe { &*(map.base as *const Header) };
     let f = &h.fixed;
     f.magic.store(MAGIC, Relaxed);
-    // The magic lands before any other field, so no reader sees fields without it (which would
-    // look like a foreign segment rather than one being built).
+    // SYNC POINT: the magic lands before any other field, so no reader sees fields without it
+    // (which would look like a foreign segment rather than one being built).
     std::sync::atomic::fence(Release);
     f.version.store(LAYOUT_VERSION, Relaxed);
     f.total_size.store(layout.total_size, Relaxed);
@@ -227,27 +227,35 @@ impl Segment {
         unsafe { &*(self.map.base as *const Header) }
     }
 
+    // The three accessors below turn an index into a reference or pointer into the mapping. Their
+    // bounds checks are real `assert!`s, not `debug_assert!`s: they are what keeps an index bug
+    // from reading or writing past the array in a release build, they cost one predictable
+    // branch, and a panic aborts at the C ABI boundary (a clear crash) instead of corrupting
+    // another slot or another process's message. Every index the engine takes from shared memory
+    // (ring entries, state-word fields) is range-checked before it gets here, so another process
+    // cannot trigger them.
+
     pub fn participant(&self, i: u32) -> &Participant {
-        debug_assert!((i as usize) < MAX_PARTICIPANTS);
+        assert!((i as usize) < MAX_PARTICIPANTS, "participant index {i} out of range");
         let off = self.layout.participants_off as usize + i as usize * std::mem::size_of::<Participant>();
-        // SAFETY: i < MAX_PARTICIPANTS (callers index from lanes_used, clamped, or from a state
-        // word's 8-bit field checked below) and the participant array lies inside the mapping.
+        // SAFETY: i < MAX_PARTICIPANTS (asserted above) and `Layout` places the whole participant
+        // array inside the mapping; Participant is plain atomics, valid for any bytes.
         unsafe { &*(self.map.base.add(off) as *const Participant) }
     }
 
     pub fn slot(&self, k: u32) -> &Slot {
-        debug_assert!(k < self.layout.capacity);
+        assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
         let off = self.layout.slots_off as usize + k as usize * std::mem::size_of::<Slot>();
-        // SAFETY: k < capacity (every caller checks or derives it from a bounded loop) and the
-        // slot array lies inside the mapping.
+        // SAFETY: k < capacity (asserted above) and `Layout` places the whole slot array inside
+        // the mapping; Slot is atomics plus inline bytes only its owner writes.
         unsafe { &*(self.map.base.add(off) as *const Slot) }
     }
 
     /// Start of slot `k`'s data region (`slot_stride` bytes).
     pub fn data(&self, k: u32) -> *mut u8 {
-        debug_assert!(k < self.layout.capacity);
+        assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
         let off = self.layout.data_off as usize + k as usize * self.layout.slot_stride as usize;
-        // SAFETY: k < capacity, so the region lies inside the mapping.
+        // SAFETY: k < capacity (asserted above), so the region lies inside the mapping.
         unsafe { self.map.base.add(off) }
     }
 }

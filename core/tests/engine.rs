@@ -70,6 +70,48 @@ fn ack_outcome_follows_release_and_receiver_death() {
     drop(rx);
 }
 
+/// A clean close is not a death: an ack-mode message the closing receiver held goes to another
+/// receiver, marked redelivered and still ack-mode, and its sender's wait goes on to OK.
+#[test]
+fn close_hands_a_held_ack_message_to_another_receiver() {
+    let n = name("closeack");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 1);
+    let (k, g, _) = tx.send(b"job", true, 0).unwrap();
+    let leaving = open(&n, 4, 1);
+    let (b, m) = recv_bytes(&leaving).unwrap();
+    assert_eq!((b.as_slice(), m.redelivered, m.ack), (&b"job"[..], false, true));
+    leaving.close(); // alive, holding it, and closing
+    assert_eq!(tx.ack_status(k, g), PENDING, "a close was reported as a death");
+    let rx = open(&n, 4, 1);
+    let (b, m) = recv_bytes(&rx).unwrap();
+    assert_eq!((b.as_slice(), m.redelivered, m.ack), (&b"job"[..], true, true));
+    assert_eq!(tx.ack_status(k, g), PENDING);
+    assert_eq!(rx.release(m.slot, m.generation), OK);
+    assert_eq!(tx.ack_status(k, g), OK);
+    assert_eq!(tx.stat()[10], 1, "a handed-back message counts as a redelivery");
+    assert_eq!(rx.claim().err(), Some(EMPTY));
+    drop(leaving);
+}
+
+/// A sender that gives up on a message a closed receiver handed back withdraws it, and leaves no
+/// redelivery hint behind (else every receive would scan all slots from then on).
+#[test]
+fn withdrawing_a_handed_back_ack_message_clears_the_redelivery_hint() {
+    let n = name("closecancel");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 1);
+    let (k, g, _) = tx.send(b"job", true, 0).unwrap();
+    let leaving = open(&n, 4, 1);
+    recv_bytes(&leaving).unwrap();
+    leaving.close();
+    assert_eq!(tx.seg.header().shared.redeliver_pending.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(tx.ack_cancel(k, g), TIMEOUT);
+    assert_eq!(tx.seg.header().shared.redeliver_pending.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let rx = open(&n, 4, 1);
+    assert_eq!(rx.claim().err(), Some(EMPTY), "a withdrawn message was delivered");
+}
+
 #[test]
 fn async_message_held_by_a_dead_receiver_is_redelivered() {
     let n = name("redeliver");

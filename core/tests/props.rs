@@ -298,13 +298,19 @@ impl Model {
         }
     }
 
-    /// `inc` closed: it died and recovered itself at once, before anyone else. Per slot, recovery
-    /// handles the sender side first, so a message it sent and holds itself is redelivered.
+    /// `inc` closed: it recovered itself at once, before anyone else, and a close is not a death.
+    /// Per slot, recovery handles the sender side first (nobody will collect `inc`'s outcomes, so
+    /// ACK is cleared and finished outcomes are freed), then hands back every message `inc` held,
+    /// ack-mode ones too: redelivered, their senders still waiting. Nothing counts as died holding.
     fn closed(&mut self, inc: u32, held: &[(u32, u32, u32)]) {
-        self.died(inc, held); // a handle that closes holding a message left it: it counts as a holder that died
-        self.deaths -= 1;
         for m in self.msgs.values_mut() {
-            if m.sender == inc && m.ack == Ack::Unknown {
+            if m.sender != inc {
+                continue;
+            }
+            if matches!(m.st, St::Acked | St::PeerDied) {
+                m.st = St::Done;
+            }
+            if m.ack == Ack::Set {
                 m.ack = Ack::Clear;
                 // Its dead holder may have been recovered already (PEER_DIED, which this close
                 // frees), or not (redelivered once it is).
@@ -314,12 +320,7 @@ impl Model {
             }
         }
         for &(id, _, _) in held {
-            let m = self.msgs.get_mut(&id).unwrap();
-            m.st = match m.ack {
-                Ack::Set => St::PeerDied,
-                Ack::Clear => St::Queued { redelivered: true },
-                Ack::Unknown => St::MaybeQueued,
-            };
+            self.msgs.get_mut(&id).unwrap().st = St::Queued { redelivered: true };
         }
     }
 

@@ -30,7 +30,9 @@ fn expiring_a_claimed_message_survives_the_sender_cancelling() {
     let stop = AtomicBool::new(false);
     let mut failure = None;
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let (go, done, stop) = (&go, &done, &stop);
+        // The receiver's handle moves to its thread: a Handle is Send, not Sync.
+        s.spawn(move || {
             let mut round = 0;
             while !stop.load(Relaxed) {
                 round += 1;
@@ -90,13 +92,15 @@ fn a_dead_receiver_is_found_under_steady_traffic() {
     drop(doomed);
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|sc| {
-        sc.spawn(|| {
+        let stop = &stop;
+        // Each handle moves to the thread that uses it: a Handle is Send, not Sync.
+        sc.spawn(move || {
             while !stop.load(Relaxed) {
                 let _ = background.send(b"bg", false, 0);
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        sc.spawn(|| {
+        sc.spawn(move || {
             while !stop.load(Relaxed) {
                 worker.wait_for(Side::Recv, 100, || {
                     worker.claim().ok().map(|m| worker.release(m.slot, m.generation))

@@ -5,6 +5,7 @@
 //   {"op":"release"}                       -> {released}: releases every held message
 //   {"op":"trySend","n":n}                 -> {sent, error}: trySend {from: pid, i} n times, stopping at an error
 //   {"op":"send","values":[..],"opts":{}}  -> {sent}: awaits send of each value in turn
+//   {"op":"close"}                         -> {}: closes the channel; the process lives on
 // A failed command answers {error: <class name>, code, message}.
 
 import { Channel } from "../../mod.ts";
@@ -51,6 +52,9 @@ async function run(command: Record<string, unknown>): Promise<object> {
       for (const value of values) await channel.send(value, command.opts as Parameters<Channel["send"]>[1]);
       return { sent: values.length };
     }
+    case "close":
+      channel.close();
+      return {};
     default:
       throw new Error(`unknown op ${command.op}`);
   }
