@@ -70,6 +70,23 @@ Deno.test("a loan view outliving its dropped channel keeps the mapping; dropping
   assert.deepEqual(report, { pinned: true, fill: "no error", wrote: 7 * 4096 + 7, slotBack: true });
 });
 
+Deno.test("views whose buffers the program transferred away cannot crash it after close()", async () => {
+  await using s = new Scope();
+  const tx = s.open("moved", { mode: "async", codec: "raw" });
+  tx.trySend(new Uint8Array(200).fill(1));
+  const report = await misuse(s, "moved", "transferred");
+  // The segment's addresses hold private zeroed memory now: reads see zeros, writes stay private.
+  assert.deepEqual(report, { movedLength: 200, read: 0, loanedRead: 9 * 4096 + 9 });
+  // The message it held is redelivered intact, and nothing it wrote reached the shared segment.
+  tx.trySend(new Uint8Array(8).fill(2));
+  const rx = s.open("moved", { mode: "async", codec: "raw" });
+  const again = rx.tryRecv()!;
+  assert.ok(again.redelivered);
+  assert.deepEqual(new Set(again.bytes), new Set([1]));
+  assert.deepEqual([...rx.tryRecv()!.bytes], [2, 2, 2, 2, 2, 2, 2, 2]);
+  assert.equal(rx.tryRecv(), undefined);
+});
+
 Deno.test("close() detaches the views of every zero-copy receive path, and recvSync gives views", async () => {
   await using s = new Scope();
   const tx = s.open("paths", { mode: "async", codec: "raw", capacity: 16 });

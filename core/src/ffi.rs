@@ -154,10 +154,12 @@ pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
 }
 
 /// The segment's first byte in this process, for zero-copy views (offsets come with each loan
-/// and each RECV_NO_COPY receive). Valid until `ferry_free`.
+/// and each RECV_NO_COPY receive). The shared memory there is valid until `ferry_free`; after
+/// it the addresses stay mapped to private memory (see `Mapping::expose`), so a view the
+/// binding could not revoke never faults.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_base(h: *const Handle) -> *mut u8 {
-    handle(h).map_or(std::ptr::null_mut(), |h| h.seg.map.base)
+    handle(h).map_or(std::ptr::null_mut(), |h| h.seg.map.expose())
 }
 
 /// Lends a slot for `len` bytes. `out` (4 x u32): [slot, generation, offset lo, offset hi].

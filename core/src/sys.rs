@@ -58,6 +58,10 @@ pub fn set_mode(fd: &OwnedFd, mode: u32) -> io::Result<()> {
 pub struct Mapping {
     pub base: *mut u8,
     pub len: usize,
+    /// Set once the base address was handed to code that can keep pointers into the mapping which
+    /// ferry cannot revoke (a JS ArrayBuffer moved away with `transfer()`): dropping the mapping
+    /// then leaves harmless private memory at its addresses instead of unmapping them.
+    exposed: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the mapping is plain shared memory; all cross-thread access goes through atomics or
@@ -83,12 +87,39 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { base: p.cast(), len })
+        Ok(Mapping { base: p.cast(), len, exposed: std::sync::atomic::AtomicBool::new(false) })
+    }
+
+    /// The base address, for views that outside code may keep beyond this mapping's life.
+    pub fn expose(&self) -> *mut u8 {
+        self.exposed.store(true, std::sync::atomic::Ordering::Relaxed); // read by drop, same thread
+        self.base
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.exposed.load(std::sync::atomic::Ordering::Relaxed) {
+            // A stale view may still point here. Replace the shared pages with private anonymous
+            // ones in one call: a stale read sees zeros and a stale write lands in memory nobody
+            // shares, rather than SIGSEGV on an unmapped page or a write into a segment another
+            // message now uses. Untouched pages cost no memory; only the address range stays.
+            // SAFETY: base/len is our own mapping; MAP_FIXED replaces exactly that range, which no
+            // Rust reference outlives (we are dropping its owner).
+            let p = unsafe {
+                libc::mmap(
+                    self.base.cast(),
+                    self.len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            // If even that failed, leaving the shared mapping in place is still safe: it leaks.
+            let _ = p;
+            return;
+        }
         // SAFETY: base/len came from a successful mmap and nothing refers to it after drop.
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }

@@ -9,6 +9,8 @@
 //                     then drop the view too and check the channel is collected and its slot
 //                     given back (needs --v8-flags=--expose-gc)
 //   every-path        one zero-copy message by each receive path, close, read every view
+//   transferred       a zero-copy message view and a loan view whose ArrayBuffers the program
+//                     moves away with transfer() (out of ferry's reach), then close and use both
 //   stale-loan        loan on a capacity-1 channel with a receive parked, close, say "closed",
 //                     wait (synchronously: the parked wait keeps the old mapping) until another
 //                     process's message sits in the slot the loan had, write the stale view
@@ -164,6 +166,17 @@ switch (which) {
     }
     const fill = write(view, 238);
     console.log(JSON.stringify({ length: view.length, fill, parked: await parked }));
+    break;
+  }
+  case "transferred": {
+    const rx = Channel.open<Uint8Array>(name, { ...RAW, zeroCopy: true, autoRelease: false });
+    const msg = await rx.recv({ timeout: 20_000 });
+    const moved = new Uint8Array((msg.view.buffer as ArrayBuffer).transfer());
+    const loaned = new Uint8Array((rx.loan(4096).buffer as ArrayBuffer).transfer());
+    rx.close(); // unmaps the segment: the moved buffers still point into it
+    const read = sum(moved);
+    write(loaned, 9);
+    console.log(JSON.stringify({ movedLength: moved.length, read, loanedRead: sum(loaned) }));
     break;
   }
   default:
