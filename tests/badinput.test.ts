@@ -16,7 +16,7 @@ import {
   NoSpaceError,
   TooManyParticipantsError,
 } from "../mod.ts";
-import { Child, Scope, segmentPath, segmentsOf, within } from "./helpers.ts";
+import { Child, otherUserCommand, Scope, segmentPath, segmentsOf, within } from "./helpers.ts";
 import { rng } from "./workers/chaos_common.ts";
 
 /** Bad inputs tried, by kind: printed at the end for the README's figures. */
@@ -558,19 +558,6 @@ Deno.test("a channel larger than /dev/shm is NoSpaceError, with no segment left 
   s.open("fine", { mode: "async" }).trySend(1);
   count("no-space", 2);
 });
-
-function otherUserCommand(): string[] | undefined {
-  if (Deno.uid() !== 0) return undefined;
-  for (const setpriv of ["/usr/bin/setpriv", "/bin/setpriv"]) {
-    try {
-      Deno.statSync(setpriv);
-      return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
-    } catch {
-      // try the next
-    }
-  }
-  return undefined;
-}
 
 Deno.test({
   name: "a process of another user opening a 0600 channel gets PermissionDeniedError; 0666 lets it in",

@@ -5,47 +5,21 @@
 
 import assert from "node:assert/strict";
 import { Channel, gc, listChannels, Namespace } from "../mod.ts";
-import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, textLines, within } from "./helpers.ts";
+import {
+  cli,
+  cliCommand,
+  type CliResult as Result,
+  Scope,
+  segmentPath,
+  segmentsOf,
+  STEP_TIMEOUT_MS,
+  textLines,
+  within,
+} from "./helpers.ts";
 
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
 /** Small channels: the default (100 x 1 MiB) would reserve 100 MiB of /dev/shm each. */
 const SMALL = { capacity: 8, maxMessageSize: 4096 };
 const EXIT = { ok: 0, runtime: 1, usage: 2, notFound: 3, interrupted: 130 };
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cliCommand(args: string[], stdin: "piped" | "null", signal?: AbortSignal): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", ...args],
-    cwd: REPO_ROOT,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-    signal,
-  });
-}
-
-/** Runs the CLI to completion (killed by the hang guard if it does not finish), feeding it `stdin`. */
-async function cli(args: string[], stdin?: string): Promise<Result> {
-  const child = cliCommand(args, stdin === undefined ? "null" : "piped", AbortSignal.timeout(STEP_TIMEOUT_MS))
-    .spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(new TextEncoder().encode(stdin));
-      await writer.close();
-    } catch {
-      // the CLI exited without reading it all; its result says why
-    }
-  }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
 
 function lines(text: string): string[] {
   return text.split("\n").filter((line) => line !== "");
