@@ -254,7 +254,8 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   const holder = await s.spawn("peer.ts", "stats", { mode: "async", autoRelease: false });
   assert.equal((await holder.ask("recv", { timeout: 10_000 })).data, 2);
   // A file under the prefix that is not a ferry channel: listed as skipped, never fatal.
-  await Deno.writeTextFile(segmentPath(s.prefix, "junk"), "not a channel, just some bytes");
+  // (Mode 0600, the caller's own: one granting more is refused before its contents are read.)
+  await Deno.writeTextFile(segmentPath(s.prefix, "junk"), "not a channel, just some bytes", { mode: 0o600 });
   const p = ["--prefix", s.prefix];
 
   const [table, json, lsTable, lsJson] = await Promise.all([
