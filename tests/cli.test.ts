@@ -306,10 +306,10 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   const [header, ...rows] = lines(lsTable.stdout);
   assert.match(
     header,
-    /^NAME +DEPTH +IN-FLIGHT +CAPACITY +SENT +RECEIVED +RELEASED +EXPIRED +FULL +REDELIVERED/,
+    /^NAME +STATE +DEPTH +IN-FLIGHT +CAPACITY +SENT +RECEIVED +RELEASED +EXPIRED +FULL +REDELIVERED/,
   );
   const statsRow = rows.find((row) => row.startsWith("stats "))?.split(/ +/);
-  assert.deepEqual(statsRow?.slice(0, 10), ["stats", "1", "1", "8", "3", "2", "1", "0", "0", "0"]);
+  assert.deepEqual(statsRow?.slice(0, 11), ["stats", "ready", "1", "1", "8", "3", "2", "1", "0", "0", "0"]);
   assert.ok(rows.some((row) => row.startsWith("other ")));
   assert.ok(rows.some((row) => /^skipped junk: .*cannot be used/.test(row)));
 
