@@ -22,6 +22,8 @@ import {
   type SendMode,
 } from "./mod.ts";
 import { gc, scanChannels } from "./src/admin.ts";
+import { unlinkIncomplete } from "./src/channel.ts";
+import type { TrustOptions } from "./src/open.ts";
 
 // ------------------------------------------------------------------ exit codes and errors
 
@@ -195,6 +197,17 @@ const MAX_SIZE: OptionSpec = {
   help: "with --create: largest encoded message (default 1048576)",
 };
 
+const PERMISSIONS: OptionSpec = {
+  type: "string",
+  arg: "<octal>",
+  help: "mode of a channel this creates, and the most an existing one may grant (default 600)",
+};
+const TRUST: OptionSpec = {
+  type: "string",
+  arg: "<uid,...>",
+  help: "accept channels owned by these users too (besides yours and root's)",
+};
+
 /** Marks arguments that look like negative numbers so parseArgs does not take them for options. */
 const NEGATIVE = "\u0000";
 
@@ -271,6 +284,29 @@ function seconds(text: string | undefined): number | undefined {
   return n;
 }
 
+/** --permissions and --trust, as the library's options. */
+function trustArgs(args: ParsedArgs): TrustOptions {
+  const out: TrustOptions = {};
+  const permissions = str(args, "permissions");
+  if (permissions !== undefined) {
+    if (!/^0?o?[0-7]{1,3}$/.test(permissions)) {
+      throw new UsageError(
+        `--permissions must be octal permission bits such as 600 or 666, not '${permissions}'`,
+      );
+    }
+    out.permissions = parseInt(permissions.replace(/^0?o?/, ""), 8);
+  }
+  const trust = str(args, "trust");
+  if (trust !== undefined) {
+    const uids = trust.split(",").map((t) => t.trim());
+    if (uids.some((t) => !/^\d+$/.test(t))) {
+      throw new UsageError(`--trust must be a comma-separated list of uids, not '${trust}'`);
+    }
+    out.trustedOwners = uids.map(Number);
+  }
+  return out;
+}
+
 function sendMode(text: string | undefined): SendMode {
   if (text === undefined || text === "ack" || text === "async") return text ?? "ack";
   throw new UsageError(`--mode must be "ack" or "async", not '${text}'`);
@@ -303,6 +339,7 @@ interface OpenArgs {
   create: boolean;
   capacity?: number;
   maxMessageSize?: number;
+  trust: TrustOptions;
 }
 
 function openArgs(command: string, args: ParsedArgs, name: string): OpenArgs {
@@ -314,7 +351,7 @@ function openArgs(command: string, args: ParsedArgs, name: string): OpenArgs {
       `${command}: --capacity and --max-message-size only apply with --create (an existing channel keeps its own)`,
     );
   }
-  return { name, prefix: prefixOf(args), create, capacity, maxMessageSize };
+  return { name, prefix: prefixOf(args), create, capacity, maxMessageSize, trust: trustArgs(args) };
 }
 
 /**
@@ -328,7 +365,12 @@ function openChannel(
 ): Channel {
   if (!o.create) {
     try {
-      Channel.stat(o.name, { prefix: o.prefix });
+      const { state } = Channel.stat(o.name, { prefix: o.prefix, ...o.trust });
+      if (state === "incomplete") {
+        throw new ChannelNotFoundError(
+          `channel '${o.name}' was never finished: the process creating it died while building it`,
+        );
+      }
     } catch (error) {
       if (error instanceof ChannelNotFoundError) {
         throw new ChannelNotFoundError(`${error.message} (${command} --create makes it)`);
@@ -338,6 +380,7 @@ function openChannel(
   }
   return Channel.open(o.name, {
     ...options,
+    ...o.trust,
     prefix: o.prefix,
     ...(o.capacity === undefined ? {} : { capacity: o.capacity }),
     ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
@@ -517,11 +560,25 @@ async function tail(args: ParsedArgs): Promise<number> {
   return EXIT.ok;
 }
 
+/** What a channel that is not built is, in words. */
+function unbuiltText(s: ChannelStat): string {
+  return s.state === "building"
+    ? `being built by ${s.builder ? `pid ${s.builder}` : "another process"} (stopped or slow if this lasts)`
+    : "incomplete: its creator died while building it (gc or rm removes it; opening it builds it again)";
+}
+
 function stat(args: ParsedArgs): Promise<number> {
   const name = channelArg("stat", args);
-  const s = Channel.stat(name, { prefix: prefixOf(args) });
+  const s = Channel.stat(name, { prefix: prefixOf(args), ...trustArgs(args) });
   if (flag(args, "json")) {
     print(toJson(statJson(s), 2));
+    return Promise.resolve(EXIT.ok);
+  }
+  if (s.state !== "ready") {
+    print(`${"channel".padEnd(14)}${s.name}  (/dev/shm/${s.prefix}.${s.name})`);
+    print(`${"state".padEnd(14)}${unbuiltText(s)}`);
+    print(`${"memory".padEnd(14)}${formatBytes(s.bytes)} (the file's size)`);
+    print(`${"changed".padEnd(14)}${formatTime(s.createdAt)}  (${formatAge(s.createdAt)})`);
     return Promise.resolve(EXIT.ok);
   }
   const alive = s.participants.filter((p) => p.alive).length;
@@ -554,7 +611,7 @@ function stat(args: ParsedArgs): Promise<number> {
 
 function ls(args: ParsedArgs): Promise<number> {
   noPositionals("ls", args);
-  const scan = scanChannels(prefixOf(args));
+  const scan = scanChannels(prefixOf(args), trustArgs(args));
   if (flag(args, "json")) {
     print(toJson({ prefix: scan.prefix, channels: scan.channels.map(statJson), skipped: scan.skipped }, 2));
     return Promise.resolve(EXIT.ok);
@@ -564,6 +621,7 @@ function ls(args: ParsedArgs): Promise<number> {
   } else {
     const header = [
       "NAME",
+      "STATE",
       "DEPTH",
       "IN-FLIGHT",
       "CAPACITY",
@@ -577,16 +635,28 @@ function ls(args: ParsedArgs): Promise<number> {
       "CREATED",
       "PARTICIPANTS",
     ];
-    const rows = scan.channels.map((s) => [
-      s.name,
-      ...[s.depth, s.inFlight, s.capacity].map(String),
-      ...[s.counters.sent, s.counters.received, s.counters.released].map(String),
-      ...[s.counters.expired, s.counters.full, s.counters.redelivered].map(String),
-      formatBytes(s.bytes),
-      formatTime(s.createdAt),
-      formatParticipants(s),
-    ]);
-    const right = header.map((_, i) => i >= 1 && i <= 10);
+    const rows = scan.channels.map((s) =>
+      s.state === "ready"
+        ? [
+          s.name,
+          s.state,
+          ...[s.depth, s.inFlight, s.capacity].map(String),
+          ...[s.counters.sent, s.counters.received, s.counters.released].map(String),
+          ...[s.counters.expired, s.counters.full, s.counters.redelivered].map(String),
+          formatBytes(s.bytes),
+          formatTime(s.createdAt),
+          formatParticipants(s),
+        ]
+        : [
+          s.name,
+          s.state,
+          ...Array(9).fill("-"),
+          formatBytes(s.bytes),
+          formatTime(s.createdAt),
+          s.builder ? `${s.builder}(builder)` : "-",
+        ]
+    );
+    const right = header.map((_, i) => i >= 2 && i <= 11);
     for (const line of table(header, rows, right)) print(line);
   }
   for (const s of scan.skipped) print(`skipped ${s.name}: ${s.reason.replace(/\s*\n\s*/g, " ")}`);
@@ -595,17 +665,26 @@ function ls(args: ParsedArgs): Promise<number> {
 
 function rm(args: ParsedArgs): Promise<number> {
   const prefix = prefixOf(args);
+  const trust = trustArgs(args);
   const names = args.positionals;
   if (names.length === 0) throw new UsageError("rm: missing <channel> (see: cli.ts rm --help)");
   const force = flag(args, "force");
+  const incomplete = new Set<string>();
   // Every channel is checked before any is removed: either all go or none.
   for (const name of names) {
     if (force) {
       // Not required to be a readable ferry channel, but it must exist.
-      if (!segmentExists(prefix, name)) Channel.stat(name, { prefix }); // throws the right error
+      if (!segmentExists(prefix, name)) Channel.stat(name, { prefix, ...trust }); // throws the right error
       continue;
     }
-    const s = Channel.stat(name, { prefix });
+    const s = Channel.stat(name, { prefix, ...trust });
+    if (s.state === "building") {
+      throw new FerryError("InUse", `channel '${name}' is ${unbuiltText(s)}; rm --force removes it anyway`);
+    }
+    if (s.state === "incomplete") {
+      incomplete.add(name);
+      continue;
+    }
     const alive = s.participants.filter((p) => p.alive);
     if (s.depth > 0 || s.inFlight > 0 || alive.length > 0) {
       const what = [];
@@ -618,7 +697,11 @@ function rm(args: ParsedArgs): Promise<number> {
       );
     }
   }
-  const removed = names.filter((name) => Channel.unlink(name, { prefix }));
+  // An incomplete one is judged again and removed under its init lock (an opener may have begun
+  // rebuilding it since the check above: then it stays).
+  const removed = names.filter((name) =>
+    incomplete.has(name) ? unlinkIncomplete(name, { prefix, ...trust }) : Channel.unlink(name, { prefix })
+  );
   if (flag(args, "json")) print(toJson({ prefix, removed }));
   else for (const name of removed) print(`removed '${name}'`);
   return Promise.resolve(EXIT.ok);
@@ -637,7 +720,7 @@ function gcCommand(args: ParsedArgs): Promise<number> {
   noPositionals("gc", args);
   const prefix = prefixOf(args);
   const dryRun = flag(args, "dry-run");
-  const removed = gc(prefix, { dryRun });
+  const removed = gc(prefix, { dryRun, ...trustArgs(args) });
   if (flag(args, "json")) {
     print(toJson({ prefix, dryRun, removed }));
   } else if (removed.length === 0) {
@@ -658,7 +741,7 @@ async function group(args: ParsedArgs): Promise<number> {
   if (rest.length > 0) throw usage(`unexpected argument '${rest[0]}'`);
   const prefix = prefixOf(args);
   const json = flag(args, "json");
-  using ns = Namespace.connect({ prefix });
+  using ns = Namespace.connect({ prefix, ...trustArgs(args) });
   switch (action) {
     case "add":
     case "rm": {
@@ -747,6 +830,8 @@ Output: "sent N messages to '<channel>'"; with --json {"channel", "prefix", "mod
       create: CREATE,
       capacity: CAPACITY,
       "max-message-size": MAX_SIZE,
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },
@@ -766,6 +851,8 @@ ${RECV_OUTPUT}`,
       create: CREATE,
       capacity: CAPACITY,
       "max-message-size": MAX_SIZE,
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },
@@ -783,6 +870,8 @@ ${RECV_OUTPUT}`,
       create: CREATE,
       capacity: CAPACITY,
       "max-message-size": MAX_SIZE,
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },
@@ -794,26 +883,31 @@ ${RECV_OUTPUT}`,
     about: `Shows what the channel holds now: capacity, memory, depth (queued), in flight (received, not
 released), counters (sent, received, released, expired, full, redelivered), creation time and
 participants (pid, alive or dead, role, its sent messages in flight), and memory reserved and
-resident. Reading it does not join the channel.
+resident. Reading it does not join the channel and never waits: a channel another process is
+building shows "being built" (with the builder's pid), one whose creator died while building it
+"incomplete".
 With --json, one JSON document: the library's ChannelStat (createdAt as an ISO string).`,
-    options: { prefix: PREFIX, json: JSON_OPT, help: HELP },
+    options: { prefix: PREFIX, permissions: PERMISSIONS, trust: TRUST, json: JSON_OPT, help: HELP },
     run: stat,
   },
   ls: {
     usage: "ls [--prefix <prefix>]",
     summary: "every channel under a prefix, as a table",
-    about: `Lists the channels under the prefix (/dev/shm/<prefix>.*) with depth, counters, memory,
-creation time and participants ("(dead)" after a dead one's pid). Segments there that are not
-readable ferry channels are listed after the table as "skipped".
+    about: `Lists the channels under the prefix (/dev/shm/<prefix>.*) with state, depth, counters, memory,
+creation time and participants ("(dead)" after a dead one's pid). STATE is "ready", "building"
+(another process is making it: never waited for) or "incomplete" (its creator died while making
+it; gc removes it). Segments there that are not readable ferry channels (another user's file, a
+mode wider than --permissions, not ferry's) are listed after the table as "skipped".
 With --json, one JSON document: {"prefix", "channels": [ChannelStat...], "skipped": [{"name", "code", "reason"}]}.`,
-    options: { prefix: PREFIX, json: JSON_OPT, help: HELP },
+    options: { prefix: PREFIX, permissions: PERMISSIONS, trust: TRUST, json: JSON_OPT, help: HELP },
     run: ls,
   },
   rm: {
     usage: "rm <channel>...",
     summary: "remove channels",
-    about: `Removes the channels' segments. A channel that holds messages or is open in a live process
-is refused (exit 1) unless --force; every channel is checked before any is removed.
+    about: `Removes the channels' segments. A channel that holds messages, is open in a live process or
+is being built by one is refused (exit 1) unless --force; every channel is checked before any is
+removed. An incomplete one (its creator died while building it) is removed.
 Processes that have it open keep working on the removed segment; new openers get a new one.
 With --json: {"prefix", "removed": [names]}.`,
     options: {
@@ -823,6 +917,8 @@ With --json: {"prefix", "removed": [names]}.`,
         short: "f",
         help: "remove even if in use, holding messages, or not a ferry channel",
       },
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },
@@ -832,11 +928,14 @@ With --json: {"prefix", "removed": [names]}.`,
     usage: "gc [--prefix <prefix>]",
     summary: "remove abandoned channels (every participant dead or gone, nothing held)",
     about: `Removes the channels under the prefix that nobody alive has open and that hold nothing (depth 0,
-nothing in flight). Channels with queued messages are kept: queues outlive their senders.
+nothing in flight), and those whose creator died while building them. Channels with queued
+messages are kept (queues outlive their senders), and so are channels being built.
 With --json: {"prefix", "dryRun", "removed": [names]}.`,
     options: {
       prefix: PREFIX,
       "dry-run": { type: "boolean", help: "only list what would be removed" },
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },
@@ -854,6 +953,8 @@ With --json: one document with what was done (members for ls; sent, skipped, fai
       prefix: PREFIX,
       mode: { type: "string", arg: "ack|async", help: "for send: ack (default) or async" },
       timeout: TIMEOUT,
+      permissions: PERMISSIONS,
+      trust: TRUST,
       json: JSON_OPT,
       help: HELP,
     },

@@ -7,11 +7,14 @@
 export {
   Channel,
   type ChannelStat,
+  type ChannelState,
   type OpenOptions,
   type RecvOptions,
   type SendMode,
   type SendOptions,
+  type StatOptions,
 } from "./src/channel.ts";
+export type { TrustOptions } from "./src/open.ts";
 export { Message } from "./src/message.ts";
 export type { CodecOption } from "./src/codec.ts";
 export {
@@ -22,6 +25,7 @@ export {
   EncodeError,
   ExpiredError,
   FerryError,
+  ForeignSegmentError,
   IncompatibleChannelError,
   InvalidNameError,
   InvalidOptionError,
@@ -40,6 +44,7 @@ export {
   isAbandoned,
   listChannels,
   scanChannels,
+  type ScanOptions,
   type SkippedSegment,
 } from "./src/admin.ts";
 // ---- groups ----

@@ -11,6 +11,7 @@ export const Status = {
   TIMEOUT: 7,
   NEED_BUFFER: 8,
   CLOSED: 9,
+  BUILT: 10,
   ERR_TOO_LARGE: -1,
   ERR_INVALID_NAME: -2,
   ERR_INCOMPATIBLE: -3,
@@ -21,6 +22,9 @@ export const Status = {
   ERR_NOT_HELD: -8,
   ERR_NOT_FOUND: -9,
   ERR_IO: -10,
+  ERR_BUILDING: -11,
+  ERR_INCOMPLETE: -12,
+  ERR_FOREIGN: -13,
 } as const;
 
 /** Sub-reasons reported with ERR_INCOMPATIBLE. */
@@ -28,7 +32,20 @@ export const IncompatibleReason: Record<number, string> = {
   1: "it is not a ferry channel (wrong magic)",
   2: "it was made by another ferry layout version",
   3: "its size does not match its header (truncated or corrupt)",
+  4: "it is stuck",
+  5: "it was damaged while in use (its header says it is not built, yet live processes have it open)",
 };
+
+/** Sub-reasons reported with ERR_FOREIGN. */
+export const ForeignReason = {
+  NOT_REGULAR: 1,
+  SYMLINK: 2,
+  OWNER: 3,
+  MODE: 4,
+} as const;
+
+/** i32 values an open writes to its err_out when it fails (see core/src/ffi.rs `open_report`). */
+export const OPEN_REPORT_LEN = 8;
 
 export const OPEN_OBSERVER = 1;
 /** Open only an existing channel (absent: ERR_NOT_FOUND). */

@@ -10,12 +10,25 @@ export const symbols = {
       "u32", // max_message
       "u32", // mode (permissions)
       "u32", // slot_limit
-      "u32", // flags (1 observer)
-      "buffer", // i32 err_out[2]
+      "u32", // flags (1 observer, 2 existing only)
+      "u32", // timeout_ms for a segment another process is building (0xffffffff: none)
+      "buffer", // const u32 *trusted (owner uids accepted besides the caller and root)
+      "u32", // trusted_len
+      "buffer", // i32 err_out[8] (OPEN_REPORT_LEN)
     ],
     result: "pointer",
   },
   ferry_unlink: { parameters: ["buffer", "u32"], result: "i32" }, // name, name_len
+  ferry_unlink_incomplete: {
+    parameters: [
+      "buffer", // const u8 *name ("<prefix>.<name>")
+      "u32", // name_len
+      "u32", // mode (permissions)
+      "buffer", // const u32 *trusted
+      "u32", // trusted_len
+    ],
+    result: "i32",
+  },
   ferry_close: { parameters: ["pointer"], result: "void" },
   ferry_free: { parameters: ["pointer"], result: "void" },
   ferry_info: { parameters: ["pointer", "buffer"], result: "i32" }, // handle, u32 out[2]
@@ -160,7 +173,10 @@ export const symbols = {
       "u32", // prefix_len
       "u32", // memory (bytes, if this call creates the table)
       "u32", // mode (permissions)
-      "buffer", // i32 err_out[2]
+      "u32", // timeout_ms for a table another process is building (0xffffffff: none)
+      "buffer", // const u32 *trusted (owner uids accepted besides the caller and root)
+      "u32", // trusted_len
+      "buffer", // i32 err_out[8] (OPEN_REPORT_LEN)
     ],
     result: "pointer",
   },

@@ -38,10 +38,20 @@ import {
 } from "./errors.ts";
 import { Message, type Releaser } from "./message.ts";
 import { Views, type ViewTicket } from "./views.ts";
+import {
+  buildingMessage,
+  foreignError,
+  type OpenReport,
+  readReport,
+  reportBuffer,
+  type Trust,
+  trustOf,
+  type TrustOptions,
+} from "./open.ts";
 
 export type SendMode = "ack" | "async";
 
-export interface OpenOptions<T = unknown> {
+export interface OpenOptions<T = unknown> extends TrustOptions {
   /** Namespace: channels with the same prefix see each other. Default "ferry". */
   prefix?: string;
   /** "ack" (default): send resolves once a receiver released the message. "async": once written. */
@@ -59,13 +69,14 @@ export interface OpenOptions<T = unknown> {
   maxMessageSize?: number;
   /** Seconds after which an unreceived message is dropped (0 or Infinity: never). Default 60. */
   expiry?: number;
-  /** Milliseconds any wait may take (Infinity: no limit). Default 5000. */
+  /**
+   * Milliseconds any wait may take (Infinity: no limit). Default 5000. Opening waits too, for a
+   * channel another process is still building: TimeoutError when it is not ready in time.
+   */
   timeout?: number;
   codec?: CodecOption<T>;
   /** Release each message when it is received (or after the `for await` body). Default true. */
   autoRelease?: boolean;
-  /** Permission bits of a segment this call creates. Default 0o600. */
-  permissions?: number;
   /**
    * Raw codec only: receive without copying. `msg.view` reads the payload in shared memory until
    * the message is released or the channel closed (then it is detached: it reads length 0 and
@@ -87,9 +98,27 @@ export interface RecvOptions {
   timeout?: number;
 }
 
+/**
+ * Whether a channel's segment can be read: "ready" (built; every field of its stat is real),
+ * "building" (another process is making it now, or is stopped while making it), "incomplete" (its
+ * creator died while making it: the next opener rebuilds it, gc and rm remove it). A stat that is
+ * not "ready" has only its name, state, `bytes` (the file's size), `createdAt` (the file's last
+ * change) and, while building, `builder`; its other numbers are 0 and it has no participants.
+ */
+export type ChannelState = "ready" | "building" | "incomplete";
+
+/** Options of Channel.stat and Channel.recover: the namespace, and which segments to trust. */
+export interface StatOptions extends TrustOptions {
+  /** Namespace of the channel. Default "ferry". */
+  prefix?: string;
+}
+
 export interface ChannelStat {
   name: string;
   prefix: string;
+  state: ChannelState;
+  /** State "building": the pid of the process building it, when known. */
+  builder?: number;
   capacity: number;
   maxMessageSize: number;
   /** Bytes the segment reserves in /dev/shm. */
@@ -125,7 +154,14 @@ export const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
  * (prefix, name) pairs share a segment (prefix "a" with channel "b.c" is not prefix "a.b" with "c").
  */
 const PREFIX_PATTERN = /^[A-Za-z0-9_!-]{1,100}$/;
-const DEFAULTS = { prefix: "ferry", capacity: 100, maxMessageSize: 1 << 20, expiry: 60, timeout: 5000 };
+/** @internal The defaults of every option that has one (Namespace reads timeout from here). */
+export const DEFAULTS = {
+  prefix: "ferry",
+  capacity: 100,
+  maxMessageSize: 1 << 20,
+  expiry: 60,
+  timeout: 5000,
+};
 /** Received payloads are copied into chunks of this size, one `subarray` each. */
 const CHUNK_BYTES = 64 * 1024;
 /** Below this much room left, start a new chunk before receiving. */
@@ -194,7 +230,8 @@ function checkInt(what: string, value: number, min: number, max: number): number
   return value;
 }
 
-function checkMs(what: string, value: number): number {
+/** @internal Milliseconds option check (Infinity allowed), shared with Namespace. */
+export function checkMs(what: string, value: number): number {
   if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
     throw new InvalidOptionError(`${what} must be a number of milliseconds >= 0 (or Infinity), not ${value}`);
   }
@@ -210,7 +247,8 @@ function expiryMs(seconds: number): number {
   return Math.min(MAX_MS, Math.max(1, Math.round(seconds * 1000)));
 }
 
-function abiMs(ms: number): number {
+/** @internal Milliseconds as the core's u32 (NO_TIMEOUT: no limit). */
+export function abiMs(ms: number): number {
   return ms === Infinity ? NO_TIMEOUT : Math.min(MAX_MS, Math.ceil(ms));
 }
 
@@ -218,23 +256,43 @@ function segmentName(prefix: string, name: string): Uint8Array {
   return encoder.encode(`${prefix}.${name}`);
 }
 
-function openError(code: number, detail: number, prefix: string, name: string, bytes?: number): FerryError {
+/** What a failed open of a channel was trying to do, for its error message. */
+interface OpenContext {
+  prefix: string;
+  name: string;
+  /** Bytes the channel would reserve. */
+  bytes?: number;
+  trust?: Trust;
+  timeout?: number;
+}
+
+function openError(report: OpenReport, o: OpenContext): FerryError {
+  const { prefix, name } = o;
   const where = `/dev/shm/${prefix}.${name}`;
-  switch (code) {
+  switch (report.status) {
     case Status.ERR_INVALID_NAME:
       return new InvalidNameError(`channel name '${prefix}.${name}' is not valid`);
     case Status.ERR_INCOMPATIBLE:
       return new IncompatibleChannelError(
-        `${where} cannot be used: ${IncompatibleReason[detail] ?? "unknown reason"}. ` +
+        `${where} cannot be used: ${IncompatibleReason[report.detail] ?? "unknown reason"}. ` +
           `Remove it with Channel.unlink("${name}", { prefix: "${prefix}" }) if it is stale.`,
       );
     case Status.ERR_NO_SPACE:
       return new NoSpaceError(
-        `/dev/shm cannot hold channel '${name}'${bytes ? ` (${bytes} bytes)` : ""}: ` +
+        `/dev/shm cannot hold channel '${name}'${o.bytes ? ` (${o.bytes} bytes)` : ""}: ` +
           "lower capacity or maxMessageSize, or free space in /dev/shm",
       );
     case Status.ERR_PERMISSION:
       return new PermissionDeniedError(`no permission to open ${where}: it belongs to another user or mode`);
+    case Status.ERR_FOREIGN:
+      return foreignError(report, where, o.trust ?? trustOf({}), "use another channel name or prefix");
+    case Status.ERR_BUILDING:
+      return new TimeoutError(buildingMessage(`channel '${name}' (${where})`, report.detail, o.timeout ?? 0));
+    case Status.ERR_INCOMPLETE:
+      return new ChannelNotFoundError(
+        `channel '${name}' in namespace '${prefix}' was never finished: the process creating it died ` +
+          "while building it. Opening it with create builds it again; gc or rm removes it.",
+      );
     case Status.ERR_TOO_MANY_PARTICIPANTS:
       return new TooManyParticipantsError(
         `channel '${name}' already has 64 open handles (participants), the most a channel takes. ` +
@@ -246,8 +304,78 @@ function openError(code: number, detail: number, prefix: string, name: string, b
     case Status.ERR_INVALID_ARGUMENT:
       return new InvalidOptionError(`channel '${name}': capacity, maxMessageSize or slots out of range`);
     default:
-      return new SystemError(`cannot open ${where}`, detail);
+      return new SystemError(`cannot open ${where}`, report.detail);
   }
+}
+
+/**
+ * Opens a channel without joining it (stat, recover), never waiting for a builder: the handle, or
+ * the stat of a channel that is not built (state "building" or "incomplete").
+ */
+function observe(name: string, options: StatOptions): Deno.PointerObject | ChannelStat {
+  const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
+  checkName("channel name", name);
+  const trust = trustOf(options);
+  const bytes = segmentName(prefix, name);
+  const err = reportBuffer();
+  const h = core().ferry_open(
+    bytes,
+    bytes.length,
+    1,
+    0,
+    trust.permissions,
+    1,
+    OPEN_OBSERVER,
+    0,
+    trust.owners,
+    trust.owners.length,
+    err,
+  );
+  if (h !== null) return h;
+  const report = readReport(err);
+  if (report.status === Status.ERR_BUILDING) return unbuiltStat(name, prefix, "building", report);
+  if (report.status === Status.ERR_INCOMPLETE) return unbuiltStat(name, prefix, "incomplete", report);
+  throw openError(report, { prefix, name, trust });
+}
+
+function unbuiltStat(name: string, prefix: string, state: ChannelState, report: OpenReport): ChannelStat {
+  return {
+    name,
+    prefix,
+    state,
+    ...(state === "building" && report.detail > 0 ? { builder: report.detail } : {}),
+    capacity: 0,
+    maxMessageSize: 0,
+    bytes: report.found?.size ?? 0,
+    resident: 0,
+    depth: 0,
+    inFlight: 0,
+    counters: { sent: 0, received: 0, released: 0, expired: 0, full: 0, redelivered: 0 },
+    createdAt: report.found?.modified ?? new Date(0),
+    participants: [],
+  };
+}
+
+/**
+ * @internal Removes a channel whose creator died before finishing it (state "incomplete"), judged
+ * and removed under its init lock so that no opener can start rebuilding it in between. Returns
+ * true if it was removed, false if it is no longer there or no longer incomplete (built since, or
+ * being built by a live process).
+ */
+export function unlinkIncomplete(name: string, options: StatOptions = {}): boolean {
+  const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
+  const bytes = segmentName(prefix, checkName("channel name", name));
+  const trust = trustOf(options);
+  const st = core().ferry_unlink_incomplete(
+    bytes,
+    bytes.length,
+    trust.permissions,
+    trust.owners,
+    trust.owners.length,
+  );
+  if (st === Status.OK) return true;
+  if ([Status.ERR_NOT_FOUND, Status.BUILT, Status.ERR_BUILDING].includes(st as never)) return false;
+  throw openError({ status: st, detail: 0 }, { prefix, name, trust });
 }
 
 // The last resort for a channel dropped without close(): closes and unmaps it. It cannot run
@@ -323,22 +451,19 @@ export class Channel<T = unknown>
     const st = core().ferry_unlink(bytes, bytes.length);
     if (st === Status.OK) return true;
     if (st === Status.ERR_NOT_FOUND) return false;
-    throw openError(st, 0, prefix, name);
+    throw openError({ status: st, detail: 0 }, { prefix, name });
   }
 
   /**
    * Undoes what dead participants of a channel left (held messages redelivered, unfinished
    * writes freed, outcomes nobody will collect dropped), without joining it; every live handle
-   * does this on its own within tens of milliseconds. Returns how many it recovered.
+   * does this on its own within tens of milliseconds. Returns how many it recovered (0 for a
+   * channel that is not built: nobody ever took part in it).
    */
-  static recover(name: string, options: { prefix?: string } = {}): number {
-    const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
-    checkName("channel name", name);
+  static recover(name: string, options: StatOptions = {}): number {
+    const h = observe(name, options);
+    if ("state" in h) return 0;
     const lib = core();
-    const bytes = segmentName(prefix, name);
-    const err = new Int32Array(2);
-    const h = lib.ferry_open(bytes, bytes.length, 1, 0, 0o600, 1, OPEN_OBSERVER, err);
-    if (h === null) throw openError(err[0], err[1], prefix, name);
     try {
       return lib.ferry_sweep(h);
     } finally {
@@ -346,19 +471,19 @@ export class Channel<T = unknown>
     }
   }
 
-  /** Depth, counters and participants of a channel, without joining it. */
-  static stat(name: string, options: { prefix?: string } = {}): ChannelStat {
-    const prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
-    checkName("channel name", name);
-    const lib = core();
-    const bytes = segmentName(prefix, name);
-    const err = new Int32Array(2);
-    const h = lib.ferry_open(bytes, bytes.length, 1, 0, 0o600, 1, OPEN_OBSERVER, err);
-    if (h === null) throw openError(err[0], err[1], prefix, name);
+  /**
+   * Depth, counters and participants of a channel, without joining it. Never waits: a channel
+   * another process is building, or whose creator died while building it, has the state
+   * "building" or "incomplete" (see ChannelState).
+   */
+  static stat(name: string, options: StatOptions = {}): ChannelStat {
+    const h = observe(name, options);
+    if ("state" in h) return h;
+    const prefix = options.prefix ?? DEFAULTS.prefix;
     try {
       return readStat(h, name, prefix);
     } finally {
-      lib.ferry_free(h);
+      core().ferry_free(h);
     }
   }
 
@@ -387,23 +512,34 @@ export class Channel<T = unknown>
     if (this.zeroCopy && options.codec !== "raw") {
       throw new InvalidOptionError('zeroCopy needs codec: "raw" (views are bytes in shared memory)');
     }
-    const permissions = checkInt("permissions", options.permissions ?? 0o600, 0, 0o777);
+    const trust = trustOf(options);
     this.#codec = makeCodec(options.codec);
     this.#codecOption = options.codec;
 
     const bytes = segmentName(this.prefix, this.name);
-    const err = new Int32Array(2);
+    const err = reportBuffer();
     const h = this.#lib.ferry_open(
       bytes,
       bytes.length,
       capacity,
       maxMessageSize,
-      permissions,
+      trust.permissions,
       this.slots,
       create ? 0 : OPEN_EXISTING,
+      abiMs(this.timeout),
+      trust.owners,
+      trust.owners.length,
       err,
     );
-    if (h === null) throw openError(err[0], err[1], this.prefix, this.name, capacity * maxMessageSize);
+    if (h === null) {
+      throw openError(readReport(err), {
+        prefix: this.prefix,
+        name: this.name,
+        bytes: capacity * maxMessageSize,
+        trust,
+        timeout: this.timeout,
+      });
+    }
     this.#handle = h;
     const info = new Uint32Array(2);
     this.#lib.ferry_info(h, info);
@@ -1194,6 +1330,7 @@ function readStat(h: Deno.PointerObject, name: string, prefix: string): ChannelS
   return {
     name,
     prefix,
+    state: "ready",
     capacity: n(0),
     maxMessageSize: n(1),
     bytes: n(2),

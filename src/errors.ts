@@ -83,8 +83,21 @@ export class InvalidOptionError extends FerryError {
 }
 
 export class PermissionDeniedError extends FerryError {
+  constructor(message: string, code = "PermissionDenied") {
+    super(code, message);
+  }
+}
+
+/**
+ * What sits at a segment's name in /dev/shm is not the caller's to use: another user's file (not
+ * root's, not in `trustedOwners`), a file granting more access than the caller's `permissions`, a
+ * symbolic link, or not a regular file. /dev/shm is world-writable, so anyone can put a file where
+ * a channel will be; ferry refuses it and leaves it exactly as it was.
+ */
+export class ForeignSegmentError extends PermissionDeniedError {
+  /** The message says what was found (path, owner uid, mode) and what to do. */
   constructor(message: string) {
-    super("PermissionDenied", message);
+    super(message, "ForeignSegment");
   }
 }
 

@@ -5,7 +5,16 @@
 
 import { core } from "../ffi/lib.ts";
 import { IncompatibleReason, Status } from "../ffi/status.ts";
-import { Channel, checkName, checkPrefix, type OpenOptions, type SendMode } from "./channel.ts";
+import {
+  abiMs,
+  Channel,
+  checkMs,
+  checkName,
+  checkPrefix,
+  DEFAULTS,
+  type OpenOptions,
+  type SendMode,
+} from "./channel.ts";
 import {
   ChannelFullError,
   FerryError,
@@ -15,7 +24,17 @@ import {
   NoSpaceError,
   PermissionDeniedError,
   SystemError,
+  TimeoutError,
 } from "./errors.ts";
+import {
+  buildingMessage,
+  foreignError,
+  type OpenReport,
+  readReport,
+  reportBuffer,
+  type Trust,
+  trustOf,
+} from "./open.ts";
 
 /**
  * Outcomes and the one error of the group calls (core/src/group.rs). They live here rather than in
@@ -113,15 +132,15 @@ function expiryMs(what: string, seconds: number): number {
   return Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, Math.round(seconds * 1000)));
 }
 
-function tableError(code: number, detail: number, prefix: string): FerryError {
+function tableError(report: OpenReport, prefix: string, trust?: Trust, timeout?: number): FerryError {
   const where = `/dev/shm/${prefix}~groups`;
-  switch (code) {
+  switch (report.status) {
     case Status.ERR_INVALID_NAME:
       return new InvalidNameError(`prefix '${prefix}' is not valid`);
     case Status.ERR_INCOMPATIBLE:
       return new IncompatibleChannelError(
         `${where} is not a ferry group table this version can use: ` +
-          `${IncompatibleReason[detail] ?? "unknown reason"}. ` +
+          `${IncompatibleReason[report.detail] ?? "unknown reason"}. ` +
           `Remove it with Namespace.unlinkGroups({ prefix: "${prefix}" }) if it is stale.`,
       );
     case Status.ERR_NO_SPACE:
@@ -130,12 +149,16 @@ function tableError(code: number, detail: number, prefix: string): FerryError {
       );
     case Status.ERR_PERMISSION:
       return new PermissionDeniedError(`no permission to open ${where}: it belongs to another user or mode`);
+    case Status.ERR_FOREIGN:
+      return foreignError(report, where, trust ?? trustOf({}), "use another prefix");
+    case Status.ERR_BUILDING:
+      return new TimeoutError(buildingMessage(`the group table ${where}`, report.detail, timeout ?? 0));
     case Status.ERR_INVALID_ARGUMENT:
       return new InvalidOptionError(
         `groupMemory must be from ${MIN_GROUP_MEMORY} to ${MAX_GROUP_MEMORY} bytes`,
       );
     default:
-      return new SystemError(`cannot open ${where}`, detail);
+      return new SystemError(`cannot open ${where}`, report.detail);
   }
 }
 
@@ -190,7 +213,7 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
     const st = core().ferry_group_unlink(bytes, bytes.length);
     if (st === Status.OK) return true;
     if (st === Status.ERR_NOT_FOUND) return false;
-    throw tableError(st, 0, prefix);
+    throw tableError({ status: st, detail: 0 }, prefix);
   }
 
   private constructor(key: symbol, options: NamespaceOptions<T>) {
@@ -210,15 +233,23 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
         `groupMemory must be an integer from ${MIN_GROUP_MEMORY} to ${MAX_GROUP_MEMORY} bytes, not ${memory}`,
       );
     }
-    const permissions = options.permissions ?? 0o600;
-    if (!Number.isInteger(permissions) || permissions < 0 || permissions > 0o777) {
-      throw new InvalidOptionError(`permissions must be an integer from 0 to 0o777, not ${permissions}`);
-    }
+    const trust = trustOf(options);
+    // The channels' timeout also bounds the wait for a table another process is building.
+    const timeout = checkMs("timeout", options.timeout ?? DEFAULTS.timeout);
 
     const bytes = encoder.encode(this.prefix);
-    const err = new Int32Array(2);
-    const table = this.#lib.ferry_group_open(bytes, bytes.length, memory, permissions, err);
-    if (table === null) throw tableError(err[0], err[1], this.prefix);
+    const err = reportBuffer();
+    const table = this.#lib.ferry_group_open(
+      bytes,
+      bytes.length,
+      memory,
+      trust.permissions,
+      abiMs(timeout),
+      trust.owners,
+      trust.owners.length,
+      err,
+    );
+    if (table === null) throw tableError(readReport(err), this.prefix, trust, timeout);
     this.#table = table;
     const info = new Uint32Array(2);
     this.#lib.ferry_group_info(table, info);

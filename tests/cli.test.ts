@@ -3,50 +3,23 @@
 // code, no stack trace). Channels the CLI works on are made by other processes: this test process or
 // tests/workers/peer.ts children.
 
-import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Channel, gc, listChannels, Namespace } from "../mod.ts";
-import { Scope, segmentPath, segmentsOf, STEP_TIMEOUT_MS, textLines, within } from "./helpers.ts";
+import {
+  cli,
+  cliCommand,
+  type CliResult as Result,
+  Scope,
+  segmentPath,
+  segmentsOf,
+  STEP_TIMEOUT_MS,
+  textLines,
+  within,
+} from "./helpers.ts";
 
-const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Small channels: the default (100 x 1 MiB) would reserve 100 MiB of /dev/shm each. */
 const SMALL = { capacity: 8, maxMessageSize: 4096 };
 const EXIT = { ok: 0, runtime: 1, usage: 2, notFound: 3, interrupted: 130 };
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cliCommand(args: string[], stdin: "piped" | "null", signal?: AbortSignal): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", ...args],
-    cwd: REPO_ROOT,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-    signal,
-  });
-}
-
-/** Runs the CLI to completion (killed by the hang guard if it does not finish), feeding it `stdin`. */
-async function cli(args: string[], stdin?: string): Promise<Result> {
-  const child = cliCommand(args, stdin === undefined ? "null" : "piped", AbortSignal.timeout(STEP_TIMEOUT_MS))
-    .spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(new TextEncoder().encode(stdin));
-      await writer.close();
-    } catch {
-      // the CLI exited without reading it all; its result says why
-    }
-  }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
 
 function lines(text: string): string[] {
   return text.split("\n").filter((line) => line !== "");
@@ -281,7 +254,8 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   const holder = await s.spawn("peer.ts", "stats", { mode: "async", autoRelease: false });
   assert.equal((await holder.ask("recv", { timeout: 10_000 })).data, 2);
   // A file under the prefix that is not a ferry channel: listed as skipped, never fatal.
-  await Deno.writeTextFile(segmentPath(s.prefix, "junk"), "not a channel, just some bytes");
+  // (Mode 0600, the caller's own: one granting more is refused before its contents are read.)
+  await Deno.writeTextFile(segmentPath(s.prefix, "junk"), "not a channel, just some bytes", { mode: 0o600 });
   const p = ["--prefix", s.prefix];
 
   const [table, json, lsTable, lsJson] = await Promise.all([
@@ -332,10 +306,10 @@ Deno.test("stat and ls show the channel, its counters and participants (tables a
   const [header, ...rows] = lines(lsTable.stdout);
   assert.match(
     header,
-    /^NAME +DEPTH +IN-FLIGHT +CAPACITY +SENT +RECEIVED +RELEASED +EXPIRED +FULL +REDELIVERED/,
+    /^NAME +STATE +DEPTH +IN-FLIGHT +CAPACITY +SENT +RECEIVED +RELEASED +EXPIRED +FULL +REDELIVERED/,
   );
   const statsRow = rows.find((row) => row.startsWith("stats "))?.split(/ +/);
-  assert.deepEqual(statsRow?.slice(0, 10), ["stats", "1", "1", "8", "3", "2", "1", "0", "0", "0"]);
+  assert.deepEqual(statsRow?.slice(0, 11), ["stats", "ready", "1", "1", "8", "3", "2", "1", "0", "0", "0"]);
   assert.ok(rows.some((row) => row.startsWith("other ")));
   assert.ok(rows.some((row) => /^skipped junk: .*cannot be used/.test(row)));
 

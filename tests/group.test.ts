@@ -6,6 +6,7 @@
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { core } from "../ffi/lib.ts";
+import { NO_TIMEOUT, OPEN_REPORT_LEN } from "../ffi/status.ts";
 import {
   Channel,
   GroupTableFullError,
@@ -42,8 +43,8 @@ function connect(s: Scope, options: NamespaceOptions = {}): Namespace & Disposab
 function checkTable(prefix: string) {
   const lib = core();
   const p = encoder.encode(prefix);
-  const err = new Int32Array(2);
-  const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, err);
+  const err = new Int32Array(OPEN_REPORT_LEN);
+  const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, NO_TIMEOUT, new Uint32Array(0), 0, err);
   assert.ok(table !== null, `cannot open the group table of ${prefix}: ${err}`);
   const out = new Uint32Array(8);
   try {
@@ -184,7 +185,16 @@ Deno.test({
     const lib = core();
     const raw = () => {
       const p = encoder.encode(s.prefix);
-      return lib.ferry_group_open(p, p.length, memory, 0o600, new Int32Array(2))!;
+      return lib.ferry_group_open(
+        p,
+        p.length,
+        memory,
+        0o600,
+        NO_TIMEOUT,
+        new Uint32Array(0),
+        0,
+        new Int32Array(OPEN_REPORT_LEN),
+      )!;
     };
     const [g, keep, torn] = ["g", "keep", "torn"].map((t) => encoder.encode(t));
     const [CLAIMED, PUBLISHED_UNMERGED] = [1, 2];

@@ -95,11 +95,13 @@ export class Child implements AsyncDisposable {
   #stdoutClosed = false;
   #stderr = "";
 
-  constructor(script: string, args: string[]) {
+  /** `env` is added to this process's environment (e.g. FERRY_LIB and FERRY_FAULT for a fault build). */
+  constructor(script: string, args: string[], env?: Record<string, string>) {
     const workerPath = fileURLToPath(new URL(`./workers/${script}`, import.meta.url));
     this.#process = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", workerPath, ...args],
       cwd: REPO_ROOT,
+      env,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -249,6 +251,60 @@ export class Scope implements AsyncDisposable {
     }
     for (const dir of this.#tempDirs) await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** What a CLI process did: its exit code and everything it wrote. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `deno run -A cli.ts <args>` from the repository root, its output piped. */
+export function cliCommand(args: string[], stdin: "piped" | "null", signal?: AbortSignal): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli.ts", ...args],
+    cwd: REPO_ROOT,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    signal,
+  });
+}
+
+/** Runs the CLI to completion (killed by the hang guard if it does not finish), feeding it `stdin`. */
+export async function cli(args: string[], stdin?: string): Promise<CliResult> {
+  const child = cliCommand(args, stdin === undefined ? "null" : "piped", AbortSignal.timeout(STEP_TIMEOUT_MS))
+    .spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(new TextEncoder().encode(stdin));
+      await writer.close();
+    } catch {
+      // the CLI exited without reading it all; its result says why
+    }
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/**
+ * The command prefix that runs a program as another user (uid and gid `uid`, no supplementary
+ * groups), or undefined when this process cannot (it is not root, or setpriv is missing).
+ */
+export function otherUserCommand(uid = 65534): string[] | undefined {
+  if (Deno.uid() !== 0) return undefined;
+  for (const setpriv of ["/usr/bin/setpriv", "/bin/setpriv"]) {
+    try {
+      Deno.statSync(setpriv);
+      return [setpriv, `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
+    } catch {
+      // try the next
+    }
+  }
+  return undefined;
 }
 
 /** Lines from this process's stdin (for workers); ends at EOF. */

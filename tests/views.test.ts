@@ -3,12 +3,13 @@
 // in a child process (tests/workers/view_misuse.ts), whose exit status is the first assertion:
 // before views were detached, each case died of SIGSEGV (exit 139).
 
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Channel } from "../mod.ts";
 import { checkPayload, patternPayload, Scope, STEP_TIMEOUT_MS } from "./helpers.ts";
 
-const WORKER = new URL("./workers/view_misuse.ts", import.meta.url).pathname;
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
+const WORKER = fileURLToPath(new URL("./workers/view_misuse.ts", import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** Runs one misuse case to its end; asserts it exited normally and returns its JSON report. */
 async function misuse(s: Scope, name: string, which: string, denoFlags: string[] = []) {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::fault;
 use crate::layout::*;
-use crate::segment::{self, participant_lock_byte, OpenError, OpenRequest, Segment};
+use crate::segment::{self, participant_lock_byte, OpenError, OpenRequest, Policy, Segment};
 use crate::state::*;
 use crate::status::*;
 use crate::sys;
@@ -478,8 +478,14 @@ impl Handle {
 
     /// As `open`; with `create` false an absent channel is ERR_NOT_FOUND instead of created.
     pub fn open_with(o: &OpenOptions, create: bool) -> Result<Handle, OpenError> {
+        Self::open_with_policy(o, create, Policy::DEFAULT)
+    }
+
+    /// As `open_with`, with the owners an existing segment may have besides the caller and root,
+    /// and how long to wait for another process building it (segment.rs).
+    pub fn open_with_policy(o: &OpenOptions, create: bool, policy: Policy) -> Result<Handle, OpenError> {
         if o.slot_limit == 0 || o.slot_limit as usize > LANE_RING {
-            return Err((ERR_INVALID_ARGUMENT, 0));
+            return Err(OpenError::new(ERR_INVALID_ARGUMENT, 0));
         }
         let seg = segment::open(&OpenRequest {
             name: o.name,
@@ -487,6 +493,7 @@ impl Handle {
             max_message: o.max_message,
             mode: o.mode,
             create: create && !o.observer,
+            policy,
         })?;
         let mut h = Handle {
             shared: Shared { seg, me: OBSERVER, recovery: Mutex::new(()), closed: AtomicBool::new(false) },
@@ -520,7 +527,7 @@ impl Handle {
             match sys::try_lock_byte(&self.seg.fd, participant_lock_byte(i)) {
                 Ok(true) => {}
                 Ok(false) => continue,
-                Err(e) => return Err((ERR_IO, e.raw_os_error().unwrap_or(0))),
+                Err(e) => return Err(OpenError::new(ERR_IO, e.raw_os_error().unwrap_or(0))),
             }
             fault::point("join.locked");
             let p = self.seg.participant(i);
@@ -554,7 +561,7 @@ impl Handle {
             }
             return Ok(());
         }
-        Err((ERR_TOO_MANY_PARTICIPANTS, 0))
+        Err(OpenError::new(ERR_TOO_MANY_PARTICIPANTS, 0))
     }
 
     /// The part another thread may use while this one owns the handle (see `Shared`).

@@ -5,6 +5,8 @@
 //! `FERRY_FAULT=<name>` aborts the process the first time it passes the point `<name>`;
 //! `FERRY_FAULT=<name>:<n>` aborts on the n-th pass. Abort (SIGABRT) is as abrupt as SIGKILL
 //! for the other processes: no destructor, no unlock, the kernel drops the OFD locks.
+//! With `FERRY_FAULT_ACTION=stop` the process stops itself there instead (SIGSTOP), holding
+//! whatever it holds until a SIGCONT lets it carry on: a process frozen at a chosen instruction.
 
 #[cfg(feature = "fault-injection")]
 mod enabled {
@@ -12,6 +14,7 @@ mod enabled {
     use std::sync::OnceLock;
 
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static STOP: OnceLock<bool> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
 
     fn target() -> &'static Option<(String, u64)> {
@@ -27,6 +30,11 @@ mod enabled {
     pub fn point(name: &str) {
         if let Some((wanted, nth)) = target() {
             if wanted == name && HITS.fetch_add(1, Relaxed) + 1 == *nth {
+                if *STOP.get_or_init(|| std::env::var("FERRY_FAULT_ACTION").is_ok_and(|a| a == "stop")) {
+                    // SAFETY: raise only sends a signal to this process.
+                    unsafe { libc::raise(libc::SIGSTOP) };
+                    return;
+                }
                 std::process::abort();
             }
         }
@@ -44,6 +52,7 @@ pub fn point(_name: &str) {}
 /// The kill points the engine passes, for tests to iterate over.
 pub const POINTS: &[&str] = &[
     "open.building",
+    "groups.building",
     "join.locked",
     "send.claimed",
     "send.written",

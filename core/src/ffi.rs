@@ -15,6 +15,7 @@
 use std::slice;
 
 use crate::engine::{Handle, OpenOptions, Shared, Side};
+use crate::segment::{OpenError, Policy};
 use crate::status::*;
 
 /// `flags` bits of `ferry_open`.
@@ -78,8 +79,40 @@ fn shm_name(p: *const u8, len: u32) -> Option<String> {
     ok.then(|| format!("/{}", String::from_utf8_lossy(raw)))
 }
 
-/// Opens `<prefix>.<name>` (given as bytes). On failure returns null and writes
-/// [status, detail] to `err_out` (2 x i32).
+/// u32 values of `open_report` (`err_out` of the open calls).
+pub const OPEN_REPORT_LEN: usize = 8;
+
+/// What an open that failed writes to its `err_out` (8 x i32): [status, detail, found (1 if an
+/// object was opened and the rest describes it), owner uid, st_mode, size lo, size hi, mtime
+/// (unix seconds)].
+fn open_report(e: &OpenError) -> [i32; OPEN_REPORT_LEN] {
+    let f = e.file;
+    let size = f.map_or(0, |f| f.size);
+    [
+        e.code,
+        e.detail,
+        i32::from(f.is_some()),
+        f.map_or(-1, |f| f.owner as i32),
+        f.map_or(0, |f| f.mode as i32),
+        size as u32 as i32,
+        (size >> 32) as u32 as i32,
+        f.map_or(0, |f| f.modified_unix_s.min(u64::from(u32::MAX)) as u32 as i32),
+    ]
+}
+
+/// The uids a caller trusts besides itself and root (`trusted`, `trusted_len` u32).
+fn trusted_owners<'a>(trusted: *const u32, trusted_len: u32) -> &'a [u32] {
+    if trusted.is_null() || trusted_len == 0 {
+        return &[];
+    }
+    // SAFETY: the binding passes a Uint32Array of `trusted_len` uids that lives for the call.
+    unsafe { slice::from_raw_parts(trusted, trusted_len as usize) }
+}
+
+/// Opens `<prefix>.<name>` (given as bytes), waiting up to `timeout_ms` (u32::MAX: no limit) for
+/// another process that is building it. An existing segment must be the caller's, root's or one of
+/// the `trusted_len` uids at `trusted`, and grant no more than `mode` (segment.rs, "Trust"). On
+/// failure returns null and writes the report of `open_report` to `err_out` (8 x i32).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_open(
     name: *const u8,
@@ -89,10 +122,13 @@ pub unsafe extern "C" fn ferry_open(
     mode: u32,
     slot_limit: u32,
     flags: u32,
+    timeout_ms: u32,
+    trusted: *const u32,
+    trusted_len: u32,
     err_out: *mut i32,
 ) -> *mut Handle {
     let Some(name) = shm_name(name, name_len) else {
-        write_out(err_out, &[ERR_INVALID_NAME, 0]);
+        write_out(err_out, &open_report(&OpenError::new(ERR_INVALID_NAME, 0)));
         return std::ptr::null_mut();
     };
     let opts = OpenOptions {
@@ -103,13 +139,33 @@ pub unsafe extern "C" fn ferry_open(
         slot_limit,
         observer: flags & OPEN_OBSERVER != 0,
     };
-    match Handle::open_with(&opts, flags & OPEN_EXISTING == 0) {
+    let policy = Policy { trusted_owners: trusted_owners(trusted, trusted_len), timeout_ms };
+    match Handle::open_with_policy(&opts, flags & OPEN_EXISTING == 0, policy) {
         Ok(h) => Box::into_raw(Box::new(h)),
-        Err((code, detail)) => {
-            write_out(err_out, &[code, detail]);
+        Err(e) => {
+            write_out(err_out, &open_report(&e));
             std::ptr::null_mut()
         }
     }
+}
+
+/// Removes `<prefix>.<name>` if its creator died before finishing it: not built, nobody building
+/// it, nobody using it. OK (removed), ERR_NOT_FOUND, BUILT (a finished channel: kept),
+/// ERR_BUILDING (its builder lives: kept), ERR_INCOMPATIBLE, ERR_FOREIGN (as `ferry_open` with
+/// `mode` and the trusted uids) or another open error.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_unlink_incomplete(
+    name: *const u8,
+    name_len: u32,
+    mode: u32,
+    trusted: *const u32,
+    trusted_len: u32,
+) -> i32 {
+    let Some(name) = shm_name(name, name_len) else {
+        return ERR_INVALID_NAME;
+    };
+    let policy = Policy { trusted_owners: trusted_owners(trusted, trusted_len), timeout_ms: 0 };
+    crate::segment::remove_incomplete_channel(&name, mode, &policy)
 }
 
 #[no_mangle]
@@ -569,24 +625,29 @@ fn group_table<'a>(g: *const GroupTable) -> Option<&'a GroupTable> {
 }
 
 /// Opens (creating if absent, with `memory` bytes) the group table of namespace `prefix`,
-/// `/<prefix>~groups`. On failure returns null and writes [status, detail] to `err_out`
-/// (2 x i32).
+/// `/<prefix>~groups`, with the trust rule and timeout of `ferry_open`. On failure returns null
+/// and writes the report of `open_report` to `err_out` (8 x i32).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_open(
     prefix: *const u8,
     prefix_len: u32,
     memory: u32,
     mode: u32,
+    timeout_ms: u32,
+    trusted: *const u32,
+    trusted_len: u32,
     err_out: *mut i32,
 ) -> *mut GroupTable {
     let Some(name) = crate::group::segment_name(bytes(prefix, prefix_len)) else {
-        write_out(err_out, &[ERR_INVALID_NAME, 0]);
+        write_out(err_out, &open_report(&OpenError::new(ERR_INVALID_NAME, 0)));
         return std::ptr::null_mut();
     };
-    match GroupTable::open(&GroupOpen { name: &name, memory: u64::from(memory), mode, create: true }) {
+    let open = GroupOpen { name: &name, memory: u64::from(memory), mode, create: true };
+    let policy = Policy { trusted_owners: trusted_owners(trusted, trusted_len), timeout_ms };
+    match GroupTable::open_with(&open, policy) {
         Ok(g) => Box::into_raw(Box::new(g)),
-        Err((code, detail)) => {
-            write_out(err_out, &[code, detail]);
+        Err(e) => {
+            write_out(err_out, &open_report(&e));
             std::ptr::null_mut()
         }
     }

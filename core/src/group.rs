@@ -95,7 +95,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::fault;
 use crate::layout::INIT_READY;
-use crate::segment::{exclusive_create, io_error, lock_wait, u32_at, u64_at, OpenError, INIT_LOCK_BYTE};
+use crate::segment::{
+    io_error, open_segment, u32_at, u64_at, Found, OpenError, OpenSpec, Policy, SegmentKind,
+    BUILDER_PID_BYTE, INIT_LOCK_BYTE,
+};
 use crate::status::*;
 use crate::sys;
 
@@ -487,42 +490,19 @@ fn size_for(entries: u32) -> u64 {
 }
 
 impl GroupTable {
-    /// Opens the table `o.name`, creating and building it when absent (and `o.create`).
+    /// Opens the table `o.name`, creating and building it when absent (and `o.create`); trusts only
+    /// the caller and root and waits for another builder without limit (`open_with` says otherwise).
     pub fn open(o: &GroupOpen) -> Result<GroupTable, OpenError> {
-        let (want_entries, _) = table_size(o.memory).ok_or((ERR_INVALID_ARGUMENT, 0))?;
-        let (fd, created) = if o.create {
-            match exclusive_create(o.name, o.mode) {
-                Ok(fd) => (fd, true),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    (sys::shm_open_rw(o.name, false, o.mode).map_err(io_error)?, false)
-                }
-                Err(e) => return Err(io_error(e)),
-            }
-        } else {
-            (sys::shm_open_rw(o.name, false, o.mode).map_err(io_error)?, false)
-        };
-        loop {
-            match inspect(&fd).map_err(io_error)? {
-                Found::Ready(entries) => return attach(fd, entries),
-                Found::Foreign(why) => return Err((ERR_INCOMPATIBLE, why)),
-                Found::Unbuilt => {}
-            }
-            lock_wait(&fd, INIT_LOCK_BYTE).map_err(io_error)?;
-            let outcome = match inspect(&fd).map_err(io_error) {
-                Ok(Found::Unbuilt) if o.create => build(&fd, want_entries, o.mode).map_err(io_error),
-                Ok(Found::Unbuilt) => Err((ERR_NOT_FOUND, 0)),
-                Ok(Found::Foreign(why)) => Err((ERR_INCOMPATIBLE, why)),
-                Ok(Found::Ready(_)) => Ok(()),
-                Err(e) => Err(e),
-            };
-            sys::unlock_byte(&fd, INIT_LOCK_BYTE);
-            if let Err(e) = outcome {
-                if created {
-                    let _ = sys::shm_remove(o.name);
-                }
-                return Err(e);
-            }
-        }
+        Self::open_with(o, Policy::DEFAULT)
+    }
+
+    /// As `open`, with the owners it trusts besides the caller and root and its timeout for a
+    /// table another process is building (segment.rs: the same rules as a channel's segment).
+    pub fn open_with(o: &GroupOpen, policy: Policy) -> Result<GroupTable, OpenError> {
+        let (entries, _) = table_size(o.memory).ok_or(OpenError::new(ERR_INVALID_ARGUMENT, 0))?;
+        let spec = OpenSpec { name: o.name, create: o.create, mode: o.mode, policy };
+        let (fd, entries) = open_segment(&spec, &TableKind { entries })?;
+        attach(fd, entries)
     }
 
     pub fn entry_count(&self) -> u32 {
@@ -925,78 +905,77 @@ impl GroupTable {
 
 // --------------------------------------------------------------------------------- open/build
 //
-// The protocol of `segment.rs` (its lock wait, exclusive create and error mapping are shared);
-// only the header, its checks and the build differ.
+// The protocol of `segment.rs` (trust check, init lock, timeout, never rebuilding under users);
+// only the header, its checks and its contents differ.
 
-enum Found {
-    Ready(u32),
-    Unbuilt,
-    Foreign(i32),
+/// A group table: its header is `GroupFixed`. Writers hold entry locks (bytes 1..) only while they
+/// add, so "in use" can only be seen mid-add: a damaged table whose users are idle is rebuilt.
+struct TableKind {
+    entries: u32,
 }
 
-/// Reads what the object holds now. Field offsets follow `GroupFixed`.
-fn inspect(fd: &OwnedFd) -> io::Result<Found> {
-    let size = sys::file_size(fd)?;
-    if size == 0 {
-        return Ok(Found::Unbuilt);
-    }
-    let mut head = vec![0u8; size.min(128) as usize];
-    let n = sys::read_at(fd, &mut head, 0)?;
-    head.truncate(n);
-    if head.len() < 128 || u64_at(&head, 0) == 0 {
-        let blank = head.iter().all(|&b| b == 0);
-        return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
-    }
-    if u64_at(&head, 0) != GROUP_MAGIC {
-        return Ok(Found::Foreign(WHY_MAGIC));
-    }
-    // Ours but unfinished: waited for, or rebuilt under the init lock if its builder died.
-    if u32_at(&head, 12) != INIT_READY {
-        return Ok(Found::Unbuilt);
-    }
-    if u32_at(&head, 8) != GROUP_LAYOUT_VERSION {
-        return Ok(Found::Foreign(WHY_VERSION));
-    }
-    let entries = u32_at(&head, 24);
-    let total = size_for(entries);
-    let consistent = entries >= 1
-        && u64::from(entries) <= (MAX_MEMORY - HEADER_SIZE) / ENTRY_SIZE
-        && u64::from(u32_at(&head, 28)) == ENTRY_SIZE
-        && u64_at(&head, 32) == HEADER_SIZE
-        && u64_at(&head, 16) == total
-        && size == total;
-    Ok(if consistent { Found::Ready(entries) } else { Found::Foreign(WHY_SIZE) })
-}
+impl SegmentKind for TableKind {
+    type Ready = u32;
+    // Every entry's lock byte, up to (not into) the builder's name tag.
+    const USERS: (u64, u64) = (ENTRY_LOCK_BASE, BUILDER_PID_BYTE - ENTRY_LOCK_BASE);
+    const BUILD_POINT: &'static str = "groups.building";
 
-/// Builds the table from nothing. Called with the init lock held.
-fn build(fd: &OwnedFd, entries: u32, mode: u32) -> io::Result<()> {
-    let total = size_for(entries);
-    // Truncating to zero first clears whatever a dead builder left: every entry starts FREE.
-    sys::set_size(fd, 0)?;
-    sys::set_size(fd, total)?;
-    if let Err(e) = sys::reserve(fd, total) {
-        let _ = sys::set_size(fd, 0);
-        return Err(e);
+    /// Field offsets follow `GroupFixed`.
+    fn inspect(&self, fd: &OwnedFd, size: u64) -> io::Result<Found<u32>> {
+        if size == 0 {
+            return Ok(Found::Unbuilt);
+        }
+        let mut head = vec![0u8; size.min(128) as usize];
+        let n = sys::read_at(fd, &mut head, 0)?;
+        head.truncate(n);
+        if head.len() < 128 || u64_at(&head, 0) == 0 {
+            let blank = head.iter().all(|&b| b == 0);
+            return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
+        }
+        if u64_at(&head, 0) != GROUP_MAGIC {
+            return Ok(Found::Foreign(WHY_MAGIC));
+        }
+        // Ours but unfinished: waited for, or rebuilt under the init lock if its builder died.
+        if u32_at(&head, 12) != INIT_READY {
+            return Ok(Found::Unbuilt);
+        }
+        if u32_at(&head, 8) != GROUP_LAYOUT_VERSION {
+            return Ok(Found::Foreign(WHY_VERSION));
+        }
+        let entries = u32_at(&head, 24);
+        let total = size_for(entries);
+        let consistent = entries >= 1
+            && u64::from(entries) <= (MAX_MEMORY - HEADER_SIZE) / ENTRY_SIZE
+            && u64::from(u32_at(&head, 28)) == ENTRY_SIZE
+            && u64_at(&head, 32) == HEADER_SIZE
+            && u64_at(&head, 16) == total
+            && size == total;
+        Ok(if consistent { Found::Ready(entries) } else { Found::Foreign(WHY_SIZE) })
     }
-    sys::set_mode(fd, mode)?;
-    let map = sys::Mapping::new(fd, total as usize)?;
-    // SAFETY: the mapping is `total` >= HEADER_SIZE bytes, page aligned; GroupHeader is plain
-    // atomics, valid for any (here: zero) bytes.
-    let h = unsafe { &*(map.base as *const GroupHeader) };
-    let f = &h.fixed;
-    f.magic.store(GROUP_MAGIC, Relaxed);
-    // The magic lands before any other field, so no reader sees fields without it (which would
-    // look foreign rather than being built).
-    fence(Release);
-    f.version.store(GROUP_LAYOUT_VERSION, Relaxed);
-    f.total_size.store(total, Relaxed);
-    f.entry_count.store(entries, Relaxed);
-    f.entry_size.store(ENTRY_SIZE as u32, Relaxed);
-    f.entries_off.store(HEADER_SIZE, Relaxed);
-    f.created_unix_ms.store(sys::unix_ms(), Relaxed);
-    // SYNC POINT: every field above is visible to whoever sees INIT_READY (Acquire in `attach`).
-    f.init_state.store(INIT_READY, Release);
-    Ok(())
+
+    fn build_size(&self) -> u64 {
+        size_for(self.entries)
+    }
+
+    /// Every entry starts FREE: the mapping is zeroed.
+    fn write_header(&self, map: &sys::Mapping) {
+        // SAFETY: the mapping is `size_for(entries)` >= HEADER_SIZE bytes, page aligned;
+        // GroupHeader is plain atomics, valid for any (here: zero) bytes.
+        let h = unsafe { &*(map.base as *const GroupHeader) };
+        let f = &h.fixed;
+        f.magic.store(GROUP_MAGIC, Relaxed);
+        // The magic lands before any other field, so no reader sees fields without it (which would
+        // look foreign rather than being built).
+        fence(Release);
+        f.version.store(GROUP_LAYOUT_VERSION, Relaxed);
+        f.total_size.store(size_for(self.entries), Relaxed);
+        f.entry_count.store(self.entries, Relaxed);
+        f.entry_size.store(ENTRY_SIZE as u32, Relaxed);
+        f.entries_off.store(HEADER_SIZE, Relaxed);
+        f.created_unix_ms.store(sys::unix_ms(), Relaxed);
+        // SYNC POINT: every field above is visible to whoever sees INIT_READY (Acquire in `attach`).
+        f.init_state.store(INIT_READY, Release);
+    }
 }
 
 fn attach(fd: OwnedFd, entries: u32) -> Result<GroupTable, OpenError> {
@@ -1007,7 +986,7 @@ fn attach(fd: OwnedFd, entries: u32) -> Result<GroupTable, OpenError> {
     let h = unsafe { &*(map.base as *const GroupHeader) };
     // SYNC POINT: pairs with the builder's Release store of INIT_READY.
     if h.fixed.init_state.load(Acquire) != INIT_READY || h.fixed.entry_count.load(Relaxed) != entries {
-        return Err((ERR_INCOMPATIBLE, WHY_SIZE));
+        return Err(OpenError::new(ERR_INCOMPATIBLE, WHY_SIZE));
     }
     Ok(GroupTable { fd, map, entry_count: entries, total_size: total, ops: Mutex::new(()) })
 }

@@ -19,6 +19,8 @@ pub const TIMEOUT: i32 = 7;
 /// `ferry_read` into a larger one.
 pub const NEED_BUFFER: i32 = 8;
 pub const CLOSED: i32 = 9;
+/// `ferry_unlink_incomplete`: the segment is finished (READY), so it was kept.
+pub const BUILT: i32 = 10;
 
 pub const ERR_TOO_LARGE: i32 = -1;
 pub const ERR_INVALID_NAME: i32 = -2;
@@ -31,9 +33,28 @@ pub const ERR_INVALID_ARGUMENT: i32 = -7;
 pub const ERR_NOT_HELD: i32 = -8;
 pub const ERR_NOT_FOUND: i32 = -9;
 pub const ERR_IO: i32 = -10;
+/// Another process holds the segment's init lock (it is building it, or is stopped mid-build)
+/// and the open's timeout passed first. Detail: the builder's pid, 0 if unknown.
+pub const ERR_BUILDING: i32 = -11;
+/// The segment is not built and nobody is building it (its creator died mid-build); this open
+/// may not build it (an observer, or `OPEN_EXISTING`). gc removes such segments.
+pub const ERR_INCOMPLETE: i32 = -12;
+/// The object at the name is not the caller's to use (see segment.rs, "Trust"); it was not
+/// touched. Detail: a FOREIGN_ reason.
+pub const ERR_FOREIGN: i32 = -13;
 
 /// Sub-reasons for ERR_INCOMPATIBLE, reported next to the code.
 pub const WHY_MAGIC: i32 = 1;
 pub const WHY_VERSION: i32 = 2;
 pub const WHY_SIZE: i32 = 3;
 pub const WHY_STUCK: i32 = 4;
+/// Not built, yet live processes use it: its header was damaged under them. Never rebuilt.
+pub const WHY_DAMAGED_IN_USE: i32 = 5;
+
+/// Sub-reasons for ERR_FOREIGN.
+pub const FOREIGN_NOT_REGULAR: i32 = 1;
+pub const FOREIGN_SYMLINK: i32 = 2;
+/// Owned by a user who is neither the caller, root, nor one of the caller's trusted owners.
+pub const FOREIGN_OWNER: i32 = 3;
+/// Grants access the caller's permissions do not (or has bits outside 0o777).
+pub const FOREIGN_MODE: i32 = 4;

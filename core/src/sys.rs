@@ -28,8 +28,26 @@ pub fn shm_remove(name: &str) -> io::Result<()> {
     shm_unlink(name).map_err(errno)
 }
 
+pub fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    nix::sys::stat::fstat(fd.as_raw_fd()).map_err(errno)
+}
+
 pub fn file_size(fd: &OwnedFd) -> io::Result<u64> {
-    Ok(nix::sys::stat::fstat(fd.as_raw_fd()).map_err(errno)?.st_size as u64)
+    Ok(fstat(fd)?.st_size as u64)
+}
+
+/// (device, inode) of the object now at shm name `name` (which starts with '/'), without following
+/// a symbolic link. glibc's shm_open puts every object in /dev/shm.
+pub fn shm_identity(name: &str) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(format!("/dev/shm{name}"))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The effective uid: the one the kernel checks, and so the one whose segments are ours.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 pub fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -157,15 +175,60 @@ pub fn unlock_byte(fd: &OwnedFd, byte: u64) {
 
 /// Whether some other open file description holds a lock on `byte`.
 pub fn byte_locked_by_other(fd: &OwnedFd, byte: u64) -> bool {
-    // SAFETY: plain data, filled in below.
+    range_locked_by_other(fd, byte, 1)
+}
+
+fn lock_query(byte: u64, len: u64) -> libc::flock {
+    // SAFETY: flock is plain data; zeroed is a valid value that we then fill in.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = byte as libc::off_t;
-    fl.l_len = 1;
+    fl.l_len = len as libc::off_t;
+    fl
+}
+
+/// Whether some other open file description (or process) holds a lock on any of `len` bytes from
+/// `start` (`len` 0: to the end of any file). One F_OFD_GETLK, whatever the range.
+pub fn range_locked_by_other(fd: &OwnedFd, start: u64, len: u64) -> bool {
+    let mut fl = lock_query(start, len);
     // SAFETY: F_OFD_GETLK reads and writes only the flock we pass.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
     r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// A classic POSIX record lock on one byte, held until dropped. Unlike OFD locks these belong to
+/// the process, so `F_GETLK` tells others its pid; they also vanish when the process closes any
+/// descriptor of the file, so they serve as a name tag, never as exclusion.
+pub struct PosixLock<'a> {
+    fd: &'a OwnedFd,
+    byte: u64,
+}
+
+impl<'a> PosixLock<'a> {
+    pub fn take(fd: &'a OwnedFd, byte: u64) -> PosixLock<'a> {
+        let fl = lock_query(byte, 1);
+        // SAFETY: F_SETLK reads only the flock we pass. Failure leaves no lock: only a name tag lost.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &fl) };
+        PosixLock { fd, byte }
+    }
+}
+
+impl Drop for PosixLock<'_> {
+    fn drop(&mut self) {
+        let mut fl = lock_query(self.byte, 1);
+        fl.l_type = libc::F_UNLCK as libc::c_short;
+        // SAFETY: F_SETLK reads only the flock we pass.
+        unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_SETLK, &fl) };
+    }
+}
+
+/// The pid of another process holding a classic POSIX lock on `byte`, if any.
+pub fn posix_lock_owner(fd: &OwnedFd, byte: u64) -> Option<u32> {
+    let mut fl = lock_query(byte, 1);
+    // SAFETY: F_GETLK reads and writes only the flock we pass.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    (r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid > 0).then_some(fl.l_pid as u32)
 }
 
 /// FUTEX_WAIT on a word in a shared mapping (no FUTEX_PRIVATE_FLAG: waiters are in other

@@ -348,7 +348,7 @@ fn openers_read_back_the_creators_size_and_refuse_foreign_objects() {
     assert_eq!(members(&second, "g"), ["a"]);
 
     let open_err = |name: &str, memory: u64| {
-        GroupTable::open(&GroupOpen { name, memory, mode: 0o600, create: true }).err().map(|e| e.0)
+        GroupTable::open(&GroupOpen { name, memory, mode: 0o600, create: true }).err().map(|e| e.code)
     };
     assert_eq!(open_err(&name("small"), MIN_MEMORY - 1), Some(ERR_INVALID_ARGUMENT));
     assert_eq!(open_err(&name("big"), MAX_MEMORY + 1), Some(ERR_INVALID_ARGUMENT));
@@ -356,7 +356,7 @@ fn openers_read_back_the_creators_size_and_refuse_foreign_objects() {
     assert_eq!(
         GroupTable::open(&GroupOpen { name: &absent, memory: DEFAULT_MEMORY, mode: 0o600, create: false })
             .err()
-            .map(|e| e.0),
+            .map(|e| e.code),
         Some(ERR_NOT_FOUND)
     );
 

@@ -2,6 +2,7 @@
 //! Handles in one process stand in for processes (each has its own fd and OFD lock).
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
@@ -122,7 +123,13 @@ fn a_builder_that_died_mid_header_is_rebuilt() {
     let n = name("build");
     let _u = Unlink(n.clone());
     let layout = ferry_core::layout::Layout::new(4, 256).unwrap();
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).open(format!("/dev/shm{n}")).unwrap();
+    // 0600, as ferry makes them: a segment granting more than the opener's permissions is refused.
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .mode(0o600)
+        .open(format!("/dev/shm{n}"))
+        .unwrap();
     f.set_len(layout.total_size).unwrap();
     f.write_all(&ferry_core::layout::MAGIC.to_le_bytes()).unwrap();
     drop(f);

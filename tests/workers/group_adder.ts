@@ -8,6 +8,7 @@
 // Prints "ready" once connected.
 
 import { core } from "../../ffi/lib.ts";
+import { NO_TIMEOUT, OPEN_REPORT_LEN } from "../../ffi/status.ts";
 import { Namespace } from "../../mod.ts";
 import { stdinLines } from "../helpers.ts";
 
@@ -27,7 +28,9 @@ if (how === "loop") {
   // A handle of its own, so its entry lock is held by this process's file description.
   const lib = core();
   const p = encoder.encode(prefix);
-  const table = lib.ferry_group_open(p, p.length, Number(memoryText), 0o600, new Int32Array(2));
+  const none = new Uint32Array(0);
+  const err = new Int32Array(OPEN_REPORT_LEN);
+  const table = lib.ferry_group_open(p, p.length, Number(memoryText), 0o600, NO_TIMEOUT, none, 0, err);
   const g = encoder.encode(group);
   const c = encoder.encode("torn-channel-name-that-is-long-enough-to-span-several-words");
   const CLAIMED = 1;

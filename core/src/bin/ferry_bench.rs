@@ -84,7 +84,7 @@ fn open(name: &str, size: u32, slot_limit: u32) -> Result<Handle, String> {
         slot_limit,
         observer: false,
     };
-    Handle::open(&opts).map_err(|(code, detail)| format!("open {name}: status {code} ({detail})"))
+    Handle::open(&opts).map_err(|e| format!("open {name}: status {} ({})", e.code, e.detail))
 }
 
 /// `ferry_send_wait`: send, waiting for room (capacity or this sender's slots) up to WAIT_MS.
