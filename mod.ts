@@ -44,6 +44,7 @@ export {
 // ---- groups ----
 export {
   type GroupAddOptions,
+  type GroupLifetime,
   type GroupSendOptions,
   type GroupSendResult,
   type GroupStat,

@@ -173,6 +173,7 @@ export const symbols = {
       "buffer", // const u8 *channel
       "u32", // channel_len
       "u64", // expiry_ms (0 never)
+      "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
     ],
     result: "i32",
   },
@@ -184,7 +185,8 @@ export const symbols = {
       "buffer", // const u8 *channel
       "u32", // channel_len
       "u64", // expiry_ms
-      "u32", // stop (tests only: 1 after claiming, 2 published unmerged)
+      "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
+      "u32", // stop (tests only: 1 after claiming, 2 published unmerged, 3 held and forgotten)
     ],
     result: "i32",
   },
@@ -209,8 +211,8 @@ export const symbols = {
     ],
     result: "i32",
   },
-  ferry_group_note_fanout: { parameters: ["pointer", "u32"], result: "void" }, // g, skipped
-  ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[12]
-  ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[8]
+  ferry_group_note_fanout: { parameters: ["pointer", "u32", "u32"], result: "void" }, // g, skipped, missing
+  ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
+  ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
   // ---- groups ----
 } as const satisfies Deno.ForeignLibraryInterface;

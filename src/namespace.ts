@@ -1,6 +1,7 @@
 // Namespace: the channel groups of one prefix. Memberships live in the namespace's group table, a
-// shared-memory segment of its own (`/dev/shm/<prefix>~groups`, see core/src/group.rs), so they
-// outlive the process that added them and every process of the namespace sees the same groups.
+// shared-memory segment of its own (`/dev/shm/<prefix>~groups`, see core/src/group.rs), so every
+// process of the namespace sees the same groups; a membership lasts until its deadline or for as
+// long as the process that added it (its lifetime).
 // sendGroup fans a value out to every member channel through channel handles it opens and caches.
 
 import { core } from "../ffi/lib.ts";
@@ -29,6 +30,8 @@ const DEFAULT_GROUP_MEMORY = 1 << 20;
 const MIN_GROUP_MEMORY = 512;
 const MAX_GROUP_MEMORY = 256 << 20;
 const DEFAULT_GROUP_EXPIRY = 86_400;
+/** `lifetime` as ferry_group_add takes it. */
+const LIFETIME = { expiry: 0, process: 1 } as const;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -50,8 +53,24 @@ export interface NamespaceOptions<T = unknown> extends OpenOptions<T> {
   groupExpiry?: number;
 }
 
+/**
+ * How long a membership lasts:
+ * - `"expiry"`: `expiry` seconds (the namespace's `groupExpiry` by default), whatever becomes of
+ *   the process that added it; adding it again moves its deadline.
+ * - `"process"`: while this Namespace is open in this process. It ends at `close()` (or `using`'s
+ *   end) and when the process dies in any way, SIGKILL included: the kernel drops the lock that
+ *   stands for it, and the next process to look at the group frees it. Until `close()`, the
+ *   Namespace is kept from garbage collection.
+ */
+export type GroupLifetime = "expiry" | "process";
+
 export interface GroupAddOptions {
-  /** Seconds this membership lasts (0 or Infinity: forever). Default: the namespace's groupExpiry. */
+  /** How long the membership lasts (see GroupLifetime). Default "expiry". */
+  lifetime?: GroupLifetime;
+  /**
+   * Seconds this membership lasts (0 or Infinity: forever). Default: the namespace's groupExpiry.
+   * Only for lifetime "expiry".
+   */
   expiry?: number;
 }
 
@@ -99,6 +118,12 @@ export interface GroupStat {
     fanouts: number;
     /** Members those calls skipped because they were full. */
     skipped: number;
+    /** Members those calls found without a channel (reported as failed). */
+    missing: number;
+    /** Process memberships ended because their process died (found by a later scan). */
+    died: number;
+    /** Process memberships ended by close() of the Namespace that added them. */
+    closed: number;
   };
   createdAt: Date;
 }
@@ -139,6 +164,11 @@ function tableError(code: number, detail: number, prefix: string): FerryError {
 }
 
 const finalizer = new FinalizationRegistry<Deno.PointerObject>((table) => core().ferry_group_free(table));
+/**
+ * Namespaces holding process memberships: kept reachable until close(), so that garbage collection
+ * (whose finalizer frees the table, ending them) cannot end a membership the process still wants.
+ */
+const holding = new Set<object>();
 
 const token = Symbol("ferry.namespace");
 
@@ -227,15 +257,34 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Makes `channel` a member of `group` for `expiry` seconds (default groupExpiry). Returns true if
-   * it was not a member; a member's deadline moves to the later of its deadline and the new one.
+   * Makes `channel` a member of `group`, for `expiry` seconds (default groupExpiry) or, with
+   * `lifetime: "process"`, while this Namespace is open in this process (see GroupLifetime).
+   * Returns true if it was not a member. Adding an expiring member again moves its deadline to the
+   * later of the two; a pair can hold both kinds at once, and stays a member while either lasts.
    * Throws GroupTableFullError when the table holds groupCapacity memberships.
+   *
+   * ```ts
+   * // a worker's inbox is in the group exactly as long as the worker runs
+   * using ns = Namespace.connect();
+   * ns.groupAdd("jobs.broadcast", `inbox.${Deno.pid}`, { lifetime: "process" });
+   * ```
    */
   groupAdd(group: string, channel: string, options: GroupAddOptions = {}): boolean {
     const g = encoder.encode(checkName("group name", group));
     const c = encoder.encode(checkName("channel name", channel));
+    const lifetime = options.lifetime ?? "expiry";
+    if (lifetime !== "expiry" && lifetime !== "process") {
+      throw new InvalidOptionError(`lifetime must be "expiry" or "process", not ${lifetime}`);
+    }
+    if (lifetime === "process" && options.expiry !== undefined) {
+      throw new InvalidOptionError(
+        'expiry is for lifetime "expiry"; a "process" membership lasts while its process has this Namespace open',
+      );
+    }
     const expiry = options.expiry === undefined ? this.#expiryMs : expiryMs("expiry", options.expiry);
-    const st = this.#lib.ferry_group_add(this.#live(), g, g.length, c, c.length, BigInt(expiry));
+    const table = this.#live();
+    if (lifetime === "process") holding.add(this);
+    const st = this.#lib.ferry_group_add(table, g, g.length, c, c.length, BigInt(expiry), LIFETIME[lifetime]);
     if (st === GroupStatus.ADDED) return true;
     if (st === GroupStatus.REFRESHED) return false;
     if (st === GroupStatus.ERR_TABLE_FULL) {
@@ -321,13 +370,13 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
         settle(members[i], o.status === "rejected" ? o.reason ?? "rejected" : undefined)
       );
     }
-    if (!this.#closed) this.#lib.ferry_group_note_fanout(this.#table, result.skipped.length);
+    if (!this.#closed) this.#lib.ferry_group_note_fanout(this.#table, result.skipped.length, 0);
     return result;
   }
 
   /** Size, memberships now and counters of the namespace's group table. */
   groupStat(): GroupStat {
-    const s = new BigUint64Array(12);
+    const s = new BigUint64Array(15);
     this.#lib.ferry_group_stat(this.#live(), s);
     const n = (i: number) => Number(s[i]);
     return {
@@ -344,6 +393,9 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
         merged: n(8),
         fanouts: n(9),
         skipped: n(10),
+        missing: n(12),
+        died: n(13),
+        closed: n(14),
       },
       createdAt: new Date(n(11)),
     };
@@ -375,7 +427,8 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
 
   /**
    * Closes the channel handles sendGroup opened (ack sends still waiting reject with
-   * ChannelClosedError) and the group table. Memberships stay: they belong to the namespace.
+   * ChannelClosedError) and the group table, which ends the memberships this Namespace added with
+   * `lifetime: "process"`. Expiring memberships stay: they belong to the namespace.
    */
   close(): void {
     if (this.#closed) return;
@@ -383,6 +436,7 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
     for (const channel of this.#channels.values()) channel.close();
     this.#channels.clear();
     finalizer.unregister(this);
+    holding.delete(this);
     this.#lib.ferry_group_free(this.#table);
   }
 

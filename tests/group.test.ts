@@ -1,5 +1,5 @@
 // Channel groups between real processes: fan-out to members in other processes, memberships that end
-// (discarded, expired) or outlive their process, full members skipped, ack fan-outs that wait for
+// (discarded, expired, their process closed or killed) or outlive their process, full members skipped, ack fan-outs that wait for
 // every release, and processes killed while adding, after which the group table must be consistent.
 // Steps between processes are coordinated by lines; the only waits are for expiry deadlines to pass.
 
@@ -9,6 +9,7 @@ import {
   Channel,
   GroupTableFullError,
   InvalidNameError,
+  InvalidOptionError,
   listChannels,
   Namespace,
   type NamespaceOptions,
@@ -44,14 +45,36 @@ function checkTable(prefix: string) {
   const err = new Int32Array(2);
   const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, err);
   assert.ok(table !== null, `cannot open the group table of ${prefix}: ${err}`);
-  const out = new Uint32Array(8);
+  const out = new Uint32Array(10);
   try {
     lib.ferry_group_check(table, out);
   } finally {
     lib.ferry_group_free(table);
   }
-  const [entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt] = out;
-  return { entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt };
+  const [
+    entries,
+    free,
+    writingAlive,
+    writingAbandoned,
+    live,
+    expired,
+    duplicates,
+    corrupt,
+    held,
+    heldAbandoned,
+  ] = out;
+  return {
+    entries,
+    free,
+    writingAlive,
+    writingAbandoned,
+    live,
+    expired,
+    duplicates,
+    corrupt,
+    held,
+    heldAbandoned,
+  };
 }
 
 /** A member process: receives on `channel` and manages its own memberships (workers/group_peer.ts). */
@@ -137,6 +160,8 @@ Deno.test("a process killed in the middle of writing a membership: the entry is 
     expired: 0,
     duplicates: 0,
     corrupt: 0,
+    held: 0,
+    heldAbandoned: 0,
   });
   assert.equal(ns.groupStat().counters.reclaimed, 1);
 });
@@ -174,7 +199,8 @@ Deno.test("processes killed at arbitrary points of adds and discards leave the g
 const FAULT_LIB = Deno.env.get("FERRY_FAULT_LIB");
 
 Deno.test({
-  name: "a process aborted at each kill point of an add, a merge or a reclaim leaves the table consistent",
+  name:
+    "a process aborted at each kill point of an add (of each kind), a merge, a reclaim or a close leaves the table consistent",
   ignore: !FAULT_LIB,
   async fn() {
     await using s = new Scope();
@@ -185,23 +211,36 @@ Deno.test({
       const p = encoder.encode(s.prefix);
       return lib.ferry_group_open(p, p.length, memory, 0o600, new Int32Array(2))!;
     };
-    const [g, keep, torn] = ["g", "keep", "torn"].map((t) => encoder.encode(t));
-    const [CLAIMED, PUBLISHED_UNMERGED] = [1, 2];
+    const [g, keep, torn, gone] = ["g", "keep", "torn", "gone"].map((t) => encoder.encode(t));
+    const [EXPIRING, PROCESS] = [0, 1];
+    const [CLAIMED, PUBLISHED_UNMERGED, HELD_FORGOTTEN] = [1, 2, 3];
     // Each point, with what must be in the table for the dying call to reach it.
-    const points: [string, "add" | "members", () => void][] = [
+    const points: [string, "add" | "add-process" | "members" | "close", () => void][] = [
       ["group.claimed", "add", () => {}],
       ["group.written", "add", () => {}],
       ["group.published", "add", () => {}],
+      ["group.claimed", "add-process", () => {}],
+      ["group.written", "add-process", () => {}],
+      ["group.published", "add-process", () => {}],
+      ["group.freeing-dead", "members", () => {
+        // A process membership whose holder is gone (freeing a handle that forgot its membership
+        // drops the lock and leaves the word HELD: a holder killed).
+        const t = raw();
+        lib.ferry_group_debug_add(t, g, g.length, gone, gone.length, 0n, PROCESS, HELD_FORGOTTEN);
+        lib.ferry_group_free(t);
+      }],
+      // Dies having ended the first of its two process memberships: the other is left to a scan.
+      ["group.closing", "close", () => {}],
       ["group.merging", "members", () => {
         // A duplicate of g/keep, as left by an adder that died before merging: the scan merges it.
         const t = raw();
-        lib.ferry_group_debug_add(t, g, g.length, keep, keep.length, 0n, PUBLISHED_UNMERGED);
+        lib.ferry_group_debug_add(t, g, g.length, keep, keep.length, 0n, EXPIRING, PUBLISHED_UNMERGED);
         lib.ferry_group_free(t);
       }],
       ["group.reclaiming", "members", () => {
         // A half-written entry whose writer is gone (freeing its handle dropped its entry lock).
         const t = raw();
-        lib.ferry_group_debug_add(t, g, g.length, torn, torn.length, 0n, CLAIMED);
+        lib.ferry_group_debug_add(t, g, g.length, torn, torn.length, 0n, EXPIRING, CLAIMED);
         lib.ferry_group_free(t);
       }],
     ];
@@ -221,18 +260,32 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert.equal(child.signal, "SIGABRT", `${point}: the child did not die there`);
+      const label = `${point} (${call})`;
+      assert.equal(child.signal, "SIGABRT", `${label}: the child did not die there`);
 
       const dead = checkTable(s.prefix);
-      assert.deepEqual([dead.writingAlive, dead.corrupt], [0, 0], `${point}: ${JSON.stringify(dead)}`);
-      const members = ns.groupMembers("g"); // a scan: reclaims and merges what the death left
-      assert.ok(members.includes("keep"), `${point}: lost a membership: ${members}`);
-      assert.ok(members.every((m) => m === "keep" || m === "added"), `${point}: ${members}`);
+      assert.deepEqual([dead.writingAlive, dead.corrupt], [0, 0], `${label}: ${JSON.stringify(dead)}`);
+      // Where the dying process held (or was freeing) a process membership, it is left without a
+      // holder: exactly the state a scan must clean up.
+      const leftHeld = ["group.freeing-dead", "group.closing"].includes(point) ||
+        (point === "group.published" && call === "add-process");
+      assert.equal(dead.heldAbandoned, leftHeld ? 1 : 0, `${label}: ${JSON.stringify(dead)}`);
+      const members = ns.groupMembers("g"); // a scan: reclaims, merges and ends what the death left
+      assert.ok(members.includes("keep"), `${label}: lost a membership: ${members}`);
+      // A dead process's process memberships are never reported; an expiring one it published is.
+      const allowed = call === "add" ? ["keep", "added"] : ["keep"];
+      assert.ok(members.every((m) => allowed.includes(m)), `${label}: ${members}`);
       const after = checkTable(s.prefix);
       assert.deepEqual(
-        [after.writingAbandoned, after.duplicates, after.corrupt, after.free + after.live],
-        [0, 0, 0, after.entries],
-        `${point}: ${JSON.stringify(after)}`,
+        [
+          after.writingAbandoned,
+          after.heldAbandoned,
+          after.duplicates,
+          after.corrupt,
+          after.free + after.live,
+        ],
+        [0, 0, 0, 0, after.entries],
+        `${label}: ${JSON.stringify(after)}`,
       );
       for (const m of members) ns.groupDiscard("g", m);
     }
@@ -351,4 +404,43 @@ Deno.test("names follow the channel rules; the table's size is the creator's; un
   using fresh = connect(s, { groupMemory: memoryFor(4) });
   assert.deepEqual(fresh.groupMembers("g"), [], "memberships survived unlinkGroups");
   assert.equal(fresh.groupCapacity, 4);
+});
+
+Deno.test("a process membership ends when its process is killed, and when it closes its Namespace", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "ack" });
+  const killed = await member(s, "killed", { join: "news", joinLifetime: "process", mode: "ack" });
+  const closing = await member(s, "closing", { join: "news", joinLifetime: "process", mode: "ack" });
+  const timed = await member(s, "timed", { join: "news", mode: "ack" });
+  assert.deepEqual(ns.groupMembers("news"), ["closing", "killed", "timed"]);
+  assert.deepEqual(ns.groupStat().live, 3);
+
+  await killed.kill();
+  assert.deepEqual(ns.groupMembers("news"), ["closing", "timed"], "a killed process's membership was listed");
+  assert.equal(ns.groupStat().counters.died, 1);
+  // An ack fan-out does not wait on the dead member: it is not one any more.
+  const sent = follow(ns.sendGroup("news", "after the kill", { timeout: 20_000 }));
+  for (const child of [closing, timed]) {
+    assert.deepEqual((await child.ask("recv", { timeout: 10_000 })).data, "after the kill");
+  }
+  assert.deepEqual(await within(sent.promise, "the ack fan-out"), {
+    group: "news",
+    sent: ["closing", "timed"],
+    skipped: [],
+    failed: [],
+  });
+
+  assert.deepEqual(await closing.ask("exit"), {}); // closes its Namespace, then exits
+  assert.equal((await closing.status).code, 0);
+  assert.deepEqual(ns.groupMembers("news"), ["timed"], "a closed Namespace's membership was listed");
+  assert.equal(ns.groupStat().counters.closed, 1);
+  assert.deepEqual((await ns.sendGroup("news", "last", { mode: "async" })).sent, ["timed"]);
+  assert.equal(Channel.stat("killed", { prefix: s.prefix }).depth, 0, "sent to the killed member");
+
+  // Adding an expiring membership for a pair a process holds: the pair stays after the holder goes.
+  const both = await member(s, "both", { join: "news", joinLifetime: "process" });
+  assert.deepEqual(await both.ask("join", { group: "news" }), { added: false });
+  await both.kill();
+  assert.deepEqual(ns.groupMembers("news"), ["both", "timed"]);
+  assert.throws(() => ns.groupAdd("news", "x", { lifetime: "process", expiry: 5 }), InvalidOptionError);
 });

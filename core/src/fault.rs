@@ -58,4 +58,6 @@ pub const POINTS: &[&str] = &[
     "group.published",
     "group.merging",
     "group.reclaiming",
+    "group.freeing-dead",
+    "group.closing",
 ];
