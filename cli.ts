@@ -96,6 +96,7 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Uint8Array) return Array.from(value);
   if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), v]));
   if (value instanceof Set) return [...value];
+  if (value instanceof FerryError) return { name: value.name, code: value.code, message: value.message };
   if (value instanceof Error) return { name: value.name, message: value.message };
   return value;
 }

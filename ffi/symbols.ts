@@ -212,6 +212,17 @@ export const symbols = {
     result: "i32",
   },
   ferry_group_note_fanout: { parameters: ["pointer", "u32", "u32"], result: "void" }, // g, skipped, missing
+  ferry_group_channel_ids: {
+    parameters: [
+      "buffer", // const u8 *prefix
+      "u32", // prefix_len
+      "buffer", // const u8 *records: [len u8][name], as ferry_group_members writes them
+      "u32", // records_len
+      "u32", // count
+      "buffer", // u64 out[count]: each channel's inode, 0 if absent
+    ],
+    result: "i32",
+  },
   ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
   ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
   // ---- groups ----

@@ -496,3 +496,28 @@ Deno.test("group: add, ls, send to every member and rm, each from its own CLI pr
     Namespace.unlinkGroups({ prefix: s.prefix });
   }
 });
+
+Deno.test("group send never creates a member: a missing one fails (exit 1) and no segment appears", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    const here = s.open("here", { ...SMALL, mode: "async" });
+    assertOk(await cli(["group", "add", "jobs", "here", ...p]), "group add here");
+    assertOk(await cli(["group", "add", "jobs", "gone", ...p]), "group add gone");
+    const sent = await cli(["group", "send", "jobs", '"x"', "--mode", "async", ...p, "--json"]);
+    assert.equal(sent.code, EXIT.runtime, `stderr: ${sent.stderr}`);
+    const result = JSON.parse(sent.stdout);
+    assert.deepEqual(result.sent, ["here"]);
+    assert.deepEqual(
+      result.failed.map((f: { channel: string; error: { code: string } }) => [f.channel, f.error.code]),
+      [["gone", "ChannelNotFound"]],
+    );
+    assert.deepEqual(segmentsOf(s.prefix), ["here"], "group send created the missing member");
+    assert.equal(here.tryRecv()?.data, "x");
+    const human = await cli(["group", "send", "jobs", '"y"', "--mode", "async", ...p]);
+    assert.equal(human.code, EXIT.runtime);
+    assert.match(human.stdout, /^failed: gone: .*no channel/m);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
+});

@@ -1,12 +1,16 @@
 // Channel groups between real processes: fan-out to members in other processes, memberships that end
-// (discarded, expired, their process closed or killed) or outlive their process, full members skipped, ack fan-outs that wait for
-// every release, and processes killed while adding, after which the group table must be consistent.
-// Steps between processes are coordinated by lines; the only waits are for expiry deadlines to pass.
+// (discarded, expired, their process closed or killed) or outlive their process, full members skipped
+// or waited for, missing members reported and never created, member handles closed once unused, ack
+// fan-outs that wait for every release, and processes killed while adding, after which the group
+// table must be consistent. Steps between processes are coordinated by lines; the only waits are for
+// deadlines (expiry, memberIdle) to pass.
 
 import assert from "node:assert/strict";
 import { core } from "../ffi/lib.ts";
 import {
   Channel,
+  ChannelNotFoundError,
+  type FerryError,
   GroupTableFullError,
   InvalidNameError,
   InvalidOptionError,
@@ -15,7 +19,7 @@ import {
   type NamespaceOptions,
   PeerDiedError,
 } from "../mod.ts";
-import { type Child, delay, follow, Scope, within } from "./helpers.ts";
+import { type Child, delay, follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -75,6 +79,11 @@ function checkTable(prefix: string) {
     held,
     heldAbandoned,
   };
+}
+
+/** Whether this process has a handle open on channel `name` (it holds one of the 64 seats). */
+function seated(s: Scope, name: string): boolean {
+  return Channel.stat(name, { prefix: s.prefix }).participants.some((p) => p.pid === Deno.pid);
 }
 
 /** A member process: receives on `channel` and manages its own memberships (workers/group_peer.ts). */
@@ -443,4 +452,74 @@ Deno.test("a process membership ends when its process is killed, and when it clo
   await both.kill();
   assert.deepEqual(ns.groupMembers("news"), ["both", "timed"]);
   assert.throws(() => ns.groupAdd("news", "x", { lifetime: "process", expiry: 5 }), InvalidOptionError);
+});
+
+Deno.test("sendGroup never creates a member channel: a missing one fails with ChannelNotFoundError and is counted", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const present = await member(s, "present", { join: "g", mode: "async" });
+  ns.groupAdd("g", "absent");
+
+  const first = await ns.sendGroup("g", "one");
+  assert.deepEqual(first.sent, ["present"]);
+  assert.deepEqual(first.failed.map((f) => [f.channel, (f.error as FerryError).code]), [[
+    "absent",
+    "ChannelNotFound",
+  ]]);
+  assert.ok(first.failed[0].error instanceof ChannelNotFoundError);
+  assert.deepEqual(segmentsOf(s.prefix), ["present"], "sendGroup created a member channel");
+  assert.deepEqual((await present.ask("recv", { timeout: 10_000 })).data, "one");
+
+  // The member's channel is removed while its process still has it open: sendGroup must not send
+  // through the handle it kept on the removed segment (nobody could ever open it again).
+  assert.equal(Channel.unlink("present", { prefix: s.prefix }), true);
+  const second = await ns.sendGroup("g", "two", { mode: "ack", timeout: 200 });
+  assert.deepEqual(second.sent, []);
+  assert.deepEqual(second.failed.map((f) => f.channel), ["absent", "present"]);
+  assert.ok(
+    second.failed.every((f) => f.error instanceof ChannelNotFoundError),
+    String(second.failed[1]?.error),
+  );
+  assert.deepEqual(segmentsOf(s.prefix), [], "sendGroup created a member channel");
+  assert.equal(ns.groupStat().counters.missing, 3);
+
+  // Created again: the new channel gets the next value.
+  const again = s.open("present", { mode: "async" });
+  assert.deepEqual((await ns.sendGroup("g", "three")).sent, ["present"]);
+  assert.equal(again.tryRecv()?.data, "three");
+  assert.equal(
+    (await present.ask("recv", { timeout: 100 })).error,
+    "TimeoutError",
+    "sent to the removed channel",
+  );
+});
+
+Deno.test("a member handle sendGroup opened is closed once its channel leaves the group, freeing its seat", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async", memberIdle: Infinity });
+  const leaver = await member(s, "leaver", { join: "g", mode: "async" });
+  await member(s, "stayer", { join: "g", mode: "async" });
+  assert.deepEqual((await ns.sendGroup("g", 1)).sent, ["leaver", "stayer"]);
+  assert.ok(seated(s, "leaver") && seated(s, "stayer"), "sendGroup holds no handle on its members");
+
+  assert.deepEqual(await leaver.ask("leave", { group: "g" }), { removed: true });
+  assert.deepEqual((await ns.sendGroup("g", 2)).sent, ["stayer"]);
+  assert.equal(seated(s, "leaver"), false, "the handle on a former member still holds a seat");
+  assert.equal(seated(s, "stayer"), true, "a member's handle was closed");
+});
+
+Deno.test("member handles unused for memberIdle seconds are closed (0: after each sendGroup)", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async", memberIdle: 0.2 });
+  await member(s, "m", { join: "g", mode: "async" });
+  {
+    using eager = Namespace.connect({ prefix: s.prefix, mode: "async", memberIdle: 0 });
+    assert.deepEqual((await eager.sendGroup("g", 1)).sent, ["m"]);
+    assert.equal(seated(s, "m"), false, "memberIdle 0 kept the handle");
+  }
+  assert.deepEqual((await ns.sendGroup("g", 2)).sent, ["m"]);
+  assert.equal(seated(s, "m"), true);
+  await delay(300 + 500); // memberIdle is the behaviour under test: closed within 1.5 x 200 ms
+  assert.equal(seated(s, "m"), false, "an idle member handle was kept");
+  assert.deepEqual((await ns.sendGroup("g", 3)).sent, ["m"], "a closed handle is opened again when needed");
 });

@@ -723,6 +723,35 @@ pub unsafe extern "C" fn ferry_group_note_fanout(g: *const GroupTable, skipped: 
     }
 }
 
+/// The identity (inode) of each channel named in `records` (`count` [len: u8][name] records, as
+/// `ferry_group_members` writes them, `records_len` bytes) of namespace `prefix`, into `out`
+/// (`count` x u64): 0 for a channel that does not exist. sendGroup compares them with the
+/// identity of the handles it keeps, so a channel removed (or removed and created again) since
+/// is never sent to through a stale handle. Returns OK, or ERR_INVALID_ARGUMENT for records that
+/// do not parse.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_channel_ids(
+    prefix: *const u8,
+    prefix_len: u32,
+    records: *const u8,
+    records_len: u32,
+    count: u32,
+    out: *mut u64,
+) -> i32 {
+    let prefix = bytes(prefix, prefix_len);
+    let records = bytes(records, records_len);
+    let mut ids = Vec::with_capacity(count as usize);
+    let mut at = 0;
+    for _ in 0..count {
+        let Some(&len) = records.get(at) else { return ERR_INVALID_ARGUMENT };
+        let Some(name) = records.get(at + 1..at + 1 + len as usize) else { return ERR_INVALID_ARGUMENT };
+        ids.push(crate::group::channel_id(prefix, name));
+        at += 1 + len as usize;
+    }
+    write_out(out, &ids);
+    OK
+}
+
 /// Sizes and counters into `out` (15 x u64), see `GroupTable::stat`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_stat(g: *const GroupTable, out: *mut u64) -> i32 {

@@ -325,6 +325,31 @@ pub fn segment_name(prefix: &[u8]) -> Option<String> {
     valid_name(prefix).then(|| format!("/{}~groups", String::from_utf8_lossy(prefix)))
 }
 
+/// The inode of channel `name`'s segment in namespace `prefix`, `/dev/shm/<prefix>.<name>` (where
+/// glibc's shm_open keeps `/<prefix>.<name>`); 0 if there is none, u64::MAX if it cannot be told
+/// (then whoever asks opens it and lets the open decide). Not following a link, as shm_open does
+/// not; relative to a descriptor of /dev/shm kept open, which halves the cost of a full path.
+pub fn channel_id(prefix: &[u8], name: &[u8]) -> u64 {
+    use std::os::fd::AsRawFd;
+    use std::sync::OnceLock;
+    static SHM_DIR: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    if !valid_name(prefix) || !valid_name(name) {
+        return 0;
+    }
+    let Some(dir) = SHM_DIR.get_or_init(|| std::fs::File::open("/dev/shm").ok()) else {
+        return u64::MAX;
+    };
+    let mut file = Vec::with_capacity(prefix.len() + 1 + name.len());
+    file.extend_from_slice(prefix);
+    file.push(b'.');
+    file.extend_from_slice(name);
+    match nix::sys::stat::fstatat(Some(dir.as_raw_fd()), file.as_slice(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st.st_ino,
+        Err(nix::errno::Errno::ENOENT) => 0,
+        Err(_) => u64::MAX,
+    }
+}
+
 fn fnv1a(b: &[u8]) -> u32 {
     b.iter().fold(0x811c_9dc5u32, |h, &c| (h ^ u32::from(c)).wrapping_mul(0x0100_0193))
 }
