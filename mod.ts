@@ -44,6 +44,7 @@ export {
 // ---- groups ----
 export {
   type GroupAddOptions,
+  type GroupFullPolicy,
   type GroupLifetime,
   type GroupSendOptions,
   type GroupSendResult,

@@ -89,13 +89,28 @@ export interface GroupAddOptions {
   expiry?: number;
 }
 
+/**
+ * What sendGroup does with a member that has no room (its channel holds `capacity` messages, or
+ * this namespace's handle on it has `slots` messages unreleased): `"wait"` for room up to
+ * `timeout`, then skip it; `"skip"` at once.
+ */
+export type GroupFullPolicy = "wait" | "skip";
+
 export interface GroupSendOptions {
   /** "ack": resolve once every member released its copy; "async": once every copy is written. */
   mode?: SendMode;
-  /** Milliseconds to wait (ack mode): for room, then for the release. Default: the channel timeout. */
+  /**
+   * Milliseconds to wait: for room in a full member (onFull "wait"), then in ack mode for the
+   * release. Default: the channel timeout. Giving one in async mode makes onFull default to "wait".
+   */
   timeout?: number;
   /** Seconds before an unreceived copy is dropped. Default: the channel expiry. */
   expiry?: number;
+  /**
+   * A full member: "wait" for room up to `timeout`, or "skip" it at once. Default "wait" in ack
+   * mode or when a `timeout` is given, else "skip" (async fire-and-forget never waits unless asked).
+   */
+  onFull?: GroupFullPolicy;
 }
 
 export interface GroupSendResult {
@@ -104,8 +119,9 @@ export interface GroupSendResult {
   sent: string[];
   /**
    * Members that were full: the channel held `capacity` messages, or this namespace already had
-   * `slots` unreleased messages on it. Async mode skips them at once; ack mode after waiting
-   * `timeout` for room. Counted in the namespace (groupStat().counters.skipped) and the channel.
+   * `slots` unreleased messages on it. Skipped at once (onFull "skip") or after waiting `timeout`
+   * for room (onFull "wait"). Counted in the namespace (groupStat().counters.skipped) and the
+   * channel.
    */
   skipped: string[];
   /**
@@ -385,20 +401,32 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
 
   /**
    * Sends `value` to every member channel of `group`, in parallel. Failures are reported per
-   * member, never thrown: a full member is skipped and counted (async mode at once, ack mode after
-   * waiting up to `timeout` for room), a member whose channel does not exist fails with
+   * member, never thrown: a full member is skipped and counted (at once, or after waiting up to
+   * `timeout` for room: see `onFull`), a member whose channel does not exist fails with
    * ChannelNotFoundError (it is never created). Async mode resolves once every copy is written;
    * ack mode once every member released its copy (or failed). An empty group resolves with empty
    * lists.
+   *
+   * Each member gets at most `slots` (of the namespace's channel options: 16 in async mode, 1 in
+   * ack mode) copies written and not yet released; past that the member is full for this
+   * namespace, even with room in its channel.
+   *
+   * ```ts
+   * // every subscriber gets every event: wait up to 2 s for a slow one instead of skipping it
+   * const { skipped } = await ns.sendGroup("events", event, { mode: "async", timeout: 2000 });
+   * ```
    */
   async sendGroup(group: string, value: T, options: GroupSendOptions = {}): Promise<GroupSendResult> {
     const mode = options.mode ?? this.#channelOptions.mode ?? "ack";
     if (mode !== "ack" && mode !== "async") {
       throw new InvalidOptionError(`mode must be "ack" or "async", not ${mode}`);
     }
-    // Ack sends wait for room like any ack send (a handle has one ack slot per channel by
-    // default, so back-to-back sendGroups queue rather than skip); async ones never wait.
-    const onFull = mode === "ack" ? "wait" : "skip";
+    // Ack sends wait by default like any ack send (a handle has one ack slot per channel by
+    // default, so back-to-back sendGroups queue rather than skip); async ones when given a timeout.
+    const onFull = options.onFull ?? (mode === "ack" || options.timeout !== undefined ? "wait" : "skip");
+    if (onFull !== "wait" && onFull !== "skip") {
+      throw new InvalidOptionError(`onFull must be "wait" or "skip", not ${onFull}`);
+    }
     const members = this.#readMembers(group);
     const ids = this.#memberIds(this.#membersOut, this.#info[1], members.length);
     this.#forgetFormer(group, new Set(members));

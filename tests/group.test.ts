@@ -301,7 +301,7 @@ Deno.test({
   },
 });
 
-Deno.test("a full member is skipped, reported and counted, in async and in ack mode", async () => {
+Deno.test("a full member is skipped, at once or after waiting for room, reported and counted, in async and in ack mode", async () => {
   await using s = new Scope();
   using ns = connect(s, { mode: "async" });
   const tight = s.open("tight", { capacity: 1, mode: "async" });
@@ -324,8 +324,19 @@ Deno.test("a full member is skipped, reported and counted, in async and in ack m
     failed: [],
   });
 
+  // Async with a timeout waits for room, then skips; onFull "skip" skips at once whatever the timeout.
+  const waited = await ns.sendGroup("all", { n: 3 }, { timeout: 200 });
+  assert.deepEqual([waited.sent, waited.skipped], [["roomy"], ["tight"]]);
+  const eager = await within(
+    ns.sendGroup("all", { n: 4 }, { timeout: 600_000, onFull: "skip" }),
+    "onFull skip",
+  );
+  assert.deepEqual([eager.sent, eager.skipped], [["roomy"], ["tight"]]);
+  for (const n of [3, 4]) assert.deepEqual((await roomy.ask("recv", { timeout: 10_000 })).data, { n });
+  await assert.rejects(ns.sendGroup("all", 5, { onFull: "block" as "wait" }), InvalidOptionError);
+
   const { counters } = ns.groupStat();
-  assert.deepEqual({ fanouts: counters.fanouts, skipped: counters.skipped }, { fanouts: 2, skipped: 2 });
+  assert.deepEqual({ fanouts: counters.fanouts, skipped: counters.skipped }, { fanouts: 4, skipped: 4 });
   assert.ok(Channel.stat("tight", { prefix: s.prefix }).counters.full >= 2, "the channel did not count it");
   assert.deepEqual(tight.tryRecv()?.data, "already here");
   assert.equal(tight.tryRecv(), undefined, "a skipped member got a copy");
@@ -522,4 +533,30 @@ Deno.test("member handles unused for memberIdle seconds are closed (0: after eac
   await delay(300 + 500); // memberIdle is the behaviour under test: closed within 1.5 x 200 ms
   assert.equal(seated(s, "m"), false, "an idle member handle was kept");
   assert.deepEqual((await ns.sendGroup("g", 3)).sent, ["m"], "a closed handle is opened again when needed");
+});
+
+Deno.test("async sendGroup that waits for room: 3 subscribers each receive all N values, none skipped", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" }); // 16 slots per member handle
+  const names = ["sub-0", "sub-1", "sub-2"];
+  const subscribers = await Promise.all(
+    names.map((name) => member(s, name, { join: "feed", mode: "async" })),
+  );
+  const N = 200;
+
+  // The whole burst is issued (each call's first attempt made) before the subscribers are told to
+  // receive: without waiting, everything past each member's 16 slots would be skipped.
+  const sending = Promise.all(
+    Array.from({ length: N }, (_, i) => ns.sendGroup("feed", i, { timeout: 20_000 })),
+  );
+  const taken = subscribers.map((child) => follow(child.ask("take", { count: N, timeout: 20_000 }, 60_000)));
+  const outcomes = await within(sending, "the fan-out", 60_000);
+  assert.deepEqual(outcomes.flatMap((r) => r.skipped), [], "members were skipped");
+  assert.deepEqual(outcomes.flatMap((r) => r.failed), []);
+  const expected = Array.from({ length: N }, (_, i) => i);
+  for (const [i, reply] of (await Promise.all(taken.map((t) => t.promise))).entries()) {
+    const got = (reply.data as number[]).toSorted((a, b) => a - b);
+    assert.deepEqual(got, expected, `${names[i]} did not receive every value exactly once`);
+  }
+  assert.equal(ns.groupStat().counters.skipped, 0);
 });

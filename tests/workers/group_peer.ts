@@ -6,6 +6,7 @@
 //   {"op":"join","group":g,"expiry":s,"lifetime":l} -> {added}: groupAdd(g, <channel>, {expiry, lifetime})
 //   {"op":"leave","group":g}            -> {removed}: groupDiscard(g, <channel>)
 //   {"op":"recv","timeout":ms}          -> {seq, sender, redelivered, data}; held if autoRelease is off
+//   {"op":"take","count":n,"timeout":ms} -> {data: [n values]}: n receives in a row
 //   {"op":"release"}                    -> {released}: releases every held message
 //   {"op":"ping"}                       -> {}
 //   {"op":"exit"}                       -> {} and exits 0 after closing its Namespace (its expiring
@@ -45,6 +46,13 @@ async function run(command: Record<string, unknown>): Promise<object> {
         redelivered: message.redelivered,
         data: message.data,
       };
+    }
+    case "take": {
+      const data: unknown[] = [];
+      while (data.length < (command.count as number)) {
+        data.push((await channel.recv({ timeout: command.timeout as number | undefined })).data);
+      }
+      return { data };
     }
     case "release": {
       const count = held.length;
