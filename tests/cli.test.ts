@@ -521,3 +521,33 @@ Deno.test("group send never creates a member: a missing one fails (exit 1) and n
     Namespace.unlinkGroups({ prefix: s.prefix });
   }
 });
+
+Deno.test("group add --hold: the membership lasts while the command runs, ends on SIGTERM and on SIGKILL", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    using ns = Namespace.connect({ prefix: s.prefix });
+    {
+      await using held = new CliProcess(["group", "add", "jobs", "inbox", "--hold", ...p]);
+      assert.match(await held.line("the held line"), /'inbox' held in group 'jobs'/);
+      assert.deepEqual(ns.groupMembers("jobs"), ["inbox"]);
+      held.signal("SIGTERM");
+      const { code, stderr } = await held.finish();
+      assert.equal(code, EXIT.ok, stderr);
+      assert.deepEqual(ns.groupMembers("jobs"), [], "the membership outlived the command");
+    }
+    {
+      await using held = new CliProcess(["group", "add", "jobs", "inbox", "--hold", ...p, "--json"]);
+      assert.equal(JSON.parse(await held.line("the held line")).lifetime, "process");
+      assert.deepEqual(ns.groupMembers("jobs"), ["inbox"]);
+      held.signal("SIGKILL");
+      await held.finish();
+      assert.deepEqual(ns.groupMembers("jobs"), [], "the membership outlived the killed command");
+    }
+    assert.deepEqual([ns.groupStat().counters.closed, ns.groupStat().counters.died], [1, 1]);
+    assertUserError(await cli(["group", "add", "jobs", "x", "--hold", "--expiry", "5", ...p]), 2, /exclude/);
+    assertUserError(await cli(["group", "send", "jobs", "1", "--on-full", "block", ...p]), 2, /--on-full/);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
+});
