@@ -15,6 +15,7 @@ import {
   type ChannelStat,
   DecodeError,
   FerryError,
+  type GroupFullPolicy,
   InvalidNameError,
   InvalidOptionError,
   type Message,
@@ -98,6 +99,7 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Uint8Array) return Array.from(value);
   if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), v]));
   if (value instanceof Set) return [...value];
+  if (value instanceof FerryError) return { name: value.name, code: value.code, message: value.message };
   if (value instanceof Error) return { name: value.name, message: value.message };
   return value;
 }
@@ -741,12 +743,28 @@ async function group(args: ParsedArgs): Promise<number> {
   if (rest.length > 0) throw usage(`unexpected argument '${rest[0]}'`);
   const prefix = prefixOf(args);
   const json = flag(args, "json");
+  const hold = flag(args, "hold");
+  const expiry = seconds(str(args, "expiry"));
+  if ((hold || expiry !== undefined) && action !== "add") throw usage("--hold and --expiry are for add");
+  if (hold && expiry !== undefined) throw usage("--hold and --expiry exclude each other");
+  const onFull = str(args, "on-full");
+  if (onFull !== undefined && action !== "send") throw usage("--on-full is for send");
+  if (onFull !== undefined && onFull !== "wait" && onFull !== "skip") {
+    throw new UsageError(`--on-full must be "wait" or "skip", not '${onFull}'`);
+  }
   using ns = Namespace.connect({ prefix, ...trustArgs(args) });
   switch (action) {
     case "add":
+      if (hold) {
+        if (name === undefined || third === undefined) throw usage("add needs <group> <channel>");
+        return await holdMembership(ns, name, third, json);
+      }
+      /* falls through */
     case "rm": {
       if (name === undefined || third === undefined) throw usage(`${action} needs <group> <channel>`);
-      const changed = action === "add" ? ns.groupAdd(name, third) : ns.groupDiscard(name, third);
+      const changed = action === "add"
+        ? ns.groupAdd(name, third, expiry === undefined ? {} : { expiry })
+        : ns.groupDiscard(name, third);
       if (json) print(toJson({ prefix, group: name, channel: third, action, changed }));
       else {
         const what = action === "add"
@@ -769,7 +787,11 @@ async function group(args: ParsedArgs): Promise<number> {
       if (name === undefined || third === undefined) throw usage("send needs <group> <json>");
       const mode = sendMode(str(args, "mode"));
       const timeout = milliseconds(str(args, "timeout"));
-      const result = await ns.sendGroup(name, parseValue(third), { mode, timeout });
+      const result = await ns.sendGroup(name, parseValue(third), {
+        mode,
+        timeout,
+        onFull: onFull as GroupFullPolicy | undefined,
+      });
       if (json) print(toJson({ prefix, mode, ...result }));
       else {
         print(
@@ -785,6 +807,27 @@ async function group(args: ParsedArgs): Promise<number> {
     default:
       throw usage(action === undefined ? "missing add|rm|ls|send" : `unknown action '${action}'`);
   }
+}
+
+/**
+ * `group add --hold`: a process membership, held until this command is interrupted (Ctrl-C,
+ * SIGTERM: it ends the membership and exits 0) or killed (the next look at the group ends it).
+ */
+async function holdMembership(ns: Namespace, group: string, channel: string, json: boolean): Promise<number> {
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => stop = resolve);
+  // Listening before the line is printed: whoever reads it may signal at once.
+  const removeListeners = onInterrupt(stop);
+  try {
+    const changed = ns.groupAdd(group, channel, { lifetime: "process" });
+    if (json) {
+      print(toJson({ prefix: ns.prefix, group, channel, action: "add", changed, lifetime: "process" }));
+    } else print(`'${channel}' held in group '${group}' until this command ends (Ctrl-C)`);
+    await stopped;
+  } finally {
+    removeListeners();
+  }
+  return EXIT.ok; // the caller's `using` closes the namespace, ending the membership
 }
 
 async function bench(argv: string[]): Promise<number> {
@@ -944,15 +987,34 @@ With --json: {"prefix", "dryRun", "removed": [names]}.`,
   group: {
     usage: "group add|rm <group> <channel> | group ls <group> | group send <group> <json>",
     summary: "group memberships (add, rm, ls) and fan-out to every member (send)",
-    about: `Groups live in the namespace's group table and outlive the process that changed them; a
-membership expires after 86400 s unless added again. send delivers one copy to every member channel:
-a full member is skipped (async mode) and reported; in ack mode it waits for every copy to be
-released and reports members whose copy failed (exit 1 if any did).
+    about: `Groups live in the namespace's group table. A membership made by add outlives this command: it
+expires after --expiry seconds (default 86400) unless added again, or ends with rm. With --hold, add
+makes a membership that lasts only while this command runs: it prints one line and waits; Ctrl-C or
+SIGTERM ends the membership and exits 0, and if the command is killed the membership ends too (the
+next look at the group finds it gone). Run it beside the process that receives on the channel.
+send delivers one copy to every member channel and never creates one: a member without a channel
+fails (channel not found). A full member is waited for up to --timeout and then skipped (ack mode,
+or whenever --timeout is given), or skipped at once (async mode without --timeout); --on-full
+chooses. In ack mode send waits for every copy to be released. Exit 1 if any member failed.
 With --json: one document with what was done (members for ls; sent, skipped, failed for send).`,
     options: {
       prefix: PREFIX,
+      expiry: {
+        type: "string",
+        arg: "<seconds>",
+        help: "for add: seconds the membership lasts (default 86400; 0: forever)",
+      },
+      hold: { type: "boolean", help: "for add: hold the membership only while this command runs" },
       mode: { type: "string", arg: "ack|async", help: "for send: ack (default) or async" },
-      timeout: TIMEOUT,
+      "on-full": {
+        type: "string",
+        arg: "wait|skip",
+        help: "for send: wait for room in a full member (up to --timeout) or skip it",
+      },
+      timeout: {
+        ...TIMEOUT,
+        help: "for send: longest wait for room in a full member, then for the acks, in ms (default 5000)",
+      },
       permissions: PERMISSIONS,
       trust: TRUST,
       json: JSON_OPT,

@@ -50,6 +50,8 @@ export {
 // ---- groups ----
 export {
   type GroupAddOptions,
+  type GroupFullPolicy,
+  type GroupLifetime,
   type GroupSendOptions,
   type GroupSendResult,
   type GroupStat,

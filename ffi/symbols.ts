@@ -191,6 +191,7 @@ export const symbols = {
       "buffer", // const u8 *channel
       "u32", // channel_len
       "u64", // expiry_ms (0 never)
+      "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
     ],
     result: "i32",
   },
@@ -202,7 +203,8 @@ export const symbols = {
       "buffer", // const u8 *channel
       "u32", // channel_len
       "u64", // expiry_ms
-      "u32", // stop (tests only: 1 after claiming, 2 published unmerged)
+      "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
+      "u32", // stop (tests only: 1 after claiming, 2 published unmerged, 3 held and forgotten)
     ],
     result: "i32",
   },
@@ -227,8 +229,19 @@ export const symbols = {
     ],
     result: "i32",
   },
-  ferry_group_note_fanout: { parameters: ["pointer", "u32"], result: "void" }, // g, skipped
-  ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[12]
-  ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[8]
+  ferry_group_note_fanout: { parameters: ["pointer", "u32", "u32"], result: "void" }, // g, skipped, missing
+  ferry_group_channel_ids: {
+    parameters: [
+      "buffer", // const u8 *prefix
+      "u32", // prefix_len
+      "buffer", // const u8 *records: [len u8][name], as ferry_group_members writes them
+      "u32", // records_len
+      "u32", // count
+      "buffer", // u64 out[count]: each channel's inode, 0 if absent
+    ],
+    result: "i32",
+  },
+  ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
+  ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
   // ---- groups ----
 } as const satisfies Deno.ForeignLibraryInterface;

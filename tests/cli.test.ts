@@ -471,3 +471,58 @@ Deno.test("group: add, ls, send to every member and rm, each from its own CLI pr
     Namespace.unlinkGroups({ prefix: s.prefix });
   }
 });
+
+Deno.test("group send never creates a member: a missing one fails (exit 1) and no segment appears", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    const here = s.open("here", { ...SMALL, mode: "async" });
+    assertOk(await cli(["group", "add", "jobs", "here", ...p]), "group add here");
+    assertOk(await cli(["group", "add", "jobs", "gone", ...p]), "group add gone");
+    const sent = await cli(["group", "send", "jobs", '"x"', "--mode", "async", ...p, "--json"]);
+    assert.equal(sent.code, EXIT.runtime, `stderr: ${sent.stderr}`);
+    const result = JSON.parse(sent.stdout);
+    assert.deepEqual(result.sent, ["here"]);
+    assert.deepEqual(
+      result.failed.map((f: { channel: string; error: { code: string } }) => [f.channel, f.error.code]),
+      [["gone", "ChannelNotFound"]],
+    );
+    assert.deepEqual(segmentsOf(s.prefix), ["here"], "group send created the missing member");
+    assert.equal(here.tryRecv()?.data, "x");
+    const human = await cli(["group", "send", "jobs", '"y"', "--mode", "async", ...p]);
+    assert.equal(human.code, EXIT.runtime);
+    assert.match(human.stdout, /^failed: gone: .*no channel/m);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
+});
+
+Deno.test("group add --hold: the membership lasts while the command runs, ends on SIGTERM and on SIGKILL", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    using ns = Namespace.connect({ prefix: s.prefix });
+    {
+      await using held = new CliProcess(["group", "add", "jobs", "inbox", "--hold", ...p]);
+      assert.match(await held.line("the held line"), /'inbox' held in group 'jobs'/);
+      assert.deepEqual(ns.groupMembers("jobs"), ["inbox"]);
+      held.signal("SIGTERM");
+      const { code, stderr } = await held.finish();
+      assert.equal(code, EXIT.ok, stderr);
+      assert.deepEqual(ns.groupMembers("jobs"), [], "the membership outlived the command");
+    }
+    {
+      await using held = new CliProcess(["group", "add", "jobs", "inbox", "--hold", ...p, "--json"]);
+      assert.equal(JSON.parse(await held.line("the held line")).lifetime, "process");
+      assert.deepEqual(ns.groupMembers("jobs"), ["inbox"]);
+      held.signal("SIGKILL");
+      await held.finish();
+      assert.deepEqual(ns.groupMembers("jobs"), [], "the membership outlived the killed command");
+    }
+    assert.deepEqual([ns.groupStat().counters.closed, ns.groupStat().counters.died], [1, 1]);
+    assertUserError(await cli(["group", "add", "jobs", "x", "--hold", "--expiry", "5", ...p]), 2, /exclude/);
+    assertUserError(await cli(["group", "send", "jobs", "1", "--on-full", "block", ...p]), 2, /--on-full/);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
+});

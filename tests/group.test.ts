@@ -1,7 +1,9 @@
 // Channel groups between real processes: fan-out to members in other processes, memberships that end
-// (discarded, expired) or outlive their process, full members skipped, ack fan-outs that wait for
-// every release, and processes killed while adding, after which the group table must be consistent.
-// Steps between processes are coordinated by lines; the only waits are for expiry deadlines to pass.
+// (discarded, expired, their process closed or killed) or outlive their process, full members skipped
+// or waited for, missing members reported and never created, member handles closed once unused, ack
+// fan-outs that wait for every release, and processes killed while adding, after which the group
+// table must be consistent. Steps between processes are coordinated by lines; the only waits are for
+// deadlines (expiry, memberIdle) to pass.
 
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
@@ -9,14 +11,17 @@ import { core } from "../ffi/lib.ts";
 import { NO_TIMEOUT, OPEN_REPORT_LEN } from "../ffi/status.ts";
 import {
   Channel,
+  ChannelNotFoundError,
+  type FerryError,
   GroupTableFullError,
   InvalidNameError,
+  InvalidOptionError,
   listChannels,
   Namespace,
   type NamespaceOptions,
   PeerDiedError,
 } from "../mod.ts";
-import { type Child, delay, follow, Scope, within } from "./helpers.ts";
+import { type Child, delay, follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -46,14 +51,41 @@ function checkTable(prefix: string) {
   const err = new Int32Array(OPEN_REPORT_LEN);
   const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, NO_TIMEOUT, new Uint32Array(0), 0, err);
   assert.ok(table !== null, `cannot open the group table of ${prefix}: ${err}`);
-  const out = new Uint32Array(8);
+  const out = new Uint32Array(10);
   try {
     lib.ferry_group_check(table, out);
   } finally {
     lib.ferry_group_free(table);
   }
-  const [entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt] = out;
-  return { entries, free, writingAlive, writingAbandoned, live, expired, duplicates, corrupt };
+  const [
+    entries,
+    free,
+    writingAlive,
+    writingAbandoned,
+    live,
+    expired,
+    duplicates,
+    corrupt,
+    held,
+    heldAbandoned,
+  ] = out;
+  return {
+    entries,
+    free,
+    writingAlive,
+    writingAbandoned,
+    live,
+    expired,
+    duplicates,
+    corrupt,
+    held,
+    heldAbandoned,
+  };
+}
+
+/** Whether this process has a handle open on channel `name` (it holds one of the 64 seats). */
+function seated(s: Scope, name: string): boolean {
+  return Channel.stat(name, { prefix: s.prefix }).participants.some((p) => p.pid === Deno.pid);
 }
 
 /** A member process: receives on `channel` and manages its own memberships (workers/group_peer.ts). */
@@ -139,6 +171,8 @@ Deno.test("a process killed in the middle of writing a membership: the entry is 
     expired: 0,
     duplicates: 0,
     corrupt: 0,
+    held: 0,
+    heldAbandoned: 0,
   });
   assert.equal(ns.groupStat().counters.reclaimed, 1);
 });
@@ -176,7 +210,8 @@ Deno.test("processes killed at arbitrary points of adds and discards leave the g
 const FAULT_LIB = Deno.env.get("FERRY_FAULT_LIB");
 
 Deno.test({
-  name: "a process aborted at each kill point of an add, a merge or a reclaim leaves the table consistent",
+  name:
+    "a process aborted at each kill point of an add (of each kind), a merge, a reclaim or a close leaves the table consistent",
   ignore: !FAULT_LIB,
   async fn() {
     await using s = new Scope();
@@ -196,23 +231,36 @@ Deno.test({
         new Int32Array(OPEN_REPORT_LEN),
       )!;
     };
-    const [g, keep, torn] = ["g", "keep", "torn"].map((t) => encoder.encode(t));
-    const [CLAIMED, PUBLISHED_UNMERGED] = [1, 2];
+    const [g, keep, torn, gone] = ["g", "keep", "torn", "gone"].map((t) => encoder.encode(t));
+    const [EXPIRING, PROCESS] = [0, 1];
+    const [CLAIMED, PUBLISHED_UNMERGED, HELD_FORGOTTEN] = [1, 2, 3];
     // Each point, with what must be in the table for the dying call to reach it.
-    const points: [string, "add" | "members", () => void][] = [
+    const points: [string, "add" | "add-process" | "members" | "close", () => void][] = [
       ["group.claimed", "add", () => {}],
       ["group.written", "add", () => {}],
       ["group.published", "add", () => {}],
+      ["group.claimed", "add-process", () => {}],
+      ["group.written", "add-process", () => {}],
+      ["group.published", "add-process", () => {}],
+      ["group.freeing-dead", "members", () => {
+        // A process membership whose holder is gone (freeing a handle that forgot its membership
+        // drops the lock and leaves the word HELD: a holder killed).
+        const t = raw();
+        lib.ferry_group_debug_add(t, g, g.length, gone, gone.length, 0n, PROCESS, HELD_FORGOTTEN);
+        lib.ferry_group_free(t);
+      }],
+      // Dies having ended the first of its two process memberships: the other is left to a scan.
+      ["group.closing", "close", () => {}],
       ["group.merging", "members", () => {
         // A duplicate of g/keep, as left by an adder that died before merging: the scan merges it.
         const t = raw();
-        lib.ferry_group_debug_add(t, g, g.length, keep, keep.length, 0n, PUBLISHED_UNMERGED);
+        lib.ferry_group_debug_add(t, g, g.length, keep, keep.length, 0n, EXPIRING, PUBLISHED_UNMERGED);
         lib.ferry_group_free(t);
       }],
       ["group.reclaiming", "members", () => {
         // A half-written entry whose writer is gone (freeing its handle dropped its entry lock).
         const t = raw();
-        lib.ferry_group_debug_add(t, g, g.length, torn, torn.length, 0n, CLAIMED);
+        lib.ferry_group_debug_add(t, g, g.length, torn, torn.length, 0n, EXPIRING, CLAIMED);
         lib.ferry_group_free(t);
       }],
     ];
@@ -232,25 +280,39 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert.equal(child.signal, "SIGABRT", `${point}: the child did not die there`);
+      const label = `${point} (${call})`;
+      assert.equal(child.signal, "SIGABRT", `${label}: the child did not die there`);
 
       const dead = checkTable(s.prefix);
-      assert.deepEqual([dead.writingAlive, dead.corrupt], [0, 0], `${point}: ${JSON.stringify(dead)}`);
-      const members = ns.groupMembers("g"); // a scan: reclaims and merges what the death left
-      assert.ok(members.includes("keep"), `${point}: lost a membership: ${members}`);
-      assert.ok(members.every((m) => m === "keep" || m === "added"), `${point}: ${members}`);
+      assert.deepEqual([dead.writingAlive, dead.corrupt], [0, 0], `${label}: ${JSON.stringify(dead)}`);
+      // Where the dying process held (or was freeing) a process membership, it is left without a
+      // holder: exactly the state a scan must clean up.
+      const leftHeld = ["group.freeing-dead", "group.closing"].includes(point) ||
+        (point === "group.published" && call === "add-process");
+      assert.equal(dead.heldAbandoned, leftHeld ? 1 : 0, `${label}: ${JSON.stringify(dead)}`);
+      const members = ns.groupMembers("g"); // a scan: reclaims, merges and ends what the death left
+      assert.ok(members.includes("keep"), `${label}: lost a membership: ${members}`);
+      // A dead process's process memberships are never reported; an expiring one it published is.
+      const allowed = call === "add" ? ["keep", "added"] : ["keep"];
+      assert.ok(members.every((m) => allowed.includes(m)), `${label}: ${members}`);
       const after = checkTable(s.prefix);
       assert.deepEqual(
-        [after.writingAbandoned, after.duplicates, after.corrupt, after.free + after.live],
-        [0, 0, 0, after.entries],
-        `${point}: ${JSON.stringify(after)}`,
+        [
+          after.writingAbandoned,
+          after.heldAbandoned,
+          after.duplicates,
+          after.corrupt,
+          after.free + after.live,
+        ],
+        [0, 0, 0, 0, after.entries],
+        `${label}: ${JSON.stringify(after)}`,
       );
       for (const m of members) ns.groupDiscard("g", m);
     }
   },
 });
 
-Deno.test("a full member is skipped, reported and counted, in async and in ack mode", async () => {
+Deno.test("a full member is skipped, at once or after waiting for room, reported and counted, in async and in ack mode", async () => {
   await using s = new Scope();
   using ns = connect(s, { mode: "async" });
   const tight = s.open("tight", { capacity: 1, mode: "async" });
@@ -273,8 +335,19 @@ Deno.test("a full member is skipped, reported and counted, in async and in ack m
     failed: [],
   });
 
+  // Async with a timeout waits for room, then skips; onFull "skip" skips at once whatever the timeout.
+  const waited = await ns.sendGroup("all", { n: 3 }, { timeout: 200 });
+  assert.deepEqual([waited.sent, waited.skipped], [["roomy"], ["tight"]]);
+  const eager = await within(
+    ns.sendGroup("all", { n: 4 }, { timeout: 600_000, onFull: "skip" }),
+    "onFull skip",
+  );
+  assert.deepEqual([eager.sent, eager.skipped], [["roomy"], ["tight"]]);
+  for (const n of [3, 4]) assert.deepEqual((await roomy.ask("recv", { timeout: 10_000 })).data, { n });
+  await assert.rejects(ns.sendGroup("all", 5, { onFull: "block" as "wait" }), InvalidOptionError);
+
   const { counters } = ns.groupStat();
-  assert.deepEqual({ fanouts: counters.fanouts, skipped: counters.skipped }, { fanouts: 2, skipped: 2 });
+  assert.deepEqual({ fanouts: counters.fanouts, skipped: counters.skipped }, { fanouts: 4, skipped: 4 });
   assert.ok(Channel.stat("tight", { prefix: s.prefix }).counters.full >= 2, "the channel did not count it");
   assert.deepEqual(tight.tryRecv()?.data, "already here");
   assert.equal(tight.tryRecv(), undefined, "a skipped member got a copy");
@@ -362,4 +435,139 @@ Deno.test("names follow the channel rules; the table's size is the creator's; un
   using fresh = connect(s, { groupMemory: memoryFor(4) });
   assert.deepEqual(fresh.groupMembers("g"), [], "memberships survived unlinkGroups");
   assert.equal(fresh.groupCapacity, 4);
+});
+
+Deno.test("a process membership ends when its process is killed, and when it closes its Namespace", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "ack" });
+  const killed = await member(s, "killed", { join: "news", joinLifetime: "process", mode: "ack" });
+  const closing = await member(s, "closing", { join: "news", joinLifetime: "process", mode: "ack" });
+  const timed = await member(s, "timed", { join: "news", mode: "ack" });
+  assert.deepEqual(ns.groupMembers("news"), ["closing", "killed", "timed"]);
+  assert.deepEqual(ns.groupStat().live, 3);
+
+  await killed.kill();
+  assert.deepEqual(ns.groupMembers("news"), ["closing", "timed"], "a killed process's membership was listed");
+  assert.equal(ns.groupStat().counters.died, 1);
+  // An ack fan-out does not wait on the dead member: it is not one any more.
+  const sent = follow(ns.sendGroup("news", "after the kill", { timeout: 20_000 }));
+  for (const child of [closing, timed]) {
+    assert.deepEqual((await child.ask("recv", { timeout: 10_000 })).data, "after the kill");
+  }
+  assert.deepEqual(await within(sent.promise, "the ack fan-out"), {
+    group: "news",
+    sent: ["closing", "timed"],
+    skipped: [],
+    failed: [],
+  });
+
+  assert.deepEqual(await closing.ask("exit"), {}); // closes its Namespace, then exits
+  assert.equal((await closing.status).code, 0);
+  assert.deepEqual(ns.groupMembers("news"), ["timed"], "a closed Namespace's membership was listed");
+  assert.equal(ns.groupStat().counters.closed, 1);
+  assert.deepEqual((await ns.sendGroup("news", "last", { mode: "async" })).sent, ["timed"]);
+  assert.equal(Channel.stat("killed", { prefix: s.prefix }).depth, 0, "sent to the killed member");
+
+  // Adding an expiring membership for a pair a process holds: the pair stays after the holder goes.
+  const both = await member(s, "both", { join: "news", joinLifetime: "process" });
+  assert.deepEqual(await both.ask("join", { group: "news" }), { added: false });
+  await both.kill();
+  assert.deepEqual(ns.groupMembers("news"), ["both", "timed"]);
+  assert.throws(() => ns.groupAdd("news", "x", { lifetime: "process", expiry: 5 }), InvalidOptionError);
+});
+
+Deno.test("sendGroup never creates a member channel: a missing one fails with ChannelNotFoundError and is counted", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" });
+  const present = await member(s, "present", { join: "g", mode: "async" });
+  ns.groupAdd("g", "absent");
+
+  const first = await ns.sendGroup("g", "one");
+  assert.deepEqual(first.sent, ["present"]);
+  assert.deepEqual(first.failed.map((f) => [f.channel, (f.error as FerryError).code]), [[
+    "absent",
+    "ChannelNotFound",
+  ]]);
+  assert.ok(first.failed[0].error instanceof ChannelNotFoundError);
+  assert.deepEqual(segmentsOf(s.prefix), ["present"], "sendGroup created a member channel");
+  assert.deepEqual((await present.ask("recv", { timeout: 10_000 })).data, "one");
+
+  // The member's channel is removed while its process still has it open: sendGroup must not send
+  // through the handle it kept on the removed segment (nobody could ever open it again).
+  assert.equal(Channel.unlink("present", { prefix: s.prefix }), true);
+  const second = await ns.sendGroup("g", "two", { mode: "ack", timeout: 200 });
+  assert.deepEqual(second.sent, []);
+  assert.deepEqual(second.failed.map((f) => f.channel), ["absent", "present"]);
+  assert.ok(
+    second.failed.every((f) => f.error instanceof ChannelNotFoundError),
+    String(second.failed[1]?.error),
+  );
+  assert.deepEqual(segmentsOf(s.prefix), [], "sendGroup created a member channel");
+  assert.equal(ns.groupStat().counters.missing, 3);
+
+  // Created again: the new channel gets the next value.
+  const again = s.open("present", { mode: "async" });
+  assert.deepEqual((await ns.sendGroup("g", "three")).sent, ["present"]);
+  assert.equal(again.tryRecv()?.data, "three");
+  assert.equal(
+    (await present.ask("recv", { timeout: 100 })).error,
+    "TimeoutError",
+    "sent to the removed channel",
+  );
+});
+
+Deno.test("a member handle sendGroup opened is closed once its channel leaves the group, freeing its seat", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async", memberIdle: Infinity });
+  const leaver = await member(s, "leaver", { join: "g", mode: "async" });
+  await member(s, "stayer", { join: "g", mode: "async" });
+  assert.deepEqual((await ns.sendGroup("g", 1)).sent, ["leaver", "stayer"]);
+  assert.ok(seated(s, "leaver") && seated(s, "stayer"), "sendGroup holds no handle on its members");
+
+  assert.deepEqual(await leaver.ask("leave", { group: "g" }), { removed: true });
+  assert.deepEqual((await ns.sendGroup("g", 2)).sent, ["stayer"]);
+  assert.equal(seated(s, "leaver"), false, "the handle on a former member still holds a seat");
+  assert.equal(seated(s, "stayer"), true, "a member's handle was closed");
+});
+
+Deno.test("member handles unused for memberIdle seconds are closed (0: after each sendGroup)", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async", memberIdle: 0.2 });
+  await member(s, "m", { join: "g", mode: "async" });
+  {
+    using eager = Namespace.connect({ prefix: s.prefix, mode: "async", memberIdle: 0 });
+    assert.deepEqual((await eager.sendGroup("g", 1)).sent, ["m"]);
+    assert.equal(seated(s, "m"), false, "memberIdle 0 kept the handle");
+  }
+  assert.deepEqual((await ns.sendGroup("g", 2)).sent, ["m"]);
+  assert.equal(seated(s, "m"), true);
+  await delay(300 + 500); // memberIdle is the behaviour under test: closed within 1.5 x 200 ms
+  assert.equal(seated(s, "m"), false, "an idle member handle was kept");
+  assert.deepEqual((await ns.sendGroup("g", 3)).sent, ["m"], "a closed handle is opened again when needed");
+});
+
+Deno.test("async sendGroup that waits for room: 3 subscribers each receive all N values, none skipped", async () => {
+  await using s = new Scope();
+  using ns = connect(s, { mode: "async" }); // 16 slots per member handle
+  const names = ["sub-0", "sub-1", "sub-2"];
+  const subscribers = await Promise.all(
+    names.map((name) => member(s, name, { join: "feed", mode: "async" })),
+  );
+  const N = 200;
+
+  // The whole burst is issued (each call's first attempt made) before the subscribers are told to
+  // receive: without waiting, everything past each member's 16 slots would be skipped.
+  const sending = Promise.all(
+    Array.from({ length: N }, (_, i) => ns.sendGroup("feed", i, { timeout: 20_000 })),
+  );
+  const taken = subscribers.map((child) => follow(child.ask("take", { count: N, timeout: 20_000 }, 60_000)));
+  const outcomes = await within(sending, "the fan-out", 60_000);
+  assert.deepEqual(outcomes.flatMap((r) => r.skipped), [], "members were skipped");
+  assert.deepEqual(outcomes.flatMap((r) => r.failed), []);
+  const expected = Array.from({ length: N }, (_, i) => i);
+  for (const [i, reply] of (await Promise.all(taken.map((t) => t.promise))).entries()) {
+    const got = (reply.data as number[]).toSorted((a, b) => a - b);
+    assert.deepEqual(got, expected, `${names[i]} did not receive every value exactly once`);
+  }
+  assert.equal(ns.groupStat().counters.skipped, 0);
 });

@@ -67,4 +67,6 @@ pub const POINTS: &[&str] = &[
     "group.published",
     "group.merging",
     "group.reclaiming",
+    "group.freeing-dead",
+    "group.closing",
 ];

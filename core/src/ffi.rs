@@ -616,7 +616,17 @@ pub unsafe extern "C" fn ferry_recv_batch(
 // expiry travels as a u64. `g` is null or a pointer from `ferry_group_open` not yet passed to
 // `ferry_group_free` (the module's safety contract, with `g` in the place of `h`).
 
-use crate::group::{AddStop, GroupOpen, GroupTable};
+use crate::group::{AddStop, GroupOpen, GroupTable, Lifetime};
+
+/// `lifetime` of `ferry_group_add`: 0 until `expiry_ms` from now, 1 while the adding table handle
+/// is open (its process alive).
+fn lifetime(kind: u32, expiry_ms: u64) -> Option<Lifetime> {
+    match kind {
+        0 => Some(Lifetime::Expiry(expiry_ms)),
+        1 => Some(Lifetime::Process),
+        _ => None,
+    }
+}
 
 fn group_table<'a>(g: *const GroupTable) -> Option<&'a GroupTable> {
     // SAFETY: the binding passes only pointers it got from `ferry_group_open` and has not yet
@@ -686,8 +696,10 @@ pub unsafe extern "C" fn ferry_group_info(g: *const GroupTable, out: *mut u32) -
     OK
 }
 
-/// Adds `channel` to `group` for `expiry_ms` (0: never). Returns ADDED (0), REFRESHED (1, it was
-/// a member: its deadline moved to the later one), or ERR_INVALID_NAME / ERR_TABLE_FULL (-100).
+/// Adds `channel` to `group`: `lifetime` 0 for `expiry_ms` (0: never), 1 while this table handle
+/// is open (`expiry_ms` ignored; ended by `ferry_group_free` or the process's death). Returns
+/// ADDED (0), REFRESHED (1, it was a member: a deadline moved to the later one, or this handle
+/// held it already), or ERR_INVALID_NAME / ERR_INVALID_ARGUMENT / ERR_TABLE_FULL (-100).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_add(
     g: *const GroupTable,
@@ -696,15 +708,18 @@ pub unsafe extern "C" fn ferry_group_add(
     channel: *const u8,
     channel_len: u32,
     expiry_ms: u64,
+    lifetime_kind: u32,
 ) -> i32 {
-    let Some(g) = group_table(g) else {
+    let (Some(g), Some(lifetime)) = (group_table(g), lifetime(lifetime_kind, expiry_ms)) else {
         return ERR_INVALID_ARGUMENT;
     };
-    g.add(bytes(group, group_len), bytes(channel, channel_len), expiry_ms).unwrap_or_else(|code| code)
+    g.add_stopping(bytes(group, group_len), bytes(channel, channel_len), lifetime, AddStop::Complete)
+        .unwrap_or_else(|code| code)
 }
 
 /// For tests only: an add that stops early (`stop`: 1 after claiming, half-written; 2 published
-/// without the duplicate checks). See `group::AddStop`.
+/// without the duplicate checks; 3 published HELD and forgotten, a holder that will "die" when
+/// `g` is freed). See `group::AddStop`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_debug_add(
     g: *const GroupTable,
@@ -713,17 +728,19 @@ pub unsafe extern "C" fn ferry_group_debug_add(
     channel: *const u8,
     channel_len: u32,
     expiry_ms: u64,
+    lifetime_kind: u32,
     stop: u32,
 ) -> i32 {
-    let Some(g) = group_table(g) else {
+    let (Some(g), Some(lifetime)) = (group_table(g), lifetime(lifetime_kind, expiry_ms)) else {
         return ERR_INVALID_ARGUMENT;
     };
     let stop = match stop {
         1 => AddStop::Claimed,
         2 => AddStop::PublishedUnmerged,
+        3 => AddStop::HeldForgotten,
         _ => AddStop::Complete,
     };
-    g.add_stopping(bytes(group, group_len), bytes(channel, channel_len), expiry_ms, stop)
+    g.add_stopping(bytes(group, group_len), bytes(channel, channel_len), lifetime, stop)
         .unwrap_or_else(|code| code)
 }
 
@@ -778,15 +795,45 @@ pub unsafe extern "C" fn ferry_group_members(
     OK
 }
 
-/// Counts one sendGroup call and the members it skipped as full, in the namespace's counters.
+/// Counts one sendGroup call, the members it skipped as full and those it found without a
+/// channel, in the namespace's counters.
 #[no_mangle]
-pub unsafe extern "C" fn ferry_group_note_fanout(g: *const GroupTable, skipped: u32) {
+pub unsafe extern "C" fn ferry_group_note_fanout(g: *const GroupTable, skipped: u32, missing: u32) {
     if let Some(g) = group_table(g) {
-        g.note_fanout(skipped);
+        g.note_fanout(skipped, missing);
     }
 }
 
-/// Sizes and counters into `out` (12 x u64), see `GroupTable::stat`.
+/// The identity (inode) of each channel named in `records` (`count` [len: u8][name] records, as
+/// `ferry_group_members` writes them, `records_len` bytes) of namespace `prefix`, into `out`
+/// (`count` x u64): 0 for a channel that does not exist. sendGroup compares them with the
+/// identity of the handles it keeps, so a channel removed (or removed and created again) since
+/// is never sent to through a stale handle. Returns OK, or ERR_INVALID_ARGUMENT for records that
+/// do not parse.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_channel_ids(
+    prefix: *const u8,
+    prefix_len: u32,
+    records: *const u8,
+    records_len: u32,
+    count: u32,
+    out: *mut u64,
+) -> i32 {
+    let prefix = bytes(prefix, prefix_len);
+    let records = bytes(records, records_len);
+    let mut ids = Vec::with_capacity(count as usize);
+    let mut at = 0;
+    for _ in 0..count {
+        let Some(&len) = records.get(at) else { return ERR_INVALID_ARGUMENT };
+        let Some(name) = records.get(at + 1..at + 1 + len as usize) else { return ERR_INVALID_ARGUMENT };
+        ids.push(crate::group::channel_id(prefix, name));
+        at += 1 + len as usize;
+    }
+    write_out(out, &ids);
+    OK
+}
+
+/// Sizes and counters into `out` (15 x u64), see `GroupTable::stat`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_stat(g: *const GroupTable, out: *mut u64) -> i32 {
     let Some(g) = group_table(g) else {
@@ -796,7 +843,7 @@ pub unsafe extern "C" fn ferry_group_stat(g: *const GroupTable, out: *mut u64) -
     OK
 }
 
-/// A read-only consistency report into `out` (8 x u32), see `group::Check`.
+/// A read-only consistency report into `out` (10 x u32), see `group::Check`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_check(g: *const GroupTable, out: *mut u32) -> i32 {
     let Some(g) = group_table(g) else {

@@ -11,7 +11,7 @@
 //! ```text
 //! offset 0     GroupFixed     128 B: magic "FERRYGR1", layout version, init state, sizes
 //! 128          GroupCounters  128 B: added, refreshed, discarded, expired, reclaimed, merged,
-//!                             fan-outs, skipped members
+//!                             fan-outs, skipped members, missing members, died, closed
 //! 256          GroupEntry     entry_count x 256 B: state word, meta word (name lengths, a
 //!                             check, group hash), group name, channel name
 //! ```
@@ -24,16 +24,20 @@
 //! # Entry state word
 //!
 //! ```text
-//! bits  0..2   kind: FREE, WRITING, LIVE (3 is never written: a corrupt word, freed on sight)
+//! bits  0..2   kind: FREE, WRITING, LIVE (a membership with a deadline), HELD (a membership that
+//!              lasts while the table handle that added it is open, see below)
 //! bits  2..24  generation: bumped on every return to FREE, so a stale CAS or read never passes
-//! bits 24..64  expires_at: CLOCK_BOOTTIME ms (40 bits, 34 years of uptime); all ones = never
+//! bits 24..64  expires_at: CLOCK_BOOTTIME ms (40 bits, 34 years of uptime); all ones = never.
+//!              A HELD word always says never (any other value is a word no writer made)
 //! ```
 //!
 //! Transitions, each one CAS on that word:
-//! - add: FREE -> WRITING (claim), the names are written, WRITING -> LIVE (publish);
+//! - add: FREE -> WRITING (claim), the names are written, WRITING -> LIVE or HELD (publish);
 //! - refresh (re-adding a member): LIVE(g, e) -> LIVE(g, max(e, new));
-//! - discard, expiry, duplicate merge: LIVE(g, e) -> FREE(g + 1);
-//! - reclaim of an entry whose writer died: WRITING(g) -> FREE(g + 1).
+//! - discard, expiry, duplicate merge: LIVE(g, e) -> FREE(g + 1); discard: HELD(g) -> FREE(g + 1);
+//! - reclaim of an entry whose writer died: WRITING(g) -> FREE(g + 1);
+//! - the end of a HELD membership (its holder closed the table, or died and a scan found it):
+//!   HELD(g) -> FREE(g + 1).
 //!
 //! The expiry lives in the state word so that a refresh is one CAS that fails if the entry was
 //! freed or reused meanwhile; stored beside the word, a late refresh could land on another
@@ -50,6 +54,25 @@
 //! reclaimed and reused while it can still store names into it, which no final CAS can undo.
 //! With the lock nothing is reclaimed while its writer lives, so a slow writer's publish never
 //! fails. Entry locks are only ever tried, never waited for: the table stays lock-free.
+//!
+//! # Memberships held by a process (layout version 2)
+//!
+//! A HELD entry is published like a LIVE one, but its writer keeps the entry lock after
+//! publishing, for as long as its table handle is open. The kernel drops that lock when the
+//! process dies, so the lock is the membership's liveness, as for a channel participant: a scan
+//! that meets a HELD entry of the group it looks at tries the lock, and obtaining it means the
+//! holder is gone (nobody else can hold it: claims and reclaims need it too); the word is freed
+//! under the lock with one CAS, so a scanner dying there leaves a HELD word with no holder, which
+//! the next scan frees. A holder ending its memberships (`Drop`, i.e. `close()`) frees each word,
+//! then the lock; dying in between is the same case. A handle remembers the entries it holds
+//! (`Holds`), both to skip its own locks (an OFD lock never conflicts with its own description)
+//! and to drop locks of entries another process discarded. While such a lock is held the FREE
+//! entry cannot be claimed by others; every operation of the holder releases it first.
+//!
+//! HELD entries are never merged: two handles holding one pair are two holders, and the pair stays
+//! a member while either lives (`members` reports it once). Scans try the locks only of entries
+//! whose group they read, so a dead holder's entry of another group stays until a scan of that
+//! group, or until an add finds no free entry and sweeps every HELD entry first.
 //!
 //! # Duplicates
 //!
@@ -105,7 +128,9 @@ use crate::sys;
 /// "FERRYGR1" as a little-endian u64: a group segment, not a channel ("FERRYCH1") or anything else.
 pub const GROUP_MAGIC: u64 = u64::from_le_bytes(*b"FERRYGR1");
 /// Bumped on every incompatible change to the structs in this file.
-pub const GROUP_LAYOUT_VERSION: u32 = 1;
+/// 2: kind 3 of the state word is a HELD membership (it was an invalid word), and the counters
+/// gained missing, died and closed.
+pub const GROUP_LAYOUT_VERSION: u32 = 2;
 /// Longest group or channel name, as for channels.
 pub const MAX_NAME: usize = 100;
 const NAME_WORDS: usize = MAX_NAME.div_ceil(8);
@@ -125,8 +150,16 @@ const READ_RETRIES: u32 = 16;
 /// Kill points (`fault.rs`, with the `fault-injection` feature) in the order an add passes them,
 /// then the merge and the reclaim: each one a place where a dying process must leave the table
 /// consistent.
-pub const FAULT_POINTS: &[&str] =
-    &["group.claimed", "group.written", "group.published", "group.merging", "group.reclaiming"];
+pub const FAULT_POINTS: &[&str] = &[
+    "group.claimed",
+    "group.written",
+    "group.published",
+    "group.merging",
+    "group.reclaiming",
+    // HELD memberships: a scan freeing a dead holder's entry, and a holder ending its memberships.
+    "group.freeing-dead",
+    "group.closing",
+];
 
 /// `add` outcomes (non-negative) and the group-only error. Kept apart from `status.rs`'s range.
 pub const ADDED: i32 = OK;
@@ -167,6 +200,12 @@ pub struct GroupCounters {
     pub fanouts: AtomicU64,
     /// Members skipped by those calls because their channel was full.
     pub skipped: AtomicU64,
+    /// Members those calls found without a channel (reported as failed, never created).
+    pub missing: AtomicU64,
+    /// HELD memberships freed by a scan because the process holding them died.
+    pub died: AtomicU64,
+    /// HELD memberships ended by their holder closing its table handle.
+    pub closed: AtomicU64,
 }
 
 #[repr(C)]
@@ -195,8 +234,9 @@ pub enum EntryKind {
     Free,
     Writing,
     Live,
-    /// Kind 3: never written by ferry.
-    Corrupt,
+    /// A membership that lasts while its holder keeps the entry lock (see "Memberships held by a
+    /// process").
+    Held,
 }
 
 const GEN_SHIFT: u32 = 2;
@@ -215,7 +255,7 @@ impl Word {
             0 => EntryKind::Free,
             1 => EntryKind::Writing,
             2 => EntryKind::Live,
-            _ => EntryKind::Corrupt,
+            _ => EntryKind::Held,
         }
     }
     pub fn generation(self) -> u32 {
@@ -229,7 +269,7 @@ impl Word {
             EntryKind::Free => 0,
             EntryKind::Writing => 1,
             EntryKind::Live => 2,
-            EntryKind::Corrupt => 3,
+            EntryKind::Held => 3,
         };
         Word(
             k | ((u64::from(generation) & GEN_MASK) << GEN_SHIFT)
@@ -286,6 +326,31 @@ pub fn valid_name(b: &[u8]) -> bool {
 pub fn segment_name(prefix: &[u8]) -> Option<String> {
     // All bytes are ASCII once valid, so the conversion is exact.
     valid_name(prefix).then(|| format!("/{}~groups", String::from_utf8_lossy(prefix)))
+}
+
+/// The inode of channel `name`'s segment in namespace `prefix`, `/dev/shm/<prefix>.<name>` (where
+/// glibc's shm_open keeps `/<prefix>.<name>`); 0 if there is none, u64::MAX if it cannot be told
+/// (then whoever asks opens it and lets the open decide). Not following a link, as shm_open does
+/// not; relative to a descriptor of /dev/shm kept open, which halves the cost of a full path.
+pub fn channel_id(prefix: &[u8], name: &[u8]) -> u64 {
+    use std::os::fd::AsRawFd;
+    use std::sync::OnceLock;
+    static SHM_DIR: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    if !valid_name(prefix) || !valid_name(name) {
+        return 0;
+    }
+    let Some(dir) = SHM_DIR.get_or_init(|| std::fs::File::open("/dev/shm").ok()) else {
+        return u64::MAX;
+    };
+    let mut file = Vec::with_capacity(prefix.len() + 1 + name.len());
+    file.extend_from_slice(prefix);
+    file.push(b'.');
+    file.extend_from_slice(name);
+    match nix::sys::stat::fstatat(Some(dir.as_raw_fd()), file.as_slice(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st.st_ino,
+        Err(nix::errno::Errno::ENOENT) => 0,
+        Err(_) => u64::MAX,
+    }
 }
 
 fn fnv1a(b: &[u8]) -> u32 {
@@ -411,6 +476,19 @@ pub enum AddStop {
     /// Published without looking for the pair first and without the merge scan after: models an
     /// adder that raced another adder of the pair and died right after publishing (a duplicate).
     PublishedUnmerged,
+    /// Published a HELD membership and forgot it: the entry lock stays with this handle's file
+    /// description but the handle does not end the membership when dropped. Dropping the handle
+    /// then models a holder that died (the kernel drops the lock, the word stays HELD).
+    HeldForgotten,
+}
+
+/// How long a membership lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Until this many milliseconds from now (0: never), or a discard.
+    Expiry(u64),
+    /// While the adding table handle is open (its process alive), or until a discard.
+    Process,
 }
 
 /// A read-only account of the table (see `check`).
@@ -423,18 +501,24 @@ pub struct Check {
     /// WRITING with nobody holding the entry lock: a dead writer's entry, reclaimed by the next
     /// scan.
     pub writing_abandoned: u32,
-    /// LIVE and not expired.
+    /// LIVE and not expired, or HELD by a live holder (`held` of them).
     pub live: u32,
     /// LIVE but past its expiry: freed by the next scan.
     pub expired: u32,
     /// LIVE entries whose (group, channel) pair another LIVE entry already has.
     pub duplicates: u32,
-    /// Entries no ferry code writes: kind 3, or LIVE with a meta word or names no writer made.
+    /// Entries no ferry code writes: LIVE or HELD with a meta word or names no writer made, or a
+    /// HELD word with a deadline.
     pub corrupt: u32,
+    /// Of `live`, the HELD ones (their holder's lock is held).
+    pub held: u32,
+    /// HELD with nobody holding the entry lock: the holder died; freed by the next scan of its
+    /// group (or a sweep of a full table).
+    pub held_abandoned: u32,
 }
 
 impl Check {
-    pub fn to_array(self) -> [u32; 8] {
+    pub fn to_array(self) -> [u32; 10] {
         [
             self.entries,
             self.free,
@@ -444,6 +528,8 @@ impl Check {
             self.expired,
             self.duplicates,
             self.corrupt,
+            self.held,
+            self.held_abandoned,
         ]
     }
 }
@@ -458,14 +544,19 @@ pub struct GroupOpen<'a> {
     pub create: bool,
 }
 
+/// The HELD entries this handle published and still holds the lock of, with the word it
+/// published: an entry whose word moved on (another process discarded it) is no longer ours.
+type Holds = HashMap<u32, Word>;
+
 /// An open group table. Operations are serialised per handle by a mutex: the entry locks are
 /// per open file description, so they tell processes apart but not threads sharing this handle.
+/// The mutex also guards the handle's `Holds`. Dropping the handle ends its HELD memberships.
 pub struct GroupTable {
     fd: OwnedFd,
     map: sys::Mapping,
     entry_count: u32,
     total_size: u64,
-    ops: Mutex<()>,
+    ops: Mutex<Holds>,
 }
 
 fn entry_lock_byte(i: u32) -> u64 {
@@ -527,8 +618,12 @@ impl GroupTable {
         unsafe { &*(self.map.base.add(off) as *const GroupEntry) }
     }
 
-    fn lock_ops(&self) -> MutexGuard<'_, ()> {
-        self.ops.lock().unwrap_or_else(|e| e.into_inner())
+    /// Serialises this handle's operations; first lets go of the locks of HELD entries that are
+    /// no longer ours (see `settle_holds`).
+    fn lock_ops(&self) -> MutexGuard<'_, Holds> {
+        let mut holds = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        self.settle_holds(&mut holds);
+        holds
     }
 
     // ----------------------------------------------------------------------------- operations
@@ -536,7 +631,15 @@ impl GroupTable {
     /// Makes `channel` a member of `group` until `expiry_ms` from now (0: never). A pair already
     /// present keeps its entry and gets the later of its deadline and the new one (REFRESHED).
     pub fn add(&self, group: &[u8], channel: &[u8], expiry_ms: u64) -> Result<i32, i32> {
-        self.add_stopping(group, channel, expiry_ms, AddStop::Complete)
+        self.add_stopping(group, channel, Lifetime::Expiry(expiry_ms), AddStop::Complete)
+    }
+
+    /// Makes `channel` a member of `group` while this handle is open (see "Memberships held by a
+    /// process"). REFRESHED if the pair was a member already (of any kind); a pair this handle
+    /// holds already is left as it is. The pair also stays a member while any other membership of
+    /// it lasts.
+    pub fn add_held(&self, group: &[u8], channel: &[u8]) -> Result<i32, i32> {
+        self.add_stopping(group, channel, Lifetime::Process, AddStop::Complete)
     }
 
     /// `add`, stopping early for tests (see `AddStop`). A handle used with a stop other than
@@ -546,24 +649,38 @@ impl GroupTable {
         &self,
         group: &[u8],
         channel: &[u8],
-        expiry_ms: u64,
+        lifetime: Lifetime,
         stop: AddStop,
     ) -> Result<i32, i32> {
         let (g, c) =
             (Packed::new(group).ok_or(ERR_INVALID_NAME)?, Packed::new(channel).ok_or(ERR_INVALID_NAME)?);
         let hash = fnv1a(group);
         let filter = Filter::Pair(&g, hash, &c);
-        let _ops = self.lock_ops();
+        let mut holds = self.lock_ops();
         let now = boottime_ms();
-        let expires = deadline(now, expiry_ms);
+        let (kind, expires) = match lifetime {
+            Lifetime::Expiry(ms) => (EntryKind::Live, deadline(now, ms)),
+            Lifetime::Process => (EntryKind::Held, EXPIRES_NEVER),
+        };
         let counters = &self.header().counters;
-        if stop != AddStop::PublishedUnmerged {
+        let mut was_member = false;
+        if !matches!(stop, AddStop::PublishedUnmerged | AddStop::HeldForgotten) {
             loop {
-                let found = self.scan(now, filter);
-                if found.is_empty() {
+                let found = self.scan(&holds, now, filter);
+                was_member = !found.is_empty();
+                if kind == EntryKind::Held {
+                    if found.iter().any(|(i, _)| holds.contains_key(i)) {
+                        counters.refreshed.fetch_add(1, Relaxed);
+                        return Ok(REFRESHED);
+                    }
                     break;
                 }
-                if self.merge(&found, expires) {
+                // Only a deadline can be refreshed: other processes' HELD copies end with them.
+                let timed = timed_copies(found);
+                if timed.is_empty() {
+                    break;
+                }
+                if self.merge(&timed, expires) {
                     counters.refreshed.fetch_add(1, Relaxed);
                     return Ok(REFRESHED);
                 }
@@ -571,7 +688,13 @@ impl GroupTable {
             }
         }
         let start = fnv1a(channel).wrapping_add(hash) % self.entry_count;
-        let (i, writing) = self.claim_free(start).ok_or(ERR_TABLE_FULL)?;
+        let claimed = match self.claim_free(&mut holds, start) {
+            Some(claimed) => Some(claimed),
+            // Before calling the table full, free what dead holders of other groups left.
+            None if self.sweep_dead_holders(&holds) > 0 => self.claim_free(&mut holds, start),
+            None => None,
+        };
+        let (i, writing) = claimed.ok_or(ERR_TABLE_FULL)?;
         let e = self.entry(i);
         fault::point("group.claimed");
         for (k, w) in g.words.iter().enumerate() {
@@ -587,43 +710,52 @@ impl GroupTable {
         }
         e.meta.store(meta_word(&g, &c, hash), Relaxed);
         fault::point("group.written");
-        let live = writing.with_kind(EntryKind::Live).with_expiry(expires);
+        let live = writing.with_kind(kind).with_expiry(expires);
         // SYNC POINT: the names and meta stored above are visible to whoever observes this LIVE
-        // word (readers' Acquire load in `read_live`). Only the holder of the entry lock changes a
-        // WRITING word, so this CAS cannot fail; it is a CAS to catch a broken invariant.
+        // or HELD word (readers' Acquire load in `read_live`). Only the holder of the entry lock
+        // changes a WRITING word, so this CAS cannot fail; it is a CAS to catch a broken invariant.
         let published = e.state.compare_exchange(writing.0, live.0, Release, Relaxed).is_ok();
         fault::point("group.published");
-        sys::unlock_byte(&self.fd, entry_lock_byte(i));
+        if kind == EntryKind::Held && published {
+            // The lock now stands for the membership: kept until `end_holds` or death.
+            if stop != AddStop::HeldForgotten {
+                holds.insert(i, live);
+            }
+        } else {
+            sys::unlock_byte(&self.fd, entry_lock_byte(i));
+        }
         if !published {
             return Err(ERR_IO);
         }
         counters.added.fetch_add(1, Relaxed);
-        if stop == AddStop::PublishedUnmerged {
-            return Ok(ADDED);
+        let outcome = if was_member { REFRESHED } else { ADDED };
+        if kind == EntryKind::Held || stop == AddStop::PublishedUnmerged {
+            return Ok(outcome); // HELD entries are never merged (see "Memberships held by a process")
         }
         // SYNC POINT: our publish is ordered before the loads of the scan below, and so is every
         // concurrent adder's of this pair before its scan: of two adders at least one sees the
         // other's entry (store-buffering forbidden between SeqCst fences) and merges.
         fence(SeqCst);
         loop {
-            let found = self.scan(now, filter);
-            if found.len() <= 1 || self.merge(&found, 0) {
-                return Ok(ADDED);
+            let timed = timed_copies(self.scan(&holds, now, filter));
+            if timed.len() <= 1 || self.merge(&timed, 0) {
+                return Ok(outcome);
             }
         }
     }
 
-    /// Ends `channel`'s membership of `group`. True if it was a member (an unexpired one).
+    /// Ends `channel`'s membership of `group`, every kind of it (a HELD one of another process
+    /// too: its holder lets go of the lock at its next operation). True if it was a member.
     pub fn discard(&self, group: &[u8], channel: &[u8]) -> Result<bool, i32> {
         let (g, c) =
             (Packed::new(group).ok_or(ERR_INVALID_NAME)?, Packed::new(channel).ok_or(ERR_INVALID_NAME)?);
         let filter = Filter::Pair(&g, fnv1a(group), &c);
-        let _ops = self.lock_ops();
+        let mut holds = self.lock_ops();
         let counters = &self.header().counters;
         let mut removed = false;
         // Every copy of the pair (normally one). An add of the pair still in flight is not seen:
         // it completes after this discard, which is a valid order for two overlapping calls.
-        for (i, seen) in self.scan(boottime_ms(), filter) {
+        for (i, seen) in self.scan(&holds, boottime_ms(), filter) {
             let mut w = seen.word;
             loop {
                 // SYNC POINT (Release): our reads of the entry happen before its reuse.
@@ -640,24 +772,28 @@ impl GroupTable {
                 }
             }
         }
+        // Ours among them: their words moved on, so their locks go now.
+        self.settle_holds(&mut holds);
         Ok(removed)
     }
 
-    /// The channels of `group` whose membership has not expired, sorted, each once.
+    /// The channels of `group` whose membership lasts (unexpired, or held by a live process),
+    /// sorted, each once.
     pub fn members(&self, group: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
         let g = Packed::new(group).ok_or(ERR_INVALID_NAME)?;
-        let _ops = self.lock_ops();
-        let found = self.scan(boottime_ms(), Filter::Group(&g, fnv1a(group)));
+        let holds = self.lock_ops();
+        let found = self.scan(&holds, boottime_ms(), Filter::Group(&g, fnv1a(group)));
         let mut by_channel: HashMap<Packed, Vec<(u32, Seen)>> = HashMap::new();
         for (i, seen) in found {
             by_channel.entry(seen.channel).or_default().push((i, seen));
         }
         let mut names = Vec::with_capacity(by_channel.len());
         for (channel, copies) in by_channel {
-            if copies.len() > 1 {
+            let timed = timed_copies(copies);
+            if timed.len() > 1 {
                 // Left by an adder that died before merging: merge now (a failure means another
                 // process is changing the pair right now and will settle it).
-                self.merge(&copies, 0);
+                self.merge(&timed, 0);
             }
             names.push(channel.bytes());
         }
@@ -665,21 +801,29 @@ impl GroupTable {
         Ok(names)
     }
 
-    /// Counts a sendGroup call and the members it skipped because they were full.
-    pub fn note_fanout(&self, skipped: u32) {
+    /// Counts a sendGroup call, the members it skipped because they were full and those it found
+    /// without a channel.
+    pub fn note_fanout(&self, skipped: u32, missing: u32) {
         let c = &self.header().counters;
         c.fanouts.fetch_add(1, Relaxed);
         c.skipped.fetch_add(u64::from(skipped), Relaxed);
+        c.missing.fetch_add(u64::from(missing), Relaxed);
     }
 
     /// [entries, total_size, live, added, refreshed, discarded, expired, reclaimed, merged,
-    ///  fanouts, skipped, created_unix_ms]. `live` counts unexpired LIVE words (duplicates too).
-    pub fn stat(&self) -> [u64; 12] {
+    ///  fanouts, skipped, created_unix_ms, missing, died, closed]. `live` counts unexpired LIVE
+    ///  words (duplicates too) and HELD words whose holder holds its lock.
+    pub fn stat(&self) -> [u64; 15] {
+        let holds = self.lock_ops();
         let now = boottime_ms();
         let live = (0..self.entry_count)
             .filter(|&i| {
                 let w = Word(self.entry(i).state.load(Relaxed));
-                w.kind() == EntryKind::Live && !w.expired(now)
+                match w.kind() {
+                    EntryKind::Live => !w.expired(now),
+                    EntryKind::Held => holds.contains_key(&i) || self.held_by_other(i),
+                    _ => false,
+                }
             })
             .count() as u64;
         let h = self.header();
@@ -697,12 +841,15 @@ impl GroupTable {
             c.fanouts.load(Relaxed),
             c.skipped.load(Relaxed),
             h.fixed.created_unix_ms.load(Relaxed),
+            c.missing.load(Relaxed),
+            c.died.load(Relaxed),
+            c.closed.load(Relaxed),
         ]
     }
 
     /// Looks at every entry without changing any: what a consistency test asserts on.
     pub fn check(&self) -> Check {
-        let _ops = self.lock_ops();
+        let holds = self.lock_ops();
         let now = boottime_ms();
         let mut r = Check { entries: self.entry_count, ..Check::default() };
         let mut pairs = std::collections::HashSet::new();
@@ -710,15 +857,20 @@ impl GroupTable {
             let w = Word(self.entry(i).state.load(Acquire));
             match w.kind() {
                 EntryKind::Free => r.free += 1,
-                EntryKind::Writing if sys::byte_locked_by_other(&self.fd, entry_lock_byte(i)) => {
-                    r.writing_alive += 1
-                }
+                EntryKind::Writing if self.held_by_other(i) => r.writing_alive += 1,
                 EntryKind::Writing => r.writing_abandoned += 1,
-                EntryKind::Corrupt => r.corrupt += 1,
-                EntryKind::Live => match self.read_live(i, Filter::All) {
+                EntryKind::Live | EntryKind::Held => match self.read_live(i, Filter::All) {
                     // Changed while being read: a live process is at work on it; count it as free.
                     Read::NotLive | Read::Unwanted => r.free += 1,
                     Read::Corrupt(_) => r.corrupt += 1,
+                    Read::Live(s) if s.word.kind() == EntryKind::Held => {
+                        if holds.contains_key(&i) || self.held_by_other(i) {
+                            r.live += 1;
+                            r.held += 1;
+                        } else {
+                            r.held_abandoned += 1;
+                        }
+                    }
                     Read::Live(s) => {
                         if s.word.expired(now) {
                             r.expired += 1;
@@ -738,8 +890,9 @@ impl GroupTable {
     // ----------------------------------------------------------------------------- internals
 
     /// One pass over every entry: frees expired memberships, reclaims dead writers' entries and
-    /// corrupt words, and returns the LIVE entries `filter` wants, in index order.
-    fn scan(&self, now: u64, filter: Filter) -> Vec<(u32, Seen)> {
+    /// corrupt words, frees the HELD entries of `filter`'s group whose holder died, and returns
+    /// the LIVE and HELD entries `filter` wants, in index order.
+    fn scan(&self, holds: &Holds, now: u64, filter: Filter) -> Vec<(u32, Seen)> {
         let mut found = Vec::new();
         for i in 0..self.entry_count {
             let w = Word(self.entry(i).state.load(Relaxed));
@@ -748,12 +901,19 @@ impl GroupTable {
                 EntryKind::Writing => {
                     self.reclaim_if_abandoned(i);
                 }
-                EntryKind::Corrupt => self.free_if_unchanged(i, w, None),
                 EntryKind::Live if w.expired(now) => {
                     self.free_if_unchanged(i, w, Some(&self.header().counters.expired))
                 }
-                EntryKind::Live => match self.read_live(i, filter) {
-                    Read::Live(seen) if filter.wants(&seen.group, &seen.channel) => found.push((i, seen)),
+                EntryKind::Live | EntryKind::Held => match self.read_live(i, filter) {
+                    Read::Live(seen) if filter.wants(&seen.group, &seen.channel) => {
+                        let held_elsewhere = seen.word.kind() == EntryKind::Held && !holds.contains_key(&i);
+                        // Only the lock says whether a HELD membership lasts: tried for the
+                        // entries this scan reports, so a scan costs a syscall per member, not
+                        // one per HELD entry of every group.
+                        if !(held_elsewhere && self.free_if_holder_gone(i, seen.word)) {
+                            found.push((i, seen));
+                        }
+                    }
                     Read::Corrupt(w) => self.free_if_unchanged(i, w, None),
                     _ => {}
                 },
@@ -762,16 +922,20 @@ impl GroupTable {
         found
     }
 
-    /// Reads entry `i` consistently if it is LIVE (see "Reading names"); reads the names only when
-    /// the meta word is valid and `filter` may want them.
+    /// Reads entry `i` consistently if it is LIVE or HELD (see "Reading names"); reads the names
+    /// only when the meta word is valid and `filter` may want them.
     fn read_live(&self, i: u32, filter: Filter) -> Read {
         let e = self.entry(i);
         for _ in 0..READ_RETRIES {
             // SYNC POINT: pairs with the publishing CAS (Release) in `add_stopping`: the meta and
             // names written before it are visible.
             let before = Word(e.state.load(Acquire));
-            if before.kind() != EntryKind::Live {
-                return Read::NotLive;
+            match before.kind() {
+                EntryKind::Live => {}
+                // Every HELD word a writer publishes says "never": any other is no writer's.
+                EntryKind::Held if before.expires_at() != EXPIRES_NEVER => return Read::Corrupt(before),
+                EntryKind::Held => {}
+                _ => return Read::NotLive,
             }
             let meta = e.meta.load(Relaxed);
             let valid = meta_valid(meta);
@@ -815,7 +979,7 @@ impl GroupTable {
 
     /// FREE -> WRITING on the first free entry from `start` whose lock we get. Returns the entry
     /// index and its WRITING word, with the entry lock held.
-    fn claim_free(&self, start: u32) -> Option<(u32, Word)> {
+    fn claim_free(&self, holds: &mut Holds, start: u32) -> Option<(u32, Word)> {
         let n = self.entry_count;
         for step in 0..n {
             let i = (start + step) % n;
@@ -823,8 +987,10 @@ impl GroupTable {
             if Word(e.state.load(Relaxed)).kind() != EntryKind::Free {
                 continue;
             }
+            // Succeeds on an entry whose lock this handle still holds for a HELD membership that
+            // another process discarded since our last `settle_holds`: it is ours to reuse.
             if !matches!(sys::try_lock_byte(&self.fd, entry_lock_byte(i)), Ok(true)) {
-                continue; // someone is claiming or reclaiming it
+                continue; // someone is claiming or reclaiming it, or holds it after a discard
             }
             let cur = Word(e.state.load(Relaxed));
             let writing = cur.with_kind(EntryKind::Writing).with_expiry(0);
@@ -836,9 +1002,12 @@ impl GroupTable {
                 // SYNC POINT: a reader whose Relaxed name loads see any of our stores below also
                 // sees this claim when it re-loads the word (its Acquire fence in `read_live`).
                 fence(Release);
+                holds.remove(&i); // the lock now stands for this claim
                 return Some((i, writing));
             }
-            sys::unlock_byte(&self.fd, entry_lock_byte(i));
+            if !holds.contains_key(&i) {
+                sys::unlock_byte(&self.fd, entry_lock_byte(i));
+            }
         }
         None
     }
@@ -861,6 +1030,69 @@ impl GroupTable {
         freed
     }
 
+    /// For a HELD entry `w` that another handle published: true if its holder is gone, in which
+    /// case the entry is freed (or was freed meanwhile by a discard); false while the holder holds
+    /// the lock (or another scanner, freeing it right now, does: then it counts as alive once more).
+    fn free_if_holder_gone(&self, i: u32, w: Word) -> bool {
+        if !matches!(sys::try_lock_byte(&self.fd, entry_lock_byte(i)), Ok(true)) {
+            return false;
+        }
+        // Nobody can claim the entry while we hold its lock, so the word can only still be `w`
+        // or have been freed by a discard: the CAS below frees it, or finds it free already.
+        fault::point("group.freeing-dead");
+        // SYNC POINT (Release): our reads of the entry happen before its reuse.
+        let freed = self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed).is_ok();
+        sys::unlock_byte(&self.fd, entry_lock_byte(i));
+        if freed {
+            self.header().counters.died.fetch_add(1, Relaxed);
+        }
+        true
+    }
+
+    /// Frees every HELD entry (of any group) whose holder is gone; returns how many. Costs a
+    /// syscall per HELD entry, so only an add that found no free entry calls it.
+    fn sweep_dead_holders(&self, holds: &Holds) -> u32 {
+        let mut freed = 0;
+        for i in 0..self.entry_count {
+            let w = Word(self.entry(i).state.load(Acquire));
+            if w.kind() == EntryKind::Held && !holds.contains_key(&i) && self.free_if_holder_gone(i, w) {
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Whether another open file description holds entry `i`'s lock (a writer or a holder).
+    fn held_by_other(&self, i: u32) -> bool {
+        sys::byte_locked_by_other(&self.fd, entry_lock_byte(i))
+    }
+
+    /// Lets go of the locks of entries we held whose word moved on (another process discarded
+    /// the membership, or a scan freed a word no writer made): they are free for others again.
+    fn settle_holds(&self, holds: &mut Holds) {
+        holds.retain(|&i, w| {
+            let ours = self.entry(i).state.load(Relaxed) == w.0;
+            if !ours {
+                sys::unlock_byte(&self.fd, entry_lock_byte(i));
+            }
+            ours
+        });
+    }
+
+    /// Ends every HELD membership of this handle: each word is freed, then its lock is dropped
+    /// (a death in between leaves a HELD word nobody holds, which the next scan frees).
+    fn end_holds(&self, holds: &mut Holds) {
+        for (i, w) in holds.drain() {
+            // SYNC POINT (Release): our accesses to the entry happen before its reuse.
+            let ended = self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed).is_ok();
+            if ended {
+                self.header().counters.closed.fetch_add(1, Relaxed);
+            }
+            fault::point("group.closing");
+            sys::unlock_byte(&self.fd, entry_lock_byte(i));
+        }
+    }
+
     /// LIVE (or corrupt) `w` -> FREE, unless the word changed meanwhile (then whoever changed it
     /// decides). Counts into `counter` on success.
     fn free_if_unchanged(&self, i: u32, w: Word, counter: Option<&AtomicU64>) {
@@ -872,8 +1104,9 @@ impl GroupTable {
         }
     }
 
-    /// Merges copies of one pair (index order) into the first: it takes the latest deadline of all
-    /// of them and of `at_least`, the others are freed. False if a word changed under it.
+    /// Merges copies of one pair (index order, LIVE only) into the first: it takes the latest
+    /// deadline of all of them and of `at_least`, the others are freed. False if a word changed
+    /// under it.
     fn merge(&self, copies: &[(u32, Seen)], at_least: u64) -> bool {
         let Some(((keep, keeper), rest)) = copies.split_first() else { return true };
         let target = rest.iter().map(|(_, s)| s.word.expires_at()).fold(at_least, u64::max);
@@ -901,6 +1134,18 @@ impl GroupTable {
         }
         settled
     }
+}
+
+impl Drop for GroupTable {
+    fn drop(&mut self) {
+        let mut holds = std::mem::take(self.ops.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.end_holds(&mut holds);
+    }
+}
+
+/// The LIVE (deadline) copies among `found`: the only ones refreshed and merged.
+fn timed_copies(found: Vec<(u32, Seen)>) -> Vec<(u32, Seen)> {
+    found.into_iter().filter(|(_, s)| s.word.kind() == EntryKind::Live).collect()
 }
 
 // --------------------------------------------------------------------------------- open/build
@@ -988,7 +1233,7 @@ fn attach(fd: OwnedFd, entries: u32) -> Result<GroupTable, OpenError> {
     if h.fixed.init_state.load(Acquire) != INIT_READY || h.fixed.entry_count.load(Relaxed) != entries {
         return Err(OpenError::new(ERR_INCOMPATIBLE, WHY_SIZE));
     }
-    Ok(GroupTable { fd, map, entry_count: entries, total_size: total, ops: Mutex::new(()) })
+    Ok(GroupTable { fd, map, entry_count: entries, total_size: total, ops: Mutex::default() })
 }
 
 #[cfg(test)]
@@ -1054,7 +1299,7 @@ mod tests {
         assert!(!r.same_holder(Word::new(EntryKind::Live, 6, 2000)));
         assert!(r.expired(2000) && !r.expired(1999));
         assert!(!w.expired(u64::MAX));
-        assert_eq!(Word(3).kind(), EntryKind::Corrupt);
+        assert_eq!(Word(3).kind(), EntryKind::Held);
     }
 
     #[test]

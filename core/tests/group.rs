@@ -1,6 +1,7 @@
 //! The group table: memberships, refresh without duplicates, expiry, a full table, writers that die
-//! mid-add, duplicates left by a dead adder, and many handles racing on one table. Handles in one
-//! process stand in for processes: each has its own fd, so its own OFD entry locks.
+//! mid-add, duplicates left by a dead adder, memberships held by a handle that end with it, and
+//! many handles racing on one table. Handles in one process stand in for processes: each has its
+//! own fd, so its own OFD entry locks, and dropping one is what the kernel does at a death.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -38,8 +39,8 @@ fn members(t: &GroupTable, group: &str) -> Vec<String> {
 fn assert_settled(t: &GroupTable, live: u32) {
     let c = t.check();
     assert_eq!(
-        (c.writing_alive, c.writing_abandoned, c.duplicates, c.corrupt, c.expired, c.live),
-        (0, 0, 0, 0, 0, live),
+        (c.writing_alive, c.writing_abandoned, c.duplicates, c.corrupt, c.expired, c.held_abandoned, c.live),
+        (0, 0, 0, 0, 0, 0, live),
         "{c:?}"
     );
     assert_eq!(c.free + c.live, c.entries, "{c:?}");
@@ -152,7 +153,7 @@ fn a_writer_that_died_mid_write_is_reclaimed_and_a_live_one_is_not() {
     let t = open(&n, memory_for(1));
     let writer = open(&n, memory_for(1));
     // The writer claims the only entry, writes half the names and stops: alive, holding its lock.
-    assert_eq!(writer.add_stopping(b"g", b"torn", 0, AddStop::Claimed), Ok(ADDED));
+    assert_eq!(writer.add_stopping(b"g", b"torn", Lifetime::Expiry(0), AddStop::Claimed), Ok(ADDED));
     assert!(members(&t, "g").is_empty(), "a half-written entry was read");
     assert_eq!(t.check().writing_alive, 1);
     assert_eq!(t.add(b"g", b"other", 0), Err(ERR_TABLE_FULL), "a live writer's entry was taken");
@@ -195,7 +196,7 @@ fn a_duplicate_left_by_a_dead_adder_is_merged_keeping_the_later_deadline() {
     let _u = Unlink(n.clone());
     let t = open(&n, memory_for(8));
     assert_eq!(t.add(b"g", b"a", 60_000), Ok(ADDED));
-    assert_eq!(t.add_stopping(b"g", b"a", 0, AddStop::PublishedUnmerged), Ok(ADDED));
+    assert_eq!(t.add_stopping(b"g", b"a", Lifetime::Expiry(0), AddStop::PublishedUnmerged), Ok(ADDED));
     assert_eq!(t.check().duplicates, 1);
     assert_eq!(members(&t, "g"), ["a"], "a member was reported twice");
     assert_settled(&t, 1);
@@ -205,7 +206,7 @@ fn a_duplicate_left_by_a_dead_adder_is_merged_keeping_the_later_deadline() {
     assert_eq!(t.stat()[8], 1, "merged counter");
 
     // Discard removes every copy, merged or not.
-    assert_eq!(t.add_stopping(b"g", b"a", 0, AddStop::PublishedUnmerged), Ok(ADDED));
+    assert_eq!(t.add_stopping(b"g", b"a", Lifetime::Expiry(0), AddStop::PublishedUnmerged), Ok(ADDED));
     assert_eq!(t.discard(b"g", b"a"), Ok(true));
     assert!(members(&t, "g").is_empty());
     assert_settled(&t, 0);
@@ -377,12 +378,12 @@ fn fan_outs_and_skips_are_counted_in_the_namespace() {
     let n = name("count");
     let _u = Unlink(n.clone());
     let t = open(&n, DEFAULT_MEMORY);
-    t.note_fanout(0);
-    t.note_fanout(2);
+    t.note_fanout(0, 0);
+    t.note_fanout(2, 1);
     let other = open(&n, DEFAULT_MEMORY);
-    other.note_fanout(1);
+    other.note_fanout(1, 0);
     let s = t.stat();
-    assert_eq!((s[9], s[10]), (3, 3), "fanouts, skipped");
+    assert_eq!((s[9], s[10], s[12]), (3, 3, 1), "fanouts, skipped, missing");
 }
 
 #[test]
@@ -417,4 +418,85 @@ fn every_group_kill_point_is_listed_with_the_engine_ones() {
     for point in ferry_core::group::FAULT_POINTS {
         assert!(ferry_core::fault::POINTS.contains(point), "{point} missing from fault::POINTS");
     }
+}
+
+#[test]
+fn a_held_membership_lasts_while_its_handle_is_open_and_ends_when_it_is_dropped() {
+    let n = name("held");
+    let _u = Unlink(n.clone());
+    let t = open(&n, memory_for(4));
+    let holder = open(&n, memory_for(4));
+    assert_eq!(holder.add_held(b"g", b"inbox"), Ok(ADDED));
+    assert_eq!(holder.add_held(b"g", b"inbox"), Ok(REFRESHED), "one holder holds a pair once");
+    assert_eq!(members(&t, "g"), ["inbox"], "another handle sees it (and its scan keeps it)");
+    assert_eq!(members(&holder, "g"), ["inbox"], "its own scan keeps it too");
+    let c = t.check();
+    assert_eq!((c.live, c.held, c.held_abandoned), (1, 1, 0), "{c:?}");
+    assert_eq!(t.stat()[2], 1, "live");
+
+    drop(holder); // close(): the membership ends with the handle
+    assert!(members(&t, "g").is_empty());
+    assert_settled(&t, 0);
+    let s = t.stat();
+    assert_eq!((s[3], s[13], s[14]), (1, 0, 1), "added, died, closed");
+}
+
+#[test]
+fn a_dead_holders_membership_is_freed_by_the_next_scan_of_its_group() {
+    let n = name("helddead");
+    let _u = Unlink(n.clone());
+    let t = open(&n, memory_for(4));
+    let holder = open(&n, memory_for(4));
+    assert_eq!(holder.add_stopping(b"g", b"inbox", Lifetime::Process, AddStop::HeldForgotten), Ok(ADDED));
+    assert_eq!(members(&t, "g"), ["inbox"], "a live holder's membership was freed");
+    drop(holder); // its lock goes, its word stays HELD: a process killed
+    let c = t.check();
+    assert_eq!((c.live, c.held_abandoned), (0, 1), "{c:?}");
+    assert_eq!(t.stat()[2], 0, "a dead holder's membership counted as live");
+    assert!(members(&t, "g").is_empty(), "a dead holder's membership was reported");
+    assert_settled(&t, 0);
+    assert_eq!(t.stat()[13], 1, "died counter");
+}
+
+#[test]
+fn expiring_and_held_memberships_of_one_pair_are_independent_and_discard_ends_both() {
+    let n = name("heldmix");
+    let _u = Unlink(n.clone());
+    let t = open(&n, memory_for(4));
+    let holder = open(&n, memory_for(4));
+    assert_eq!(t.add(b"g", b"inbox", 0), Ok(ADDED));
+    assert_eq!(holder.add_held(b"g", b"inbox"), Ok(REFRESHED), "it was a member already");
+    assert_eq!(members(&t, "g"), ["inbox"], "reported once");
+    drop(holder);
+    assert_eq!(members(&t, "g"), ["inbox"], "the expiring membership outlives the holder");
+
+    let holder = open(&n, memory_for(4));
+    assert_eq!(holder.add_held(b"g", b"inbox"), Ok(REFRESHED));
+    assert_eq!(t.discard(b"g", b"inbox"), Ok(true));
+    assert!(members(&t, "g").is_empty(), "discard must end the held membership too");
+    // The holder lets go of the discarded entry's lock at its next call: the entry is reusable.
+    assert!(members(&holder, "g").is_empty());
+    for c in [b"a", b"b", b"c", b"d"] {
+        assert_eq!(t.add(b"g", c, 0), Ok(ADDED), "an entry stayed locked by the holder");
+    }
+    drop(holder);
+    assert_settled(&t, 4);
+}
+
+#[test]
+fn a_full_table_sweeps_dead_holders_of_other_groups_before_giving_up() {
+    let n = name("heldsweep");
+    let _u = Unlink(n.clone());
+    let t = open(&n, memory_for(2));
+    let live = open(&n, memory_for(2));
+    let dead = open(&n, memory_for(2));
+    assert_eq!(live.add_held(b"other", b"x"), Ok(ADDED));
+    assert_eq!(dead.add_stopping(b"other", b"y", Lifetime::Process, AddStop::HeldForgotten), Ok(ADDED));
+    drop(dead);
+    assert_eq!(t.add(b"g", b"a", 0), Ok(ADDED), "the dead holder's entry was not swept");
+    assert_eq!(t.add(b"g", b"b", 0), Err(ERR_TABLE_FULL), "a live holder's entry was taken");
+    assert_eq!(members(&t, "other"), ["x"]);
+    drop(live);
+    assert_eq!(t.add(b"g", b"b", 0), Ok(ADDED));
+    assert_settled(&t, 2);
 }

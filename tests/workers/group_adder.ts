@@ -33,8 +33,8 @@ if (how === "loop") {
   const table = lib.ferry_group_open(p, p.length, Number(memoryText), 0o600, NO_TIMEOUT, none, 0, err);
   const g = encoder.encode(group);
   const c = encoder.encode("torn-channel-name-that-is-long-enough-to-span-several-words");
-  const CLAIMED = 1;
-  const st = lib.ferry_group_debug_add(table, g, g.length, c, c.length, 0n, CLAIMED);
+  const [EXPIRING, CLAIMED] = [0, 1];
+  const st = lib.ferry_group_debug_add(table, g, g.length, c, c.length, 0n, EXPIRING, CLAIMED);
   console.log(st === 0 ? "claimed" : `failed ${st}`);
   for await (const _ of stdinLines()) {
     // wait for the kill
