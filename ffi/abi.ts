@@ -77,3 +77,14 @@ export const ParticipantRow = {
   ROLE: 3,
   STRIDE: 4,
 } as const;
+
+/**
+ * How a wait spins before it parks, and how long one park lasts: the same policy as the core's
+ * own blocking waits (core/src/engine.rs).
+ */
+export const WaitPolicy = {
+  /** Attempts before a wait parks (about 15 us): a peer's round trip, without a thread hop. */
+  SPIN_ATTEMPTS: 200,
+  /** Longest single park; waits re-check liveness and deadlines at least this often. */
+  PARK_SLICE_MS: 20,
+} as const;
