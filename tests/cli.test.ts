@@ -133,6 +133,8 @@ Deno.test("bench: dispatched to the benchmark suite, whose --help exits 0 and na
   const r = await cli(["bench", "--help"]);
   assert.equal(r.code, EXIT.ok, `bench --help exited ${r.code}; stderr: ${r.stderr}`);
   assert.match(r.stdout, /--quick/);
+  // bench parses its own arguments; its mistakes are usage errors like every other command's.
+  assertUserError(await cli(["bench", "--bogus"]), EXIT.usage, /--bogus/);
 });
 
 Deno.test("usage errors exit 2 with one line on stderr and no stack trace", async () => {

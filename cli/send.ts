@@ -1,0 +1,87 @@
+// `send <channel> [<json> | -]`: one value, or each line of stdin, in ack or async mode.
+
+import { FerryError } from "../mod.ts";
+import { channelArg, flag, milliseconds, type ParsedArgs, seconds, sendMode, str } from "./args.ts";
+import type { Command } from "./command.ts";
+import { EXIT, UsageError } from "./errors.ts";
+import { openArgs, openChannel } from "./open.ts";
+import { CREATION, TIMEOUT, withCommon } from "./options.ts";
+import { print, toJson } from "./output.ts";
+import { parseValue, stdinValues } from "./values.ts";
+
+async function run(args: ParsedArgs): Promise<number> {
+  const name = channelArg("send", args, 1);
+  let source = args.positionals[1];
+  if (source === undefined) {
+    if (Deno.stdin.isTerminal()) {
+      throw new UsageError(
+        "send: give a JSON value, or - to send each line of stdin (see: cli.ts send --help)",
+      );
+    }
+    source = "-";
+  }
+  const mode = sendMode(str(args, "mode"));
+  const timeout = milliseconds(str(args, "timeout"));
+  const expiry = seconds(str(args, "expiry"));
+  const o = openArgs("send", args, name);
+  const fromStdin = source === "-";
+  const channel = openChannel("send", o, {
+    mode,
+    ...(timeout === undefined ? {} : { timeout }),
+    ...(expiry === undefined ? {} : { expiry }),
+  });
+  let sent = 0;
+  try {
+    const values = fromStdin ? stdinValues() : [parseValue(source)];
+    for await (const value of values) {
+      try {
+        await channel.send(value);
+      } catch (error) {
+        if (fromStdin && error instanceof FerryError) {
+          error.message += ` (line ${sent + 1} of stdin; ${sent} sent before it)`;
+        }
+        throw error;
+      }
+      sent++;
+    }
+  } finally {
+    channel.close();
+  }
+  if (flag(args, "json")) {
+    print(toJson({ channel: name, prefix: o.prefix, mode, sent }));
+  } else {
+    const how = mode === "ack" ? "each released by a receiver" : "queued";
+    print(`sent ${sent} message${sent === 1 ? "" : "s"} to '${name}' (${mode}: ${how})`);
+  }
+  return EXIT.ok;
+}
+
+export const send: Command = {
+  name: "send",
+  usage: "send <channel> [<json> | -]",
+  summary: "send one JSON value, or each line of stdin with -",
+  about: `Sends <json> as one message: JSON when it parses (42, true, '{"id":1}'), else the text itself
+as a string (hello). With -, or no value and stdin not a terminal, each non-empty line of stdin
+is one message, sent in turn. A value starting with - other than a number needs -- before it.
+ack mode waits, per message, until a receiver released it; async mode until it is queued.
+The channel must exist unless --create is given.
+Output: "sent N messages to '<channel>'"; with --json {"channel", "prefix", "mode", "sent"}.`,
+  options: withCommon({
+    mode: {
+      type: "string",
+      arg: "ack|async",
+      help: "ack (default): wait for a receiver to release it; async: queued",
+    },
+    timeout: {
+      ...TIMEOUT,
+      help: "longest wait for room, then for the ack, in ms (default 5000; inf: none)",
+    },
+    expiry: {
+      type: "string",
+      arg: "<s>",
+      help: "seconds before an unreceived message is dropped (default 60; 0: never)",
+    },
+    ...CREATION,
+  }),
+  run,
+};
