@@ -23,8 +23,17 @@ ${optionLines.join("\n")}
 ${EXIT_CODES}`;
 }
 
+/** Width of the usage column in the overview. */
+const USAGE_COLUMN = 30;
+
 export function mainHelp(): string {
-  const lines = COMMANDS.map((c) => `  ${c.usage.padEnd(30)}${c.summary}`);
+  // A usage too long for the column puts its summary on the next line, so the two never run
+  // together (group's did: "...<json>group memberships").
+  const lines = COMMANDS.map((c) =>
+    c.usage.length <= USAGE_COLUMN - 2
+      ? `  ${c.usage.padEnd(USAGE_COLUMN)}${c.summary}`
+      : `  ${c.usage}\n  ${" ".repeat(USAGE_COLUMN)}${c.summary}`
+  );
   return `ferry: message passing between processes through shared memory (/dev/shm/<prefix>.<name>)
 
 Usage: deno run -A cli.ts <command> [options]

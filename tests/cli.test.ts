@@ -122,9 +122,15 @@ Deno.test("--help: the overview and every command's help exit 0 and document the
       `${what}: exit codes`,
     );
   }
-  for (const command of [...commands, "bench"]) {
-    assert.match(results[0].stdout, new RegExp(`^ {2}${command} `, "m"));
+  for (const command of [...commands, "group", "bench"]) {
+    // Each command's usage, then its summary after two spaces or, when the usage is long, on the
+    // next line: never run together ("...<json>group memberships").
+    const entry = new RegExp(`^ {2}${command} [^\n]*?(?: {2,}|\n {4,})([a-z][^\n]*)$`, "m");
+    const summary = entry.exec(results[0].stdout)?.[1];
+    assert.ok(summary, `the overview lists ${command}`);
+    assert.doesNotMatch(summary, /[<>|]/, `${command}'s summary is its summary`);
   }
+  assert.doesNotMatch(results[0].stdout, /\S(?:group memberships)/);
   assert.match(results[4].stdout, /--mode ack\|async/);
   assert.match(results[5].stdout, /-n, --count <n>/);
 });
