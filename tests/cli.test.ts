@@ -232,6 +232,21 @@ Deno.test("send - sends each stdin line as one JSON value (text that is not JSON
   assert.equal(ch.tryRecv()?.data, -2.5);
 });
 
+Deno.test("the CLI's line reader: lines split across chunks, CRLF, UTF-8 split mid-character, a last line without newline", async () => {
+  const e = new TextEncoder().encode("\u00e9"); // two bytes, delivered one chunk each
+  const chunks = [
+    new TextEncoder().encode("a\r"),
+    new TextEncoder().encode("\nb"),
+    e.subarray(0, 1),
+    e.subarray(1),
+    new TextEncoder().encode("\n\nlast"),
+  ];
+  const stream = ReadableStream.from(chunks);
+  const got = [];
+  for await (const line of textLines(stream)) got.push(line);
+  assert.deepEqual(got, ["a", "b\u00e9", "", "last"]);
+});
+
 Deno.test("recv --count N prints N messages in order; too few within --timeout exits 1, keeping what it printed", async () => {
   await using s = new Scope();
   const ch = s.open("q", { ...SMALL, mode: "async" });

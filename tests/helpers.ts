@@ -4,6 +4,7 @@
 
 import { fileURLToPath } from "node:url";
 import { Channel } from "../mod.ts";
+import { textLines as readLines } from "../cli/lines.ts";
 
 type OpenOptions = NonNullable<Parameters<typeof Channel.open>[1]>;
 
@@ -307,22 +308,13 @@ export function otherUserCommand(uid = 65534): string[] | undefined {
   return undefined;
 }
 
-/** Lines from this process's stdin (for workers); ends at EOF. */
-/** The lines of a byte stream, as they arrive (a last line without a newline too). */
-export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    pending += chunk;
-    let end;
-    while ((end = pending.indexOf("\n")) >= 0) {
-      yield pending.slice(0, end);
-      pending = pending.slice(end + 1);
-    }
-  }
-  if (pending) yield pending;
+/** The lines of a byte stream, as they arrive (a last line without a newline too): the CLI's reader. */
+export function textLines(stream: ReadableStream<Uint8Array>): AsyncIterableIterator<string> {
+  return readLines(stream).values();
 }
 
-export function stdinLines(): AsyncGenerator<string> {
+/** Lines from this process's stdin (for workers); ends at EOF. */
+export function stdinLines(): AsyncIterableIterator<string> {
   return textLines(Deno.stdin.readable);
 }
 
