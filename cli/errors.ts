@@ -11,7 +11,8 @@ export const EXIT_CODES = `Exit codes:
   0    success
   1    runtime error: timeout, channel full, receiver died (ack), message expired or too large,
        channel in use (rm), not a ferry channel, no permission, I/O
-  2    usage error: unknown command or option, bad option value, invalid channel name or prefix
+  2    usage error: unknown command or option, bad option value, a value that is not JSON,
+       invalid channel name or prefix
   3    channel not found
   130  recv interrupted by Ctrl-C / SIGTERM (tail stops on them with 0)`;
 

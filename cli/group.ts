@@ -7,7 +7,7 @@ import { EXIT, UsageError, usageError } from "./errors.ts";
 import { onInterrupt } from "./open.ts";
 import { TIMEOUT, withCommon } from "./options.ts";
 import { print, toJson } from "./output.ts";
-import { parseValue } from "./values.ts";
+import { argumentValue } from "./values.ts";
 
 async function run(args: ParsedArgs): Promise<number> {
   const [action, name, third, ...rest] = args.positionals;
@@ -21,9 +21,14 @@ async function run(args: ParsedArgs): Promise<number> {
   if (hold && expiry !== undefined) throw usage("--hold and --expiry exclude each other");
   const onFull = str(args, "on-full");
   if (onFull !== undefined && action !== "send") throw usage("--on-full is for send");
+  if (flag(args, "string") && action !== "send") throw usage("--string is for send");
   if (onFull !== undefined && onFull !== "wait" && onFull !== "skip") {
     throw new UsageError(`--on-full must be "wait" or "skip", not '${onFull}'`);
   }
+  // Checked before the namespace is connected: a usage error leaves nothing behind.
+  const value = action === "send" && third !== undefined
+    ? argumentValue("group send", third, flag(args, "string"))
+    : undefined;
   using ns = Namespace.connect({ prefix, ...trustArgs(args) });
   switch (action) {
     case "add":
@@ -59,7 +64,7 @@ async function run(args: ParsedArgs): Promise<number> {
       if (name === undefined || third === undefined) throw usage("send needs <group> <json>");
       const mode = sendMode(str(args, "mode"));
       const timeout = milliseconds(str(args, "timeout"));
-      const result = await ns.sendGroup(name, parseValue(third), {
+      const result = await ns.sendGroup(name, value, {
         mode,
         timeout,
         onFull: onFull as GroupFullPolicy | undefined,
@@ -111,7 +116,8 @@ expires after --expiry seconds (default 86400) unless added again, or ends with 
 makes a membership that lasts only while this command runs: it prints one line and waits; Ctrl-C or
 SIGTERM ends the membership and exits 0, and if the command is killed the membership ends too (the
 next look at the group finds it gone). Run it beside the process that receives on the channel.
-send delivers one copy to every member channel and never creates one: a member without a channel
+send delivers <json> (a JSON value, or with --string the text as a string) as one copy to every
+member channel and never creates one: a member without a channel
 fails (channel not found). A full member is waited for up to --timeout and then skipped (ack mode,
 or whenever --timeout is given), or skipped at once (async mode without --timeout); --on-full
 chooses. In ack mode send waits for every copy to be released. Exit 1 if any member failed.
@@ -124,6 +130,7 @@ With --json: one document with what was done (members for ls; sent, skipped, fai
     },
     hold: { type: "boolean", help: "for add: hold the membership only while this command runs" },
     mode: { type: "string", arg: "ack|async", help: "for send: ack (default) or async" },
+    string: { type: "boolean", help: "for send: send <json> as a string instead of JSON" },
     "on-full": {
       type: "string",
       arg: "wait|skip",

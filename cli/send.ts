@@ -7,7 +7,7 @@ import { EXIT, UsageError } from "./errors.ts";
 import { openArgs, openChannel } from "./open.ts";
 import { CREATION, TIMEOUT, withCommon } from "./options.ts";
 import { print, toJson } from "./output.ts";
-import { parseValue, stdinValues } from "./values.ts";
+import { argumentValue, stdinValues } from "./values.ts";
 
 async function run(args: ParsedArgs): Promise<number> {
   const name = channelArg("send", args, 1);
@@ -25,25 +25,31 @@ async function run(args: ParsedArgs): Promise<number> {
   const expiry = seconds(str(args, "expiry"));
   const o = openArgs("send", args, name);
   const fromStdin = source === "-";
+  const asString = flag(args, "string");
+  // Checked before the channel is opened: a bad value must not create one (--create).
+  const values = fromStdin
+    ? stdinValues("send", asString)
+    : [{ line: 0, value: argumentValue("send", source, asString) }];
   const channel = openChannel("send", o, {
     mode,
     ...(timeout === undefined ? {} : { timeout }),
     ...(expiry === undefined ? {} : { expiry }),
   });
   let sent = 0;
+  let line = 0;
   try {
-    const values = fromStdin ? stdinValues() : [parseValue(source)];
-    for await (const value of values) {
-      try {
-        await channel.send(value);
-      } catch (error) {
-        if (fromStdin && error instanceof FerryError) {
-          error.message += ` (line ${sent + 1} of stdin; ${sent} sent before it)`;
-        }
-        throw error;
-      }
+    for await (const next of values) {
+      line = next.line;
+      await channel.send(next.value);
       sent++;
     }
+  } catch (error) {
+    // What already left matters to whoever reruns the rest.
+    if (fromStdin && error instanceof UsageError) error.message += `; ${sent} sent before it`;
+    else if (fromStdin && error instanceof FerryError) {
+      error.message += ` (line ${line} of stdin; ${sent} sent before it)`;
+    }
+    throw error;
   } finally {
     channel.close();
   }
@@ -60,9 +66,11 @@ export const send: Command = {
   name: "send",
   usage: "send <channel> [<json> | -]",
   summary: "send one JSON value, or each line of stdin with -",
-  about: `Sends <json> as one message: JSON when it parses (42, true, '{"id":1}'), else the text itself
-as a string (hello). With -, or no value and stdin not a terminal, each non-empty line of stdin
-is one message, sent in turn. A value starting with - other than a number needs -- before it.
+  about: `Sends <json> as one JSON value (42, true, '"hello"', '{"id":1}'); text that is not JSON is a usage
+error naming the column where it stops being JSON. With --string the text itself is sent as a string
+(hello). With -, or no value and stdin not a terminal, each non-empty line of stdin is one message
+(JSON, or a string with --string), sent in turn; a bad line stops there (exit 2), the lines before
+it were sent. A value starting with - other than a number needs -- before it.
 ack mode waits, per message, until a receiver released it; async mode until it is queued.
 The channel must exist unless --create is given.
 Output: "sent N messages to '<channel>'"; with --json {"channel", "prefix", "mode", "sent"}.`,
@@ -81,6 +89,7 @@ Output: "sent N messages to '<channel>'"; with --json {"channel", "prefix", "mod
       arg: "<s>",
       help: "seconds before an unreceived message is dropped (default 60; 0: never)",
     },
+    string: { type: "boolean", help: "send the value, or each stdin line, as a string instead of JSON" },
     ...CREATION,
   }),
   run,

@@ -118,7 +118,7 @@ Deno.test("--help: the overview and every command's help exit 0 and document the
     assert.match(r.stdout, /^Usage: deno run -A cli\.ts /m, `${what}: usage line`);
     assert.match(
       r.stdout,
-      /Exit codes:\n {2}0 .*\n {2}1 [^]* {2}2 .*\n {2}3 +channel not found/,
+      /Exit codes:\n {2}0 .*\n {2}1 [^]* {2}2 .*\n(?: {7}.*\n)* {2}3 +channel not found/,
       `${what}: exit codes`,
     );
   }
@@ -216,10 +216,10 @@ Deno.test("send then recv across two CLI processes, ack mode: send returns once 
   );
 });
 
-Deno.test("send - sends each stdin line as one JSON value (text that is not JSON as a string)", async () => {
+Deno.test("send - sends each stdin line as one JSON value", async () => {
   await using s = new Scope();
   const ch = s.open("lines", { ...SMALL, mode: "async" });
-  const stdin = '1\nhello world\n{"a":[1,2]}\n\n"quoted"\n-5\r\nlast line without newline';
+  const stdin = '1\n"hello world"\n{"a":[1,2]}\n\n"quoted"\n-5\r\n"last line without newline"';
   const r = await cli(["send", "lines", "-", "--prefix", s.prefix, "--mode", "async", "--json"], stdin);
   assertOk(r, "send -");
   assert.deepEqual(JSON.parse(r.stdout), { channel: "lines", prefix: s.prefix, mode: "async", sent: 6 });
@@ -230,6 +230,51 @@ Deno.test("send - sends each stdin line as one JSON value (text that is not JSON
   // A value argument that looks like a negative number is one, not an option.
   assertOk(await cli(["send", "lines", "-2.5", "--prefix", s.prefix, "--mode", "async"]), "send -2.5");
   assert.equal(ch.tryRecv()?.data, -2.5);
+});
+
+Deno.test("send: text that is not JSON is a usage error naming the column; --string sends text as a string", async () => {
+  await using s = new Scope();
+  const ch = s.open("values", { ...SMALL, mode: "async" });
+  const p = ["--prefix", s.prefix, "--mode", "async"];
+
+  const [bare, unclosed, created] = await Promise.all([
+    cli(["send", "values", "hello", ...p]),
+    cli(["send", "values", '{"id": 1', ...p]),
+    cli(["send", "new", "{id: 1}", ...p, "--create"]),
+  ]);
+  for (const r of [bare, unclosed, created]) assert.equal(r.stdout, "");
+  assertUserError(
+    bare,
+    EXIT.usage,
+    /^ferry: send: 'hello' is not JSON \(unexpected 'h' at column 1\); --string/,
+  );
+  assertUserError(
+    unclosed,
+    EXIT.usage,
+    /^ferry: send: '\{"id": 1' is not JSON \(unexpected end at column 9\)/,
+  );
+  assertUserError(created, EXIT.usage, /property name, found 'i' at column 2/);
+  assert.deepEqual(segmentsOf(s.prefix), ["values"], "a bad value created the channel it was for");
+  assert.equal(ch.stat().counters.sent, 0);
+
+  // stdin: the lines before a bad one are sent, and the error says so.
+  const partly = await cli(["send", "values", "-", ...p], '1\n\n{"a":\n3\n');
+  assertUserError(
+    partly,
+    EXIT.usage,
+    /^ferry: send: line 3 of stdin, '\{"a":', is not JSON \(unexpected end at column 6\); .* 1 sent before it$/m,
+  );
+  assert.deepEqual([ch.tryRecv()?.data, ch.tryRecv()], [1, undefined]);
+
+  // --string: the argument, or each stdin line, as it is.
+  assertOk(await cli(["send", "values", "hello", "--string", ...p]), "send --string");
+  assertOk(await cli(["send", "values", "42", "--string", ...p]), "send 42 --string");
+  const lines = await cli(["send", "values", "-", "--string", ...p], 'hello world\n{"a":1}\r\n\nlast');
+  assertOk(lines, "send - --string");
+  assert.equal(lines.stdout, "sent 3 messages to 'values' (async: queued)\n");
+  const got = [];
+  for (let m = ch.tryRecv(); m !== undefined; m = ch.tryRecv()) got.push(m.data);
+  assert.deepEqual(got, ["hello", "42", "hello world", '{"a":1}', "last"]);
 });
 
 Deno.test("the CLI's line reader: lines split across chunks, CRLF, UTF-8 split mid-character, a last line without newline", async () => {
@@ -486,6 +531,14 @@ Deno.test("group: add, ls, send to every member and rm, each from its own CLI pr
     assertOk(sent, "group send");
     assert.deepEqual(JSON.parse(sent.stdout).sent.sort(), ["ga", "gb"]);
     assert.deepEqual([a.tryRecv()?.data, b.tryRecv()?.data], [{ n: 1 }, { n: 1 }]);
+    // Values as send takes them: JSON, or text with --string; text that is not JSON sends nothing.
+    assertUserError(
+      await cli(["group", "send", "jobs", "hi", "--mode", "async", ...p]),
+      EXIT.usage,
+      /^ferry: group send: 'hi' is not JSON \(unexpected 'h' at column 1\)/,
+    );
+    assertOk(await cli(["group", "send", "jobs", "hi", "--string", "--mode", "async", ...p]), "--string");
+    assert.deepEqual([a.tryRecv()?.data, b.tryRecv()?.data, a.tryRecv()], ["hi", "hi", undefined]);
 
     assertOk(await cli(["group", "rm", "jobs", "gb", ...p]), "group rm");
     assert.deepEqual(JSON.parse((await cli(["group", "ls", "jobs", ...p, "--json"])).stdout).members, ["ga"]);
