@@ -10,7 +10,8 @@ export const EXIT = { ok: 0, runtime: 1, usage: 2, notFound: 3, interrupted: 130
 export const EXIT_CODES = `Exit codes:
   0    success
   1    runtime error: timeout, channel full, receiver died (ack), message expired or too large,
-       channel in use (rm), not a ferry channel, no permission, I/O
+       channel in use (rm), group send to no members or with a member that failed,
+       not a ferry channel, no permission, I/O
   2    usage error: unknown command or option, bad option value, a value that is not JSON,
        invalid channel name or prefix
   3    channel not found

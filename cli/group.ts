@@ -1,12 +1,12 @@
 // `group add|rm|ls|send`: memberships in the namespace's group table, and fan-out to every member.
 
-import { type GroupFullPolicy, Namespace } from "../mod.ts";
+import { FerryError, type GroupFullPolicy, Namespace } from "../mod.ts";
 import { flag, milliseconds, type ParsedArgs, prefixOf, seconds, sendMode, str, trustArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { EXIT, UsageError, usageError } from "./errors.ts";
 import { onInterrupt } from "./open.ts";
 import { TIMEOUT, withCommon } from "./options.ts";
-import { print, toJson } from "./output.ts";
+import { print, printError, toJson } from "./output.ts";
 import { argumentValue } from "./values.ts";
 
 async function run(args: ParsedArgs): Promise<number> {
@@ -69,6 +69,15 @@ async function run(args: ParsedArgs): Promise<number> {
         timeout,
         onFull: onFull as GroupFullPolicy | undefined,
       });
+      // sendGroup finds nothing to send to as success; for a user who meant to reach someone it
+      // is a failure (likely a mistyped group or prefix), said before anything is printed.
+      if (result.sent.length + result.skipped.length + result.failed.length === 0) {
+        throw new FerryError(
+          "GroupEmpty",
+          `group '${name}' has no members in namespace '${prefix}': nothing was sent ` +
+            "(group add <group> <channel> adds one)",
+        );
+      }
       if (json) print(toJson({ prefix, mode, ...result }));
       else {
         print(
@@ -79,7 +88,14 @@ async function run(args: ParsedArgs): Promise<number> {
           print(`failed: ${f.channel}: ${f.error instanceof Error ? f.error.message : f.error}`);
         }
       }
-      return result.failed.length > 0 ? EXIT.runtime : EXIT.ok;
+      if (result.failed.length > 0) {
+        // The result above has each member's error; stderr gets the one line every failure gets.
+        const members = result.sent.length + result.skipped.length + result.failed.length;
+        const names = result.failed.map((f) => f.channel).join(", ");
+        printError(`group send: ${result.failed.length} of ${members} members failed (${names})`);
+        return EXIT.runtime;
+      }
+      return EXIT.ok;
     }
     default:
       throw usage(action === undefined ? "missing add|rm|ls|send" : `unknown action '${action}'`);
@@ -120,7 +136,8 @@ send delivers <json> (a JSON value, or with --string the text as a string) as on
 member channel and never creates one: a member without a channel
 fails (channel not found). A full member is waited for up to --timeout and then skipped (ack mode,
 or whenever --timeout is given), or skipped at once (async mode without --timeout); --on-full
-chooses. In ack mode send waits for every copy to be released. Exit 1 if any member failed.
+chooses. In ack mode send waits for every copy to be released. Exit 1 if any member failed (one
+line on stderr names them), or if the group has no members (nothing is sent).
 With --json: one document with what was done (members for ls; sent, skipped, failed for send).`,
   options: withCommon({
     expiry: {

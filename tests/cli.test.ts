@@ -568,6 +568,35 @@ Deno.test("group send never creates a member: a missing one fails (exit 1) and n
     const human = await cli(["group", "send", "jobs", '"y"', "--mode", "async", ...p]);
     assert.equal(human.code, EXIT.runtime);
     assert.match(human.stdout, /^failed: gone: .*no channel/m);
+    assertUserError(human, EXIT.runtime, /^ferry: group send: 1 of 2 members failed \(gone\)$/m);
+  } finally {
+    Namespace.unlinkGroups({ prefix: s.prefix });
+  }
+});
+
+Deno.test("group send to a group with no members: exit 1 with one line, nothing sent, nothing created", async () => {
+  await using s = new Scope();
+  const p = ["--prefix", s.prefix];
+  try {
+    for (const extra of [[], ["--json"], ["--mode", "async"]]) {
+      const r = await cli(["group", "send", "nobody", '{"x": 1}', ...p, ...extra]);
+      assert.equal(r.stdout, "", `group send ${extra.join(" ")} printed a result`);
+      assertUserError(
+        r,
+        EXIT.runtime,
+        new RegExp(`^ferry: group 'nobody' has no members in namespace '${s.prefix}': nothing was sent`),
+      );
+    }
+    // A group whose last member left is empty too.
+    s.open("once", { ...SMALL, mode: "async" });
+    assertOk(await cli(["group", "add", "jobs", "once", ...p]), "group add");
+    assertOk(await cli(["group", "rm", "jobs", "once", ...p]), "group rm");
+    assertUserError(
+      await cli(["group", "send", "jobs", "1", ...p]),
+      EXIT.runtime,
+      /group 'jobs' has no members/,
+    );
+    assert.deepEqual(segmentsOf(s.prefix), ["once"], "group send created a channel");
   } finally {
     Namespace.unlinkGroups({ prefix: s.prefix });
   }
