@@ -1,6 +1,6 @@
 // `send <channel> [<json> | -]`: one value, or each line of stdin, in ack or async mode.
 
-import { FerryError } from "../mod.ts";
+import { type Channel, FerryError, TimeoutError } from "../mod.ts";
 import { channelArg, flag, milliseconds, type ParsedArgs, seconds, sendMode, str } from "./args.ts";
 import type { Command } from "./command.ts";
 import { EXIT, UsageError } from "./errors.ts";
@@ -44,6 +44,11 @@ async function run(args: ParsedArgs): Promise<number> {
       sent++;
     }
   } catch (error) {
+    if (mode === "ack" && error instanceof TimeoutError && !openElsewhere(channel)) {
+      // The newcomer's first send: nobody could have received it. Say what to do instead.
+      error.message += `; no other process has '${name}' open: start a receiver first (recv or tail), ` +
+        "or send with --mode async to leave the message queued";
+    }
     // What already left matters to whoever reruns the rest.
     if (fromStdin && error instanceof UsageError) error.message += `; ${sent} sent before it`;
     else if (fromStdin && error instanceof FerryError) {
@@ -62,6 +67,15 @@ async function run(args: ParsedArgs): Promise<number> {
   return EXIT.ok;
 }
 
+/** Whether a live process other than this one has the channel open (a possible receiver). */
+function openElsewhere(channel: Channel): boolean {
+  try {
+    return channel.stat().participants.some((p) => p.alive && p.pid !== Deno.pid);
+  } catch {
+    return true; // cannot tell: keep the library's own words
+  }
+}
+
 export const send: Command = {
   name: "send",
   usage: "send <channel> [<json> | -]",
@@ -71,7 +85,8 @@ error naming the column where it stops being JSON. With --string the text itself
 (hello). With -, or no value and stdin not a terminal, each non-empty line of stdin is one message
 (JSON, or a string with --string), sent in turn; a bad line stops there (exit 2), the lines before
 it were sent. A value starting with - other than a number needs -- before it.
-ack mode waits, per message, until a receiver released it; async mode until it is queued.
+ack mode waits, per message, until a receiver released it (a message no receiver released
+within --timeout is withdrawn: exit 1); async mode until it is queued.
 The channel must exist unless --create is given.
 Output: "sent N messages to '<channel>'"; with --json {"channel", "prefix", "mode", "sent"}.`,
   options: withCommon({

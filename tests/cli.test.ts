@@ -493,6 +493,24 @@ Deno.test("recv waiting for more is stopped by SIGINT: exit 130, what it printed
   assert.deepEqual(ch.stat().participants.map((p) => p.pid), [Deno.pid]);
 });
 
+Deno.test("send in ack mode with nobody receiving: exit 1 after --timeout, saying to start a receiver; the message is withdrawn", async () => {
+  await using s = new Scope();
+  Channel.open("lonely", { ...SMALL, prefix: s.prefix }).close(); // exists, nobody has it open
+  const p = ["--prefix", s.prefix, "--timeout", "200"];
+  assertUserError(
+    await cli(["send", "lonely", '{"id": 1}', ...p]),
+    EXIT.runtime,
+    /^ferry: no receiver released the message on 'lonely' within 200 ms \(ack mode\).*; no other process has 'lonely' open: start a receiver first \(recv or tail\), or send with --mode async/,
+  );
+  const lonely = s.open("lonely", SMALL);
+  assert.deepEqual([lonely.stat().depth, lonely.tryRecv()], [0, undefined], "the message was withdrawn");
+
+  // Someone has it open (this process) but does not receive: the library's words, no advice.
+  const ignored = await cli(["send", "lonely", "2", ...p]);
+  assertUserError(ignored, EXIT.runtime, /no receiver released the message on 'lonely' within 200 ms/);
+  assert.doesNotMatch(ignored.stderr, /no other process/);
+});
+
 Deno.test("send to a full channel: exit 1 after --timeout with one clear line", async () => {
   await using s = new Scope();
   const ch = s.open("tiny", { capacity: 1, maxMessageSize: 1024, mode: "async" });
