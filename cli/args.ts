@@ -61,8 +61,16 @@ export function flag(args: ParsedArgs, name: string): boolean {
   return args.values[name] === true;
 }
 
+/** --prefix, else FERRY_PREFIX (one namespace for a whole shell session), else "ferry". */
 export function prefixOf(args: ParsedArgs): string {
-  return str(args, "prefix") ?? "ferry";
+  return str(args, "prefix") ?? prefixFromEnv() ?? "ferry";
+}
+
+function prefixFromEnv(): string | undefined {
+  // Asked without a prompt: a CLI run without --allow-env simply uses the default.
+  const allowed = Deno.permissions.querySync({ name: "env", variable: "FERRY_PREFIX" }).state === "granted";
+  const value = allowed ? Deno.env.get("FERRY_PREFIX") : undefined;
+  return value === "" ? undefined : value;
 }
 
 export function integer(option: string, text: string | undefined, min: number): number | undefined {

@@ -41,8 +41,9 @@ Usage: deno run -A cli.ts <command> [options]
 Commands:
 ${lines.join("\n")}
 
-Every command takes --prefix <prefix> (namespace, default "ferry"), --json (machine-readable
-output) and -h, --help. Channel names and prefixes: 1 to 100 of letters, digits, . _ - !
+Every command but bench takes --prefix <prefix> (the namespace; default: $FERRY_PREFIX, else
+"ferry"), --permissions and --trust (which segments it accepts), --json (machine-readable output)
+and -h, --help. Channel names and prefixes: 1 to 100 of letters, digits, . _ - ! (no . in a prefix)
 Run \`deno run -A cli.ts <command> --help\` for a command's options.
 
 ${EXIT_CODES}`;

@@ -5,7 +5,7 @@ import type { OptionSpec } from "./args.ts";
 export const PREFIX: OptionSpec = {
   type: "string",
   arg: "<prefix>",
-  help: 'namespace of the channel (default "ferry")',
+  help: 'namespace of the channel (default: $FERRY_PREFIX, else "ferry")',
 };
 export const JSON_OPT: OptionSpec = { type: "boolean", help: "machine-readable output (see above)" };
 export const HELP: OptionSpec = { type: "boolean", short: "h", help: "show this help" };
