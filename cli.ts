@@ -26,7 +26,8 @@ export async function main(argv: string[]): Promise<number> {
     if (name === "-h" || name === "--help" || name === "help") {
       const topic = rest[0] === undefined ? undefined : findCommand(rest[0]);
       if (rest[0] !== undefined && topic === undefined) throw new UsageError(`unknown command '${rest[0]}'`);
-      print(topic === undefined || "passThrough" in topic ? mainHelp() : commandHelp(topic));
+      if (topic !== undefined && "passThrough" in topic) return await topic.run(["--help"]);
+      print(topic === undefined ? mainHelp() : commandHelp(topic));
       return EXIT.ok;
     }
     const command = findCommand(name);

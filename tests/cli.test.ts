@@ -109,7 +109,7 @@ class CliProcess implements AsyncDisposable {
 }
 
 Deno.test("--help: the overview and every command's help exit 0 and document the exit codes", async () => {
-  const commands = ["send", "recv", "tail", "stat", "ls", "rm", "gc"];
+  const commands = ["send", "recv", "tail", "stat", "ls", "rm", "gc", "group"];
   const runs = [["--help"], ["-h"], ["help"], ["help", "recv"], ...commands.map((c) => [c, "--help"])];
   const results = await Promise.all(runs.map((args) => cli(args)));
   for (const [i, r] of results.entries()) {
@@ -131,14 +131,30 @@ Deno.test("--help: the overview and every command's help exit 0 and document the
     assert.doesNotMatch(summary, /[<>|]/, `${command}'s summary is its summary`);
   }
   assert.doesNotMatch(results[0].stdout, /\S(?:group memberships)/);
+  for (const [i, command] of commands.entries()) {
+    const help = results[4 + i].stdout;
+    for (
+      const option of [
+        "--prefix <prefix>",
+        "--permissions <octal>",
+        "--trust <uid,...>",
+        "--json",
+        "-h, --help",
+      ]
+    ) {
+      assert.ok(help.includes(`  ${option} `), `${command} --help lists ${option}`);
+    }
+  }
   assert.match(results[4].stdout, /--mode ack\|async/);
   assert.match(results[5].stdout, /-n, --count <n>/);
 });
 
 Deno.test("bench: dispatched to the benchmark suite, whose --help exits 0 and names its options", async () => {
-  const r = await cli(["bench", "--help"]);
-  assert.equal(r.code, EXIT.ok, `bench --help exited ${r.code}; stderr: ${r.stderr}`);
-  assert.match(r.stdout, /--quick/);
+  for (const args of [["bench", "--help"], ["help", "bench"]]) {
+    const r = await cli(args);
+    assert.equal(r.code, EXIT.ok, `${args.join(" ")} exited ${r.code}; stderr: ${r.stderr}`);
+    assert.match(r.stdout, /--quick/, `${args.join(" ")} shows bench's own help`);
+  }
   // bench parses its own arguments; its mistakes are usage errors like every other command's.
   assertUserError(await cli(["bench", "--bogus"]), EXIT.usage, /--bogus/);
 });
