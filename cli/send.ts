@@ -3,7 +3,7 @@
 import { type Channel, FerryError, TimeoutError } from "../mod.ts";
 import { channelArg, flag, milliseconds, type ParsedArgs, seconds, sendMode, str } from "./args.ts";
 import type { Command } from "./command.ts";
-import { EXIT, UsageError } from "./errors.ts";
+import { EXIT, UsageError, usageError } from "./errors.ts";
 import { openArgs, openChannel } from "./open.ts";
 import { CREATION, TIMEOUT, withCommon } from "./options.ts";
 import { print, toJson } from "./output.ts";
@@ -14,9 +14,7 @@ async function run(args: ParsedArgs): Promise<number> {
   let source = args.positionals[1];
   if (source === undefined) {
     if (Deno.stdin.isTerminal()) {
-      throw new UsageError(
-        "send: give a JSON value, or - to send each line of stdin (see: cli.ts send --help)",
-      );
+      throw usageError("send", "give a JSON value (text with --string), or - to send each line of stdin");
     }
     source = "-";
   }

@@ -6,7 +6,7 @@ import { UsageError } from "./errors.ts";
 import { textLines } from "./lines.ts";
 
 /** `text` as a message value: a string when `asString`, else its JSON (UsageError naming `what`). */
-export function parseValue(text: string, asString: boolean, what: () => string): unknown {
+function parseValue(text: string, asString: boolean, what: () => string): unknown {
   if (asString) return text;
   try {
     return JSON.parse(text);
@@ -48,7 +48,7 @@ function quote(text: string): string {
  * Where `text` stops being JSON (RFC 8259), and why. Called only after JSON.parse refused it:
  * V8's messages name a position for some mistakes and not others ("Unexpected token 'h'").
  */
-export function locateJsonError(text: string): { index: number; reason: string } | undefined {
+function locateJsonError(text: string): { index: number; reason: string } | undefined {
   let i = 0;
   class Stop {
     constructor(readonly reason: string, readonly index = i) {}
