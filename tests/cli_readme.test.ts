@@ -13,21 +13,16 @@ import { fileURLToPath } from "node:url";
 import { Channel, ChannelNotFoundError, Namespace } from "../mod.ts";
 import { delay, Scope, segmentsOf, STEP_TIMEOUT_MS, textLines, within } from "./helpers.ts";
 
-/** The block the README's "Command line" section shows; keep the two equal. */
-export const README_SESSION = `
-deno run -A cli.ts send jobs '{"id": 1}' --create --mode async  # makes channel 'jobs' and queues the message
-deno run -A cli.ts recv jobs                                     # prints {"id":1}
-deno run -A cli.ts tail jobs                                     # in a second terminal: each message as it comes
-deno run -A cli.ts send jobs '{"id": 2}'                         # ack (the default): returns once tail printed it
-printf 'one\\ntwo\\n' | deno run -A cli.ts send jobs - --string    # a message per line of stdin (JSON, or text: --string)
-deno run -A cli.ts stat jobs                                     # depth, counters, participants (alive or dead)
-deno run -A cli.ts ls                                            # every channel of the namespace (--prefix, default ferry)
-deno run -A cli.ts group add audit jobs                          # group memberships: add, rm, ls
-deno run -A cli.ts group send audit '{"x": 1}'                   # one copy to every member channel
-deno run -A cli.ts rm jobs                                       # once tail is stopped (Ctrl-C): refuses a channel in use
-deno run -A cli.ts gc                                            # removes channels nobody alive uses and that hold nothing
-deno run -A cli.ts bench --quick                                 # the benchmark (under 30 s; without --quick, a few minutes)
-`;
+/** The first shell block of the README's "Command line" section: the lines a newcomer pastes. */
+function readmeSession(): string {
+  const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
+  const section = readme.slice(readme.indexOf("\n## Command line\n"));
+  const block = /```sh\n([\s\S]*?)```/.exec(section);
+  if (block === null) throw new Error("README.md has no shell block under \"## Command line\"");
+  return block[1];
+}
+
+export const README_SESSION = readmeSession();
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 

@@ -1,4 +1,5 @@
-// Every program in examples/ runs here, with the command line its header gives, so none can rot.
+// Every program in examples/ runs here, with the command line its header gives, and so does the
+// README's quick start, so none can rot.
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -29,4 +30,61 @@ Deno.test("examples/job_queue.ts: every job is done once, and the one whose work
   const stdout = await runExample("job_queue.ts");
   assert.match(stdout, /job 7: its worker died \(PeerDied\)/);
   assert.match(stdout, /30 jobs done, 1 retried after a worker died; sum of squares 8555/);
+});
+
+Deno.test("the README's quick start runs as written: the worker prints the job the producer's ack send delivered", async () => {
+  const readme = await Deno.readTextFile(`${REPO_ROOT}/README.md`);
+  const section = readme.slice(readme.indexOf("\n## Quick start\n"));
+  const block = /```ts\n([\s\S]*?)```/.exec(section)![1];
+  // The block holds two programs, each headed by `// <file>: deno run <flags> <file>`.
+  const programs = block.split(/(?=^\/\/ \w+\.ts: deno run )/m).map((text) => {
+    const [, file, command] = /^\/\/ (\w+\.ts): deno (run .*)$/m.exec(text)!;
+    return { file, args: command.trim().split(/\s+/), text };
+  });
+  assert.deepEqual(programs.map((p) => p.file), ["worker.ts", "producer.ts"]);
+  const dir = await Deno.makeTempDir({ dir: REPO_ROOT, prefix: ".quickstart_" });
+  try {
+    for (const p of programs) {
+      await Deno.writeTextFile(`${dir}/${p.file}`, p.text.replaceAll('"./mod.ts"', '"../mod.ts"'));
+    }
+    const prefix = `qs${Deno.pid}`;
+    // The README's programs use the default namespace; this run gives them one of their own.
+    for (const p of programs) {
+      const path = `${dir}/${p.file}`;
+      const text = await Deno.readTextFile(path);
+      await Deno.writeTextFile(
+        path,
+        text.replaceAll('Channel.open("jobs")', `Channel.open("jobs", { prefix: "${prefix}" })`),
+      );
+    }
+    const worker = new Deno.Command(Deno.execPath(), {
+      args: programs[0].args,
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const producer = await new Deno.Command(Deno.execPath(), {
+      args: programs[1].args,
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(producer.code, 0, new TextDecoder().decode(producer.stderr));
+    const reader = worker.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let printed = "";
+    while (!printed.includes("\n")) printed += (await reader.read()).value ?? "";
+    assert.equal(printed.trim(), 'resizing { id: 1, task: "resize" }');
+    reader.releaseLock();
+    worker.kill();
+    await worker.status;
+    await worker.stderr.cancel();
+    await worker.stdout.cancel().catch(() => {});
+    for (const name of ["jobs"]) {
+      try {
+        Deno.removeSync(`/dev/shm/${prefix}.${name}`);
+      } catch { /* removed already */ }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
