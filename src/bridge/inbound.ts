@@ -42,6 +42,8 @@ export class InboundRoute {
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
   #pending = new Set<Promise<void>>();
+  /** Async routes: the highest stream sequence delivered by this process. */
+  #highestSeq = 0;
 
   constructor(
     route: CheckedIn,
@@ -137,6 +139,12 @@ export class InboundRoute {
     this.stat.inFlight++;
     try {
       const a = arrival(m.data, m.headers, m.subject, m.info.deliveryCount);
+      // A server that crashed can lose the acknowledgements it had not written yet and deliver
+      // those messages again as first deliveries (deliveryCount 1). First deliveries come in
+      // stream order, so one at or below the highest stream sequence this route already took is
+      // a repeat: marked, although JetStream does not say so.
+      if (m.seq <= this.#highestSeq) a.redelivered = true;
+      else this.#highestSeq = m.seq;
       try {
         await this.#channel.send(this.#payload(a), { mode: "async" });
       } catch (e) {
