@@ -217,11 +217,12 @@ export async function bridgeCommand(args: string[]): Promise<number> {
     console.error(`ferry: bridge: ${e instanceof Error ? e.message : String(e)}`);
     return e instanceof InvalidOptionError || e instanceof InvalidNameError ? EXIT.usage : EXIT.runtime;
   }
-  report("ready", bridge.stat(), json);
+  // Listening before "ready" is printed: whoever reads that line may signal at once.
   const stop = Promise.withResolvers<void>();
   const signals = ["SIGINT", "SIGTERM"] as const;
   const onSignal = () => stop.resolve();
   for (const s of signals) Deno.addSignalListener(s, onSignal);
+  report("ready", bridge.stat(), json);
   const timer = statEvery > 0 ? setInterval(() => report("stat", bridge.stat(), json), statEvery) : undefined;
   const ended = await Promise.race([stop.promise.then(() => undefined), bridge.closed]);
   clearInterval(timer);

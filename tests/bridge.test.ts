@@ -3,7 +3,7 @@
 // installed (.ci/run installs it, so CI runs these).
 
 import assert from "node:assert/strict";
-import { type BridgeStat, Channel, type Envelope, type Message, TimeoutError } from "../mod.ts";
+import { type BridgeStat, type Channel, type Envelope, type Message, TimeoutError } from "../mod.ts";
 import { checkPayload, Child, follow, patternPayload, Scope, within } from "./helpers.ts";
 import { NatsServer, natsServerPath } from "./nats.ts";
 
@@ -141,6 +141,18 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
 
     const copies = new Map<number, { total: number; marked: number }>();
     let deliveries = 0;
+    // The kill loop waits on the receiver's progress: a waiter per target, woken as deliveries count.
+    const waiters: { at: number; wake: () => void }[] = [];
+    const reached = (at: number) =>
+      new Promise<void>((wake) =>
+        deliveries >= at || copies.size === count ? wake() : waiters.push({ at, wake })
+      );
+    const progress = () => {
+      for (const w of waiters.splice(0)) {
+        if (deliveries >= w.at || copies.size === count) w.wake();
+        else waiters.push(w);
+      }
+    };
     const receiving = (async () => {
       while (copies.size < count) {
         const msg: Message<Envelope<Uint8Array>> = await receiver.recv();
@@ -150,6 +162,7 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
         if (msg.data.redelivered) c.marked++;
         copies.set(i, c);
         deliveries++;
+        progress();
       }
     })();
     const sending = (async () => {
@@ -162,9 +175,8 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
     for (let k = 0; k < kills && copies.size < count; k++) {
       // The chaos itself: a kill after a random number of deliveries, so it lands mid-stream.
       const at = deliveries + 1 + Math.floor(rand() * (count / (kills + 1)));
-      while (deliveries < at && copies.size < count) {
-        await within(new Promise((r) => setTimeout(r, 5)), "a step");
-      }
+      await within(reached(at), `delivery ${at}`, 120_000);
+      if (copies.size === count) break;
       const victim = victims[Math.floor(rand() * victims.length)];
       killed[victim]++;
       if (victim === "server") {
@@ -221,7 +233,7 @@ Deno.test({
     "bridge, async mode: bridges SIGKILLed at random moments on either side lose nothing and tear nothing",
   ignore: !HAVE_NATS,
   async fn() {
-    const { killed } = await chaos(["bridge A", "bridge B"], SEED, 1500, 6);
+    const { killed } = await chaos(["bridge A", "bridge B"], SEED, 2000, 8);
     assert.ok(killed["bridge A"] + killed["bridge B"] > 0);
   },
 });
