@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { natsServerPath } from "./nats.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -29,4 +30,15 @@ Deno.test("examples/job_queue.ts: every job is done once, and the one whose work
   const stdout = await runExample("job_queue.ts");
   assert.match(stdout, /job 7: its worker died \(PeerDied\)/);
   assert.match(stdout, /30 jobs done, 1 retried after a worker died; sum of squares 8555/);
+});
+
+Deno.test({
+  name: "examples/bridge.ts: jobs cross a NATS bridge between two namespaces, acked end to end",
+  // The example starts its own nats-server; .ci/run installs it, a developer machine may not have it.
+  ignore: natsServerPath() === undefined,
+  async fn() {
+    const stdout = await runExample("bridge.ts");
+    assert.match(stdout, /10 jobs done across the bridge; sum of squares 385/);
+    assert.match(stdout, /east's jobs route: forwarded 10, failed 0/);
+  },
 });
