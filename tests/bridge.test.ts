@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { type BridgeStat, type Channel, type Envelope, type Message, TimeoutError } from "../mod.ts";
 import { checkPayload, Child, follow, patternPayload, Scope, within } from "./helpers.ts";
-import { NatsServer, natsServerPath } from "./nats.ts";
+import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
 if (!HAVE_NATS) {

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { natsServerPath } from "./nats.ts";
+import { natsServerPath } from "../bench/nats_server.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 

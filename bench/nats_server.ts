@@ -1,4 +1,4 @@
-// A real nats-server for the bridge's tests and benchmark: on a loopback port nobody uses, with
+// A real nats-server for the bridge's tests, example test and benchmark: on a loopback port nobody uses, with
 // JetStream storing in a directory that outlives a kill, so a test can kill and restart it.
 
 /** The nats-server binary on PATH (or in the sbin directories Debian installs it to), if any. */
