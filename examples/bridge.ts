@@ -47,7 +47,9 @@ try {
   for (let i = 0; i < 10; i++) sum += (await results.recv({ timeout: 10_000 })).data[1];
   console.log(`10 jobs done across the bridge; sum of squares ${sum}`);
   const out = east.stat().routes[0];
+  const back = west.stat().routes.find((r) => r.direction === "out")!;
   console.log(`east's jobs route: forwarded ${out.forwarded}, failed ${out.failed}`);
+  console.log(`west's results route: forwarded ${back.forwarded} through JetStream`);
   for (
     const [prefix, name] of [["east", "jobs"], ["east", "results"], ["west", "jobs"], ["west", "results"]]
   ) {
