@@ -2,18 +2,10 @@
 // public channel API: to local producers it is one more receiver, to local receivers one more
 // sender, so code on either machine keeps the plain channel API. See the README, "Across machines".
 
-import {
-  AckPolicy,
-  connect,
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  nanos,
-  type NatsConnection,
-  StorageType,
-} from "npm:nats@2.29.3";
+import type { JetStreamClient, JetStreamManager, NatsConnection } from "npm:nats@2.29.3";
 import { InvalidOptionError } from "../../mod.ts";
 import { JetStreamError, NatsConnectionError } from "./errors.ts";
+import { loadNats, natsModule } from "./nats.ts";
 import { InboundRoute } from "./inbound.ts";
 import { type BridgeOptions, checkDistinct, type CheckedIn, checkIn, checkOut } from "./options.ts";
 import { noResponders, OutboundRoute, text } from "./outbound.ts";
@@ -81,6 +73,7 @@ export class Bridge implements AsyncDisposable {
       }
     }
     const natsOptions = { maxReconnectAttempts: -1, reconnectTimeWait: 250, ...options.nats };
+    const { connect } = await loadNats();
     let nc: NatsConnection;
     try {
       nc = await connect(natsOptions);
@@ -217,7 +210,7 @@ async function ensureStream(
   try {
     // File storage: messages survive a server restart (with -sd <dir>). Two bridges making the
     // same stream at once is fine: JetStream takes an identical add as a no-op.
-    await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File });
+    await jsm.streams.add({ name: stream, subjects: [subject], storage: natsModule().StorageType.File });
   } catch (e) {
     throw jetStreamError(`creating stream '${stream}' for '${subject}'`, e);
   }
@@ -225,6 +218,7 @@ async function ensureStream(
 }
 
 async function ensureConsumer(jsm: JetStreamManager, stream: string, r: CheckedIn): Promise<void> {
+  const { AckPolicy, DeliverPolicy, nanos } = natsModule();
   try {
     await jsm.consumers.add(stream, {
       durable_name: r.durable,

@@ -3,14 +3,13 @@
 // message (or with the error the local send raised); async routes acknowledge to JetStream only
 // once the message is in shared memory, where it outlives this bridge.
 
-import {
-  type ConsumerMessages,
-  Empty,
-  type JetStreamClient,
-  type JsMsg,
-  type Msg,
-  type NatsConnection,
-  type Subscription,
+import type {
+  ConsumerMessages,
+  JetStreamClient,
+  JsMsg,
+  Msg,
+  NatsConnection,
+  Subscription,
 } from "npm:nats@2.29.3";
 import { Channel, FerryError } from "../../mod.ts";
 import type { CheckedIn } from "./options.ts";
@@ -24,6 +23,8 @@ import { type Arrival, arrival, envelope, HEADER, replyHeaders } from "./wire.ts
  * the last moment still reaches the origin in time and is not counted there as a failure.
  */
 const REPLY_MARGIN_MS = 100;
+/** An ack reply's payload: its outcome is in the headers. */
+const EMPTY = new Uint8Array(0);
 /** After a consumer failed (server restarting, stream missing), the pause before trying again. */
 const CONSUMER_RETRY_MS = 250;
 /** A message a local send could not take is offered again by JetStream after this long. */
@@ -106,11 +107,11 @@ export class InboundRoute {
       } catch (e) {
         this.stat.failed++;
         this.stat.lastError = text(e);
-        m.respond(Empty, { headers: replyHeaders(e instanceof FerryError ? e.code : "Internal", text(e)) });
+        m.respond(EMPTY, { headers: replyHeaders(e instanceof FerryError ? e.code : "Internal", text(e)) });
         return;
       }
       this.stat.forwarded++;
-      m.respond(Empty, { headers: replyHeaders("ok") });
+      m.respond(EMPTY, { headers: replyHeaders("ok") });
     } finally {
       this.stat.inFlight--;
     }

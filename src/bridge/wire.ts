@@ -3,7 +3,8 @@
 // inbound route wraps around a payload so that a local receiver can see what its Message cannot
 // carry (the original sender, and whether this copy may be a duplicate).
 
-import { headers as natsHeaders, type MsgHdrs } from "npm:nats@2.29.3";
+import type { MsgHdrs } from "npm:nats@2.29.3";
+import { natsModule } from "./nats.ts";
 import { Packr } from "npm:msgpackr@1.11.5/pack";
 import type { Message } from "../../mod.ts";
 
@@ -30,7 +31,7 @@ export const HEADER = {
 
 /** The headers an outbound route puts on a message it forwards. */
 export function metaHeaders(msg: Message, origin: string, resent: boolean): MsgHdrs {
-  const h = natsHeaders();
+  const h = natsModule().headers();
   h.set(HEADER.sender, String(msg.sender));
   h.set(HEADER.seq, String(msg.seq));
   h.set(HEADER.origin, origin);
@@ -40,7 +41,7 @@ export function metaHeaders(msg: Message, origin: string, resent: boolean): MsgH
 
 /** An ack reply: empty payload, the outcome in headers. */
 export function replyHeaders(status: string, error?: string): MsgHdrs {
-  const h = natsHeaders();
+  const h = natsModule().headers();
   h.set(HEADER.status, status);
   // Header values are one line: a multi-line error message would break the frame.
   if (error !== undefined) h.set(HEADER.error, error.replace(/[\r\n]+/g, " "));
