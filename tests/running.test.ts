@@ -48,8 +48,9 @@ Deno.test("ferry works from a directory whose path has spaces in it", async () =
   const copyTree = async (sub: string) => {
     await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
     for (const entry of Deno.readDirSync(`${REPO_ROOT}/${sub}`)) {
-      if (entry.isFile) await Deno.copyFile(`${REPO_ROOT}/${sub}/${entry.name}`, `${dir}/${sub}/${entry.name}`);
-      else if (entry.isDirectory) await copyTree(`${sub}/${entry.name}`);
+      if (entry.isFile) {
+        await Deno.copyFile(`${REPO_ROOT}/${sub}/${entry.name}`, `${dir}/${sub}/${entry.name}`);
+      } else if (entry.isDirectory) await copyTree(`${sub}/${entry.name}`);
     }
   };
   for (const sub of ["src", "ffi"]) await copyTree(sub);
