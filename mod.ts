@@ -60,3 +60,20 @@ export {
   type NamespaceOptions,
 } from "./src/namespace.ts";
 // ---- groups ----
+// ---- bridge ----
+/**
+ * The NATS bridge: local channels forwarded to NATS subjects and back, so processes on different
+ * machines keep the channel API (README, "Across machines").
+ */
+export { Bridge } from "./src/bridge/bridge.ts";
+export type {
+  BridgeOptions,
+  InRoute,
+  NatsOptions,
+  OutRoute,
+  RouteChannelOptions,
+} from "./src/bridge/options.ts";
+export type { BridgeStat, RouteStat } from "./src/bridge/stat.ts";
+export type { Envelope } from "./src/bridge/wire.ts";
+export { JetStreamError, NatsConnectionError } from "./src/bridge/errors.ts";
+// ---- bridge ----

@@ -2,6 +2,7 @@
 // command is a module under cli/ exporting a Command, and one line here.
 
 import { bench } from "./bench.ts";
+import { bridge } from "./bridge.ts";
 import type { AnyCommand } from "./command.ts";
 import { gc } from "./gc.ts";
 import { group } from "./group.ts";
@@ -21,6 +22,7 @@ export const COMMANDS: readonly AnyCommand[] = [
   rm,
   gc,
   group,
+  bridge,
   bench,
 ];
 

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { natsServerPath } from "../bench/nats_server.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -87,4 +88,15 @@ Deno.test("the README's quick start runs as written: the worker prints the job t
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "examples/bridge.ts: jobs cross a NATS bridge between two namespaces, acked end to end",
+  // The example starts its own nats-server; .ci/run installs it, a developer machine may not have it.
+  ignore: natsServerPath() === undefined,
+  async fn() {
+    const stdout = await runExample("bridge.ts");
+    assert.match(stdout, /10 jobs done across the bridge; sum of squares 385/);
+    assert.match(stdout, /east's jobs route: forwarded 10, failed 0/);
+  },
 });

@@ -44,13 +44,16 @@ Deno.test("ferry works from a directory whose path has spaces in it", async () =
   for (const sub of ["src", "ffi", "core/target/release"]) {
     await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
   }
-  for (const sub of ["src", "ffi"]) {
+  // Folders too: mod.ts imports src/bridge/ (whose NATS client loads only when a bridge starts).
+  const copyTree = async (sub: string) => {
+    await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
     for (const entry of Deno.readDirSync(`${REPO_ROOT}/${sub}`)) {
       if (entry.isFile) {
         await Deno.copyFile(`${REPO_ROOT}/${sub}/${entry.name}`, `${dir}/${sub}/${entry.name}`);
-      }
+      } else if (entry.isDirectory) await copyTree(`${sub}/${entry.name}`);
     }
-  }
+  };
+  for (const sub of ["src", "ffi"]) await copyTree(sub);
   for (const file of ["mod.ts", "deno.json", "core/target/release/libferry_core.so"]) {
     await Deno.copyFile(`${REPO_ROOT}/${file}`, `${dir}/${file}`);
   }

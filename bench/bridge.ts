@@ -1,0 +1,208 @@
+// The bridge's bench rows: 64 B ack round trip and async throughput through two bridges (namespace
+// A -> NATS -> namespace B), next to what NATS itself does from Deno on the same machine: core
+// request/reply, core publish/subscribe, and JetStream publish + pull consume (the work an async
+// route does). Everything runs in this one process, so every row pays the same event loop;
+// rounds alternate transports and the median and range are reported.
+//   deno run -A bench/bridge.ts [--rounds 3] [--trips 500] [--messages 5000] [--json FILE]
+// Skipped, with a note, where nats-server is not installed.
+
+import { parseArgs } from "node:util";
+import { AckPolicy, connect, DeliverPolicy, type NatsConnection, StorageType } from "npm:nats@2.29.3";
+import { Bridge, Channel } from "../mod.ts";
+import { NatsServer, natsServerPath } from "./nats_server.ts";
+
+const SIZE = 64;
+const payload = new Uint8Array(SIZE).fill(7);
+
+interface Figures {
+  /** Round trips: p50 in microseconds. Throughput: messages per second. */
+  value: number;
+  unit: "us p50" | "msg/s";
+}
+
+type RowName =
+  | "nats request/reply"
+  | "bridge ack round trip"
+  | "nats pub/sub"
+  | "jetstream publish+consume"
+  | "bridge async throughput";
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+async function natsRequestReply(nc: NatsConnection, subject: string, trips: number): Promise<Figures> {
+  const responder = await connect({ servers: nc.getServer() });
+  responder.subscribe(subject, { callback: (_e, m) => m.respond(m.data) });
+  await responder.flush();
+  const times: number[] = [];
+  for (let i = 0; i < trips; i++) {
+    const t = performance.now();
+    await nc.request(subject, payload, { timeout: 5000 });
+    times.push(performance.now() - t);
+  }
+  await responder.close();
+  return { value: median(times) * 1000, unit: "us p50" };
+}
+
+async function natsPubSub(nc: NatsConnection, subject: string, messages: number): Promise<Figures> {
+  const receiver = await connect({ servers: nc.getServer() });
+  const done = Promise.withResolvers<void>();
+  let got = 0;
+  receiver.subscribe(subject, { callback: () => ++got === messages && done.resolve() });
+  await receiver.flush();
+  const t = performance.now();
+  for (let i = 0; i < messages; i++) {
+    nc.publish(subject, payload);
+    // Yield now and then, as any producer sharing the event loop must.
+    if (i % 256 === 255) await nc.flush();
+  }
+  await done.promise;
+  const seconds = (performance.now() - t) / 1000;
+  await receiver.close();
+  return { value: messages / seconds, unit: "msg/s" };
+}
+
+/** What an async route does, done directly: windowed JetStream publishes, a pull consumer acking each. */
+async function jetStream(nc: NatsConnection, subject: string, messages: number): Promise<Figures> {
+  const jsm = await nc.jetstreamManager();
+  const stream = `BENCH_${subject.replace(/\W/g, "_")}`;
+  await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File });
+  await jsm.consumers.add(stream, {
+    durable_name: "bench",
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+  });
+  const js = nc.jetstream();
+  const receiver = await connect({ servers: nc.getServer() });
+  const consumer = await receiver.jetstream().consumers.get(stream, "bench");
+  const t = performance.now();
+  const consuming = (async () => {
+    const iter = await consumer.consume({ max_messages: 32 });
+    let got = 0;
+    for await (const m of iter) {
+      m.ack();
+      if (++got === messages) break;
+    }
+    iter.stop();
+  })();
+  const inFlight = new Set<Promise<unknown>>();
+  for (let i = 0; i < messages; i++) {
+    const p = js.publish(subject, payload).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= 32) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  await consuming;
+  const seconds = (performance.now() - t) / 1000;
+  await receiver.close();
+  await jsm.streams.delete(stream);
+  return { value: messages / seconds, unit: "msg/s" };
+}
+
+async function bridged(url: string, tag: string, mode: "ack" | "async", count: number): Promise<Figures> {
+  const [a, b] = [`benchA_${tag}`, `benchB_${tag}`];
+  const subject = `bench.${tag}`;
+  const bridges = [
+    await Bridge.start({ nats: { servers: url }, prefix: a, out: [{ channel: "x", subject, mode }] }),
+    await Bridge.start({ nats: { servers: url }, prefix: b, in: [{ subject, channel: "x", mode }] }),
+  ];
+  // Peers opened as the README tells users to: the producer in the mode it sends in.
+  const producer = Channel.open<Uint8Array>("x", { prefix: a, codec: "raw", mode, timeout: 30_000 });
+  const receiver = Channel.open<Uint8Array>("x", { prefix: b, codec: "raw", timeout: 30_000 });
+  try {
+    const receiving = (async () => {
+      for (let i = 0; i < count; i++) await receiver.recv();
+    })();
+    if (mode === "ack") {
+      const times: number[] = [];
+      for (let i = 0; i < count; i++) {
+        const t = performance.now();
+        await producer.send(payload);
+        times.push(performance.now() - t);
+      }
+      await receiving;
+      return { value: median(times) * 1000, unit: "us p50" };
+    }
+    const t = performance.now();
+    for (let i = 0; i < count; i++) await producer.send(payload);
+    await receiving;
+    return { value: count / ((performance.now() - t) / 1000), unit: "msg/s" };
+  } finally {
+    await Promise.all(bridges.map((br) => br.close()));
+    producer.close();
+    receiver.close();
+    for (const p of [a, b]) Channel.unlink("x", { prefix: p });
+  }
+}
+
+/** Runs the rows; returns null (with a note printed) when nats-server is missing. */
+export async function runBridgeBench(argv: string[] = []): Promise<Record<RowName, Figures[]> | null> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rounds: { type: "string", default: "3" },
+      trips: { type: "string", default: "500" },
+      messages: { type: "string", default: "5000" },
+      json: { type: "string" },
+    },
+  });
+  if (natsServerPath() === undefined) {
+    console.log("bridge bench: skipped, nats-server is not installed (apt-get install nats-server)");
+    return null;
+  }
+  const rounds = Number(values.rounds), trips = Number(values.trips), messages = Number(values.messages);
+  await using server = await NatsServer.start();
+  const nc = await connect({ servers: server.url });
+  const rows = {} as Record<RowName, Figures[]>;
+  const add = (name: RowName, f: Figures) => (rows[name] ??= []).push(f);
+  try {
+    // Warm-up: connections, JIT, the first stream.
+    await natsRequestReply(nc, "warm.rr", 100);
+    await bridged(server.url, "warm", "ack", 100);
+    for (let r = 0; r < rounds; r++) {
+      // Alternate the order each round, so neither side always runs on a warmer (or busier) machine.
+      const steps: [RowName, () => Promise<Figures>][] = [
+        ["nats request/reply", () => natsRequestReply(nc, `rr.${r}`, trips)],
+        ["bridge ack round trip", () => bridged(server.url, `ack${r}`, "ack", trips)],
+        ["nats pub/sub", () => natsPubSub(nc, `ps.${r}`, messages)],
+        ["jetstream publish+consume", () => jetStream(nc, `js.${r}`, messages)],
+        ["bridge async throughput", () => bridged(server.url, `async${r}`, "async", messages)],
+      ];
+      if (r % 2 === 1) steps.reverse();
+      for (const [name, step] of steps) add(name, await step());
+    }
+  } finally {
+    await nc.close();
+  }
+  const fmt = (f: Figures[]) => {
+    const v = f.map((x) => x.value);
+    const digits = f[0].unit === "msg/s" ? 0 : 1;
+    return `${median(v).toFixed(digits)} ${f[0].unit} (range ${Math.min(...v).toFixed(digits)}-${
+      Math.max(...v).toFixed(digits)
+    })`;
+  };
+  const m = (name: RowName) => median(rows[name].map((x) => x.value));
+  console.log(
+    `bridge bench: 64 B payloads, ${rounds} rounds, ${trips} round trips and ${messages} messages per row`,
+  );
+  for (const name of Object.keys(rows) as RowName[]) console.log(`  ${name.padEnd(28)}${fmt(rows[name])}`);
+  console.log(
+    `  bridge ack round trip / nats request/reply: ${
+      (m("bridge ack round trip") / m("nats request/reply")).toFixed(2)
+    }x (goal: at most 1.20x)`,
+  );
+  console.log(
+    `  bridge async / jetstream publish+consume: ${
+      (m("bridge async throughput") / m("jetstream publish+consume")).toFixed(2)
+    }x ` +
+      `(goal: at least 0.80x); / nats pub/sub: ${
+        (m("bridge async throughput") / m("nats pub/sub")).toFixed(2)
+      }x`,
+  );
+  if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(rows, null, 2));
+  return rows;
+}
+
+if (import.meta.main) await runBridgeBench(Deno.args);

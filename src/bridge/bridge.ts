@@ -1,0 +1,242 @@
+// The bridge: one NATS connection and the routes of one local namespace. It is built only on the
+// public channel API: to local producers it is one more receiver, to local receivers one more
+// sender, so code on either machine keeps the plain channel API. See the README, "Across machines".
+
+import type { JetStreamClient, JetStreamManager, NatsConnection } from "npm:nats@2.29.3";
+import { InvalidOptionError } from "../../mod.ts";
+import { JetStreamError, NatsConnectionError } from "./errors.ts";
+import { loadNats, natsModule } from "./nats.ts";
+import { InboundRoute } from "./inbound.ts";
+import { type BridgeOptions, checkDistinct, type CheckedIn, checkIn, checkOut } from "./options.ts";
+import { noResponders, OutboundRoute, text } from "./outbound.ts";
+import type { BridgeStat } from "./stat.ts";
+
+const PREFIX = /^[A-Za-z0-9_!-]{1,100}$/;
+const construct = Symbol("ferry.bridge");
+
+/**
+ * Connects local channels to NATS. Out routes forward a local channel's messages to a subject (ack
+ * mode as NATS requests, async mode through JetStream); in routes deliver a subject's messages into
+ * a local channel. Start one per machine and namespace:
+ *
+ * ```ts
+ * import { Bridge } from "./mod.ts";
+ * await using bridge = await Bridge.start({
+ *   nats: { servers: "nats://10.0.0.2:4222", user: "ferry", pass: "..." },
+ *   out: [{ channel: "jobs", subject: "jobs", mode: "ack" }],
+ *   in: [{ subject: "results", channel: "results", mode: "async" }],
+ * });
+ * console.log(bridge.stat());
+ * ```
+ */
+export class Bridge implements AsyncDisposable {
+  /** The local namespace it serves. */
+  readonly prefix: string;
+  /**
+   * Resolves when the NATS connection has ended: undefined after `close()`, or the error that
+   * ended it for good (credentials refused, reconnect attempts used up). Routes stop then; what they
+   * held goes back to the local queues when the bridge is closed.
+   */
+  readonly closed: Promise<Error | undefined>;
+  readonly #nc: NatsConnection;
+  readonly #routes: (OutboundRoute | InboundRoute)[];
+  readonly #closeTimeout: number;
+  #connected = true;
+  #disconnects = 0;
+  #reconnects = 0;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Connects to NATS, makes sure the JetStream streams and consumers of async routes exist, opens
+   * the local channels and starts forwarding. Throws InvalidOptionError (a bad route),
+   * NatsConnectionError (no server, refused credentials), JetStreamError (JetStream off, or a stream
+   * or consumer that cannot be made as configured), or a channel's open error.
+   */
+  static async start(options: BridgeOptions): Promise<Bridge> {
+    const prefix = options.prefix ?? "ferry";
+    if (typeof prefix !== "string" || !PREFIX.test(prefix)) {
+      throw new InvalidOptionError(`bridge prefix ${JSON.stringify(prefix)} is not a valid namespace prefix`);
+    }
+    const out = (options.out ?? []).map(checkOut);
+    const inn = (options.in ?? []).map((r, i) => checkIn(r, i, prefix));
+    checkDistinct(out, inn);
+    const closeTimeout = options.closeTimeout ?? 5000;
+    if (typeof closeTimeout !== "number" || !(closeTimeout >= 0)) {
+      throw new InvalidOptionError(`closeTimeout must be a number of ms >= 0, not ${closeTimeout}`);
+    }
+    for (const [i, r] of inn.entries()) {
+      if (r.mode === "async" && r.timeout >= r.ackWait * 1000) {
+        throw new InvalidOptionError(
+          `bridge in[${i}]: timeout ${r.timeout} ms must be shorter than ackWait (${r.ackWait} s), or ` +
+            "JetStream would deliver a message again while its local send still waits",
+        );
+      }
+    }
+    const natsOptions = { maxReconnectAttempts: -1, reconnectTimeWait: 250, ...options.nats };
+    const { connect } = await loadNats();
+    let nc: NatsConnection;
+    try {
+      nc = await connect(natsOptions);
+    } catch (e) {
+      throw new NatsConnectionError(
+        `cannot connect to NATS at ${JSON.stringify(natsOptions.servers ?? "127.0.0.1:4222")}: ${text(e)}; ` +
+          "check that nats-server runs there and that the credentials and TLS options are right",
+        { cause: e },
+      );
+    }
+    const routes: (OutboundRoute | InboundRoute)[] = [];
+    try {
+      let js: JetStreamClient | undefined;
+      const streams = new Map<string, string>();
+      if ([...out, ...inn].some((r) => r.mode === "async")) {
+        let jsm: JetStreamManager;
+        try {
+          jsm = await nc.jetstreamManager();
+        } catch (e) {
+          throw new JetStreamError(
+            `JetStream is not available on this NATS server (${text(e)}); async routes need it: ` +
+              "start nats-server with -js (and -sd <dir> to keep messages across restarts)",
+            { cause: e },
+          );
+        }
+        js = nc.jetstream();
+        for (const r of [...out, ...inn]) {
+          if (r.mode !== "async") continue;
+          streams.set(r.subject, await ensureStream(jsm, r.subject, r.stream));
+        }
+        for (const r of inn) {
+          if (r.mode === "async") await ensureConsumer(jsm, streams.get(r.subject)!, r);
+        }
+      }
+      for (const r of out) routes.push(new OutboundRoute(r, prefix, nc, js, streams.get(r.subject)));
+      for (const r of inn) routes.push(new InboundRoute(r, prefix, nc, js, streams.get(r.subject)));
+    } catch (e) {
+      await Promise.all(routes.map((r) => r.close(0)));
+      await nc.close();
+      throw e;
+    }
+    return new Bridge(construct, prefix, nc, routes, closeTimeout);
+  }
+
+  private constructor(
+    key: symbol,
+    prefix: string,
+    nc: NatsConnection,
+    routes: (OutboundRoute | InboundRoute)[],
+    closeTimeout: number,
+  ) {
+    if (key !== construct) throw new TypeError("use Bridge.start()");
+    this.prefix = prefix;
+    this.#nc = nc;
+    this.#routes = routes;
+    this.#closeTimeout = closeTimeout;
+    this.#watch();
+    this.closed = nc.closed().then((e) =>
+      e === undefined || e === null ? undefined : new NatsConnectionError(
+        `the NATS connection ended: ${text(e)}`,
+        { cause: e },
+      )
+    );
+    for (const r of routes) r.start();
+  }
+
+  async #watch(): Promise<void> {
+    for await (const s of this.#nc.status()) {
+      if (s.type === "disconnect") {
+        this.#connected = false;
+        this.#disconnects++;
+      } else if (s.type === "reconnect") {
+        this.#connected = true;
+        this.#reconnects++;
+      }
+    }
+  }
+
+  /** What each route forwarded, holds, failed and may have duplicated, and the connection's state. */
+  stat(): BridgeStat {
+    return {
+      prefix: this.prefix,
+      connected: this.#connected && !this.#nc.isClosed(),
+      server: this.#nc.getServer(),
+      disconnects: this.#disconnects,
+      reconnects: this.#reconnects,
+      routes: this.#routes.map((r) => ({ ...r.stat })),
+    };
+  }
+
+  /**
+   * Stops taking messages, waits up to `closeTimeout` for those in flight, closes the channels
+   * (messages still held go back to their local queue, marked `redelivered`, for the next bridge)
+   * and drains the NATS connection. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all(this.#routes.map((r) => r.close(this.#closeTimeout)));
+      if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
+      await this.closed;
+    })();
+    return this.#closing;
+  }
+
+  /** `await using bridge = await Bridge.start(...)` closes it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** The stream an async route publishes to or consumes from: the named one, the one that takes the subject, or a new one. */
+async function ensureStream(
+  jsm: JetStreamManager,
+  subject: string,
+  name: string | undefined,
+): Promise<string> {
+  if (name === undefined) {
+    try {
+      return await jsm.streams.find(subject);
+    } catch (e) {
+      if (!/no stream matches/i.test(text(e))) {
+        throw jetStreamError(`looking up the stream of '${subject}'`, e);
+      }
+    }
+  } else {
+    try {
+      await jsm.streams.info(name);
+      return name;
+    } catch (e) {
+      if (!/not found/i.test(text(e))) throw jetStreamError(`looking up stream '${name}'`, e);
+    }
+  }
+  const stream = name ?? `FERRY_${subject.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  try {
+    // File storage: messages survive a server restart (with -sd <dir>). Two bridges making the
+    // same stream at once is fine: JetStream takes an identical add as a no-op.
+    await jsm.streams.add({ name: stream, subjects: [subject], storage: natsModule().StorageType.File });
+  } catch (e) {
+    throw jetStreamError(`creating stream '${stream}' for '${subject}'`, e);
+  }
+  return stream;
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, r: CheckedIn): Promise<void> {
+  const { AckPolicy, DeliverPolicy, nanos } = natsModule();
+  try {
+    await jsm.consumers.add(stream, {
+      durable_name: r.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: r.subject,
+      ack_wait: nanos(r.ackWait * 1000),
+    });
+  } catch (e) {
+    throw jetStreamError(
+      `creating durable consumer '${r.durable}' on stream '${stream}' (an existing one with other ` +
+        "settings is refused: remove it, or name another with `durable`)",
+      e,
+    );
+  }
+}
+
+function jetStreamError(what: string, e: unknown): JetStreamError {
+  const hint = noResponders(e) ? " (is JetStream enabled? nats-server -js)" : "";
+  return new JetStreamError(`${what}: ${text(e)}${hint}`, { cause: e });
+}

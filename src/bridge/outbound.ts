@@ -1,0 +1,237 @@
+// An out route: the bridge is one more receiver of a local channel. It takes messages without
+// releasing them (autoRelease: false), forwards each, and releases it only once NATS confirmed it,
+// so a producer's slot (and, in ack mode, its `send`) waits for the far side. A bridge that dies
+// holding messages hands them back through ferry's own recovery: they are delivered again, marked
+// `redelivered`, to the next bridge on the channel.
+
+import type { JetStreamClient, NatsConnection } from "npm:nats@2.29.3";
+import { Channel, ChannelClosedError, type Message, TimeoutError } from "../../mod.ts";
+import type { CheckedOut } from "./options.ts";
+import { newRouteStat, type RouteStat } from "./stat.ts";
+import { atMost, pause, Window } from "./window.ts";
+import { HEADER, metaHeaders } from "./wire.ts";
+
+/** How long one receive waits before the pump checks whether it should stop. */
+const RECV_SLICE_MS = 200;
+/**
+ * An ack route holds a failed message this long past its deadline before releasing it, so that its
+ * producer's own ack wait (at most the route's timeout, and started earlier) has certainly given up:
+ * a release before that would resolve the producer's `send` as if the message had been processed.
+ */
+export const HOLD_GRACE_MS = 1000;
+/** Pause between attempts when nobody answers (ack) or a publish failed (async); doubles up to the max. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
+
+/** @internal */
+export class OutboundRoute {
+  readonly stat: RouteStat;
+  readonly #route: CheckedOut;
+  readonly #origin: string;
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient | undefined;
+  readonly #stream: string | undefined;
+  readonly #channel: Channel<Uint8Array>;
+  readonly #window: Window;
+  readonly #stop = new AbortController();
+  /** Failed ack messages held until their producer's wait is over, with the timer that releases each. */
+  readonly #held = new Map<ReturnType<typeof setTimeout>, Message<Uint8Array>>();
+  #pump: Promise<void> | undefined;
+
+  constructor(
+    route: CheckedOut,
+    prefix: string,
+    nc: NatsConnection,
+    js: JetStreamClient | undefined,
+    stream: string | undefined,
+  ) {
+    this.#route = route;
+    this.#origin = `${prefix}/${route.channel}`;
+    this.#nc = nc;
+    this.#js = js;
+    this.#stream = stream;
+    this.stat = newRouteStat("out", route);
+    this.#window = new Window(route.window);
+    // Raw: the bridge moves the producer's encoded bytes and never decodes them.
+    this.#channel = Channel.open<Uint8Array>(route.channel, {
+      ...route.open,
+      prefix,
+      codec: "raw",
+      autoRelease: false,
+      timeout: RECV_SLICE_MS,
+    });
+  }
+
+  start(): void {
+    this.#pump = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      await this.#window.acquire();
+      if (signal.aborted) {
+        this.#window.release();
+        break;
+      }
+      let msg: Message<Uint8Array>;
+      try {
+        msg = await this.#channel.recv({ timeout: RECV_SLICE_MS });
+      } catch (e) {
+        this.#window.release();
+        if (e instanceof TimeoutError) continue;
+        if (e instanceof ChannelClosedError) break;
+        this.stat.lastError = `receiving from '${this.#route.channel}': ${text(e)}`;
+        await pause(RETRY_MAX_MS, signal);
+        continue;
+      }
+      this.stat.inFlight++;
+      if (msg.redelivered) this.stat.redelivered++;
+      const forward = this.#route.mode === "ack" ? this.#request(msg) : this.#publish(msg);
+      forward
+        .catch((e) => this.stat.lastError = text(e))
+        .finally(() => {
+          this.stat.inFlight--;
+          this.#window.release();
+        });
+    }
+  }
+
+  /** Async: JetStream stores it, then it is released. Retried until stored or the route closes. */
+  async #publish(msg: Message<Uint8Array>): Promise<void> {
+    const signal = this.#stop.signal;
+    let resent = false;
+    let backoff = RETRY_MIN_MS;
+    for (;;) {
+      try {
+        await this.#js!.publish(this.#route.subject, msg.bytes, {
+          headers: metaHeaders(msg, this.#origin, resent),
+          timeout: this.#route.timeout,
+          expect: { streamName: this.#stream },
+        });
+        release(msg);
+        this.stat.forwarded++;
+        return;
+      } catch (e) {
+        this.stat.retries++;
+        this.stat.lastError = `publishing to '${this.#route.subject}': ${text(e)}`;
+        // Left held: close() hands it back to the channel, and the next bridge forwards it again.
+        if (signal.aborted) return;
+        // A publish that timed out or was cut by a disconnect may have been stored with its PubAck
+        // lost: the next copy says it may be a duplicate. "No responders" means JetStream never
+        // saw it.
+        if (!resent && !noResponders(e)) {
+          resent = true;
+          this.stat.redelivered++;
+        }
+        await pause(backoff, signal);
+        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+      }
+    }
+  }
+
+  /** Ack: a NATS request; the remote bridge replies once its local receiver released the message. */
+  async #request(msg: Message<Uint8Array>): Promise<void> {
+    const signal = this.#stop.signal;
+    const deadline = performance.now() + this.#route.timeout;
+    let backoff = RETRY_MIN_MS;
+    for (;;) {
+      const left = Math.floor(deadline - performance.now());
+      if (left <= 0) {
+        return this.#hold(
+          msg,
+          deadline,
+          `no bridge answered on '${this.#route.subject}' within ${this.#route.timeout} ms`,
+        );
+      }
+      const headers = metaHeaders(msg, this.#origin, false);
+      headers.set(HEADER.timeout, String(left));
+      let reply;
+      try {
+        reply = await this.#nc.request(this.#route.subject, msg.bytes, { timeout: left, headers });
+      } catch (e) {
+        if (signal.aborted) return;
+        if (noResponders(e)) {
+          // Nobody subscribes yet (the remote bridge is starting, or gone): nothing was delivered,
+          // so asking again cannot duplicate it.
+          this.stat.retries++;
+          this.stat.lastError =
+            `no bridge subscribes to '${this.#route.subject}' (retrying until the timeout)`;
+          await pause(Math.min(backoff, left), signal);
+          backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+          continue;
+        }
+        return this.#hold(
+          msg,
+          deadline,
+          `no reply on '${this.#route.subject}' within ${left} ms: ${text(e)}`,
+        );
+      }
+      // A reply without ferry's status header comes from a plain NATS responder: it answered, so
+      // it is done with the message.
+      const status = reply.headers?.get(HEADER.status) || "ok";
+      if (status === "ok") {
+        release(msg);
+        this.stat.forwarded++;
+        return;
+      }
+      return this.#hold(
+        msg,
+        deadline,
+        `the remote side answered ${status}: ${reply.headers?.get(HEADER.error)}`,
+      );
+    }
+  }
+
+  /**
+   * A message the far side did not confirm. Releasing it now would resolve its producer's `send`
+   * as a success, and the public channel API has no way to fail it (there is no `msg.reject()`);
+   * so it is held until the producer's own ack wait has run out (TimeoutError there), then
+   * released to free its slot.
+   */
+  #hold(msg: Message<Uint8Array>, deadline: number, why: string): void {
+    this.stat.failed++;
+    this.stat.held++;
+    this.stat.lastError = why;
+    const timer = setTimeout(() => {
+      this.#held.delete(timer);
+      this.stat.held--;
+      release(msg);
+    }, Math.max(0, deadline + HOLD_GRACE_MS - performance.now()));
+    this.#held.set(timer, msg);
+  }
+
+  /**
+   * Stops taking messages, lets those in flight finish for up to `ms`, then closes the channel:
+   * what it still holds (unconfirmed, or held after a failure) goes back to the queue, marked
+   * `redelivered`, for the next bridge.
+   */
+  async close(ms: number): Promise<void> {
+    this.#stop.abort();
+    this.#window.wakeAll();
+    await this.#pump;
+    await atMost(this.#window.idle(), ms);
+    for (const t of this.#held.keys()) clearTimeout(t);
+    this.stat.held = 0;
+    this.#held.clear();
+    this.#channel.close();
+  }
+}
+
+function release(msg: Message<Uint8Array>): void {
+  try {
+    msg.release();
+  } catch {
+    // The channel was closed meanwhile: the message went back to the queue instead.
+  }
+}
+
+/** @internal */
+export function text(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** @internal The NATS client's "503": no subscriber for a request (or JetStream not there). */
+export function noResponders(e: unknown): boolean {
+  return (e as { code?: string })?.code === "503";
+}

@@ -1,0 +1,77 @@
+// The bounded in-flight window of a route: at most `size` messages taken and not finished, so a
+// bridge never buffers more than that whatever NATS's pace. Past it, the route stops taking
+// messages and the backpressure lands where it belongs (a full local channel, or JetStream keeping
+// its messages).
+
+/** @internal */
+export class Window {
+  #free: number;
+  #waiters: (() => void)[] = [];
+  #idle: (() => void)[] = [];
+  readonly size: number;
+
+  constructor(size: number) {
+    this.size = size;
+    this.#free = size;
+  }
+
+  /** Messages taken and not finished. */
+  get used(): number {
+    return this.size - this.#free;
+  }
+
+  /** Resolves once a place is free, and takes it. */
+  acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Frees a place: hands it straight to the oldest waiter, if any. */
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next !== undefined) return next();
+    this.#free++;
+    if (this.#free === this.size) { for (const done of this.#idle.splice(0)) done(); }
+  }
+
+  /** Wakes every `acquire` waiter without a place (a closing route: they check and leave). */
+  wakeAll(): void {
+    for (const wake of this.#waiters.splice(0)) {
+      this.#free--; // balanced by the waiter's release, as if it had taken a place
+      wake();
+    }
+  }
+
+  /** Resolves when nothing is in flight. */
+  idle(): Promise<void> {
+    if (this.#free === this.size) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+}
+
+/** @internal Resolves after `ms`, or at once when `signal` aborts (a route that is closing). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** @internal Waits for `promise` for at most `ms` (close() bounds its wait for work in flight). */
+export async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([promise, new Promise((resolve) => timer = setTimeout(resolve, ms))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
