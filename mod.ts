@@ -4,16 +4,9 @@
  * @module
  */
 
-export {
-  Channel,
-  type ChannelStat,
-  type ChannelState,
-  type OpenOptions,
-  type RecvOptions,
-  type SendMode,
-  type SendOptions,
-  type StatOptions,
-} from "./src/channel.ts";
+export { Channel } from "./src/channel/channel.ts";
+export type { OpenOptions, RecvOptions, SendMode, SendOptions } from "./src/channel/options.ts";
+export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/observe.ts";
 export type { TrustOptions } from "./src/open.ts";
 export { Message } from "./src/message.ts";
 export type { CodecOption } from "./src/codec.ts";

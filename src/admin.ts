@@ -4,7 +4,9 @@
 // which observes without joining (listing never shows up as a participant) and never waits: a
 // channel being built, or left unfinished by a dead creator, is listed with that state.
 
-import { Channel, type ChannelStat, checkPrefix, NAME_PATTERN, unlinkIncomplete } from "./channel.ts";
+import { Channel } from "./channel/channel.ts";
+import { type ChannelStat, unlinkIncomplete } from "./channel/observe.ts";
+import { checkPrefix, NAME_PATTERN } from "./channel/options.ts";
 import {
   ChannelNotFoundError,
   FerryError,

@@ -6,16 +6,16 @@
 
 import { core } from "../ffi/lib.ts";
 import { IncompatibleReason, Status } from "../ffi/status.ts";
+import { Channel } from "./channel/channel.ts";
 import {
   abiMs,
-  Channel,
   checkMs,
   checkName,
   checkPrefix,
   DEFAULTS,
   type OpenOptions,
   type SendMode,
-} from "./channel.ts";
+} from "./channel/options.ts";
 import {
   ChannelFullError,
   ChannelNotFoundError,
