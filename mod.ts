@@ -1,15 +1,54 @@
 /**
- * ferry: message passing between processes on one machine through shared memory.
- * No broker, no socket. See README.md.
+ * ferry: message passing between processes on one machine through POSIX shared memory, with no
+ * broker and no socket. Processes open the same named {@linkcode Channel} and send to it and
+ * receive from it; each message goes to exactly one receiver. A {@linkcode Namespace} adds groups
+ * that one value is sent to as a copy per member channel. See README.md.
+ *
+ * @example Send and receive
+ * ```ts
+ * import { Channel } from "@ferry/ferry";
+ *
+ * using ch = Channel.open<{ id: number }>("jobs", { mode: "async" });
+ * await ch.send({ id: 1 });
+ * const msg = await ch.recv();
+ * console.log(msg.data.id);
+ * ```
+ *
  * @module
  */
 
+// Channels: open, send, receive, batches, zero-copy (src/channel/).
 export { Channel } from "./src/channel/channel.ts";
 export type { OpenOptions, RecvOptions, SendMode, SendOptions } from "./src/channel/options.ts";
 export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/observe.ts";
+export type { CapacityPatterns } from "./src/capacity.ts";
+export type { CodecOption } from "./src/codec.ts";
 export type { TrustOptions } from "./src/open.ts";
 export { Message } from "./src/message.ts";
-export type { CodecOption } from "./src/codec.ts";
+
+// Namespaces: groups and fan-out, listing and cleanup (src/namespace/).
+export { Namespace } from "./src/namespace/namespace.ts";
+export type {
+  GroupAddOptions,
+  GroupFullPolicy,
+  GroupLifetime,
+  GroupSendOptions,
+  GroupSendResult,
+  GroupStat,
+  NamespaceOptions,
+} from "./src/namespace/options.ts";
+export {
+  type ChannelScan,
+  gc,
+  type GcOptions,
+  isAbandoned,
+  listChannels,
+  scanChannels,
+  type ScanOptions,
+  type SkippedSegment,
+} from "./src/namespace/listing.ts";
+
+// Errors: each a FerryError with a stable `code` (src/errors.ts).
 export {
   ChannelClosedError,
   ChannelFullError,
@@ -19,6 +58,7 @@ export {
   ExpiredError,
   FerryError,
   ForeignSegmentError,
+  GroupTableFullError,
   IncompatibleChannelError,
   InvalidNameError,
   InvalidOptionError,
@@ -30,26 +70,3 @@ export {
   TimeoutError,
   TooManyParticipantsError,
 } from "./src/errors.ts";
-export {
-  type ChannelScan,
-  gc,
-  type GcOptions,
-  isAbandoned,
-  listChannels,
-  scanChannels,
-  type ScanOptions,
-  type SkippedSegment,
-} from "./src/admin.ts";
-// ---- groups ----
-export {
-  type GroupAddOptions,
-  type GroupFullPolicy,
-  type GroupLifetime,
-  type GroupSendOptions,
-  type GroupSendResult,
-  type GroupStat,
-  GroupTableFullError,
-  Namespace,
-  type NamespaceOptions,
-} from "./src/namespace.ts";
-// ---- groups ----

@@ -158,3 +158,11 @@ export class SystemError extends FerryError {
     this.errnoName = name;
   }
 }
+
+/** Every membership slot of a namespace's group table holds a live membership. */
+export class GroupTableFullError extends FerryError {
+  /** The message says how full the table is and how to make room. */
+  constructor(message: string) {
+    super("GroupTableFull", message);
+  }
+}
