@@ -13,6 +13,8 @@ export interface Releaser {
   releaseHeld(slot: number, generation: number, view: ViewTicket | null): void;
 }
 
+const token = Symbol("ferry.message");
+
 /**
  * Builds a Message: for the channel's receive modules only, which is why the constructor is
  * private and this is not exported from mod.ts. `owner` is null for a released message.
@@ -67,10 +69,11 @@ export class Message<T = unknown> {
 
   static {
     makeMessage = (codec, buf, start, end, seq, sender, redelivered, owner, slot, generation, view) =>
-      new Message(codec, buf, start, end, seq, sender, redelivered, owner, slot, generation, view);
+      new Message(token, codec, buf, start, end, seq, sender, redelivered, owner, slot, generation, view);
   }
 
   private constructor(
+    key: symbol,
     codec: Codec<T>,
     buf: Uint8Array,
     start: number,
@@ -83,6 +86,7 @@ export class Message<T = unknown> {
     generation: number,
     view: ViewTicket | null,
   ) {
+    if (key !== token) throw new TypeError("messages come from a Channel's receive calls");
     this.#codec = codec;
     this.#buf = buf;
     this.#start = start;

@@ -33,8 +33,11 @@ export interface SkippedSegment {
 
 /** Everything found under one prefix: readable channels and the segments that could not be read. */
 export interface ChannelScan {
+  /** The namespace scanned. */
   prefix: string;
+  /** The stat of each channel, sorted by name. */
   channels: ChannelStat[];
+  /** Segments under the prefix that are not channels this process can read. */
   skipped: SkippedSegment[];
 }
 
