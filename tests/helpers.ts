@@ -307,7 +307,6 @@ export function otherUserCommand(uid = 65534): string[] | undefined {
   return undefined;
 }
 
-/** Lines from this process's stdin (for workers); ends at EOF. */
 /** The lines of a byte stream, as they arrive (a last line without a newline too). */
 export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let pending = "";
@@ -322,6 +321,7 @@ export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGener
   if (pending) yield pending;
 }
 
+/** Lines from this process's stdin (for workers); ends at EOF. */
 export function stdinLines(): AsyncGenerator<string> {
   return textLines(Deno.stdin.readable);
 }

@@ -7,6 +7,8 @@
 // it in full, so a torn, mixed, truncated or foreign payload is always detected, and (senderId,
 // seq) names each message exactly.
 
+import { stdinLines } from "../helpers.ts";
+
 export const PAYLOAD_MAGIC = 0xc4a0_5eed;
 export const HEADER_BYTES = 20;
 const BLOCK_WORDS = 1024;
@@ -206,16 +208,7 @@ export function outcomeOf(error: unknown): number {
 
 /** Lines from stdin, delivered to `onLine` as they come; resolves at EOF. */
 export async function readCommands(onLine: (line: string) => void): Promise<void> {
-  let pending = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    pending += chunk;
-    let end;
-    while ((end = pending.indexOf("\n")) >= 0) {
-      onLine(pending.slice(0, end));
-      pending = pending.slice(end + 1);
-    }
-  }
-  if (pending) onLine(pending);
+  for await (const line of stdinLines()) onLine(line);
 }
 
 /** Lets queued timers and stdin reads run (a worker that blocks its thread calls this between waits). */
