@@ -3,7 +3,7 @@
 // build what users should not (a Message comes only from a receive).
 
 import assert from "node:assert/strict";
-import { Channel, Message } from "../mod.ts";
+import { type Channel, Message } from "../mod.ts";
 import { Scope } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url);
