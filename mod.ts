@@ -1,22 +1,54 @@
 /**
- * ferry: message passing between processes on one machine through shared memory.
- * No broker, no socket. See README.md.
+ * ferry: message passing between processes on one machine through POSIX shared memory, with no
+ * broker and no socket. Processes open the same named {@linkcode Channel} and send to it and
+ * receive from it; each message goes to exactly one receiver. A {@linkcode Namespace} adds groups
+ * that one value is sent to as a copy per member channel. See README.md.
+ *
+ * @example Send and receive
+ * ```ts
+ * import { Channel } from "@ferry/ferry";
+ *
+ * using ch = Channel.open<{ id: number }>("jobs", { mode: "async" });
+ * await ch.send({ id: 1 });
+ * const msg = await ch.recv();
+ * console.log(msg.data.id);
+ * ```
+ *
  * @module
  */
 
-export {
-  Channel,
-  type ChannelStat,
-  type ChannelState,
-  type OpenOptions,
-  type RecvOptions,
-  type SendMode,
-  type SendOptions,
-  type StatOptions,
-} from "./src/channel.ts";
+// Channels: open, send, receive, batches, zero-copy (src/channel/).
+export { Channel } from "./src/channel/channel.ts";
+export type { OpenOptions, RecvOptions, SendMode, SendOptions } from "./src/channel/options.ts";
+export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/observe.ts";
+export type { CapacityPatterns } from "./src/capacity.ts";
+export type { CodecOption } from "./src/codec.ts";
 export type { TrustOptions } from "./src/open.ts";
 export { Message } from "./src/message.ts";
-export type { CodecOption } from "./src/codec.ts";
+
+// Namespaces: groups and fan-out, listing and cleanup (src/namespace/).
+export { Namespace } from "./src/namespace/namespace.ts";
+export type {
+  GroupAddOptions,
+  GroupFullPolicy,
+  GroupLifetime,
+  GroupSendOptions,
+  GroupSendResult,
+  GroupStat,
+  NamespaceOptions,
+} from "./src/namespace/options.ts";
+export {
+  type ChannelScan,
+  gc,
+  type GcOptions,
+  isAbandoned,
+  listChannels,
+  scanChannels,
+  type ScanOptions,
+  type SkippedSegment,
+} from "./src/namespace/listing.ts";
+
+// Errors: each a FerryError with a stable `code` (src/errors.ts).
 export {
   ChannelClosedError,
   ChannelFullError,
@@ -26,6 +58,7 @@ export {
   ExpiredError,
   FerryError,
   ForeignSegmentError,
+  GroupTableFullError,
   IncompatibleChannelError,
   InvalidNameError,
   InvalidOptionError,
@@ -37,34 +70,8 @@ export {
   TimeoutError,
   TooManyParticipantsError,
 } from "./src/errors.ts";
-export {
-  type ChannelScan,
-  gc,
-  type GcOptions,
-  isAbandoned,
-  listChannels,
-  scanChannels,
-  type ScanOptions,
-  type SkippedSegment,
-} from "./src/admin.ts";
-// ---- groups ----
-export {
-  type GroupAddOptions,
-  type GroupFullPolicy,
-  type GroupLifetime,
-  type GroupSendOptions,
-  type GroupSendResult,
-  type GroupStat,
-  GroupTableFullError,
-  Namespace,
-  type NamespaceOptions,
-} from "./src/namespace.ts";
-// ---- groups ----
-// ---- bridge ----
-/**
- * The NATS bridge: local channels forwarded to NATS subjects and back, so processes on different
- * machines keep the channel API (README, "Across machines").
- */
+
+// Across machines: local channels forwarded to NATS subjects and back (README, "Across machines").
 export { Bridge } from "./src/bridge/bridge.ts";
 export type {
   BridgeOptions,
@@ -76,4 +83,3 @@ export type {
 export type { BridgeStat, RouteStat } from "./src/bridge/stat.ts";
 export type { Envelope } from "./src/bridge/wire.ts";
 export { JetStreamError, NatsConnectionError } from "./src/bridge/errors.ts";
-// ---- bridge ----

@@ -1,6 +1,6 @@
 // `gc`: removes the channels under a prefix that nobody alive uses and that hold nothing.
 
-import { gc as collect } from "../src/admin.ts";
+import { gc as collect } from "../mod.ts";
 import { flag, noPositionals, type ParsedArgs, prefixOf, trustArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./errors.ts";

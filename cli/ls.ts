@@ -1,6 +1,6 @@
 // `ls`: every channel under a prefix as one table; unreadable segments listed after it, never fatal.
 
-import { scanChannels } from "../src/admin.ts";
+import { scanChannels } from "../mod.ts";
 import { flag, noPositionals, type ParsedArgs, prefixOf, trustArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./errors.ts";

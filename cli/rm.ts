@@ -3,7 +3,7 @@
 import { Channel, FerryError } from "../mod.ts";
 // The one CLI import from inside src/ besides admin.ts: removing an incomplete segment must be
 // judged under its init lock, which only the channel module holds.
-import { unlinkIncomplete } from "../src/channel.ts";
+import { unlinkIncomplete } from "../src/channel/observe.ts";
 import { flag, type ParsedArgs, prefixOf, trustArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { EXIT, usageError } from "./errors.ts";

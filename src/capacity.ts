@@ -5,6 +5,10 @@
 
 import { InvalidOptionError } from "./errors.ts";
 
+/**
+ * Capacities by channel name (OpenOptions.channelCapacity): glob strings (`*`, `?`) or RegExps,
+ * as an object, a Map or entries; the first match in insertion order wins.
+ */
 export type CapacityPatterns =
   | Record<string, number>
   | Map<string | RegExp, number>

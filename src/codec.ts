@@ -14,8 +14,15 @@ export interface Codec<T = unknown> {
   decode(bytes: Uint8Array, start: number, end: number): T;
 }
 
+/**
+ * How a channel turns values into bytes: `"msgpack"` (the default: objects, arrays, strings,
+ * numbers, bigint, Uint8Array, Date, Map), `"raw"` (Uint8Array payloads as they are; needed for
+ * loans and zeroCopy), or your own `{ encode, decode }`.
+ */
 export type CodecOption<T> = "msgpack" | "raw" | {
+  /** The bytes of `value`; throw to refuse it (nothing is written). */
   encode(value: T): Uint8Array;
+  /** The value of `bytes` (a copy the message owns). */
   decode(bytes: Uint8Array): T;
 };
 

@@ -7,12 +7,46 @@ import type { Codec } from "./codec.ts";
 import { ChannelClosedError, FerryError } from "./errors.ts";
 import type { ViewTicket } from "./views.ts";
 
-/** What a Message needs from its channel to release itself. */
+/** What a Message needs from its channel to release itself (the channel's internal handle). */
 export interface Releaser {
   /** Detaches `view` (a zero-copy message's), then releases the slot. */
   releaseHeld(slot: number, generation: number, view: ViewTicket | null): void;
 }
 
+const token = Symbol("ferry.message");
+
+/**
+ * Builds a Message: for the channel's receive modules only, which is why the constructor is
+ * private and this is not exported from mod.ts. `owner` is null for a released message.
+ */
+export let makeMessage: <T>(
+  codec: Codec<T>,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  seq: number,
+  sender: number,
+  redelivered: boolean,
+  owner: Releaser | null,
+  slot: number,
+  generation: number,
+  view: ViewTicket | null,
+) => Message<T>;
+
+/**
+ * A message received from a channel: its value (`data`, decoded on first use), its bytes, who
+ * sent it, and, unless the channel releases it for you, the `release()` that frees its slot.
+ *
+ * @example Reading a message
+ * ```ts
+ * import { Channel } from "@ferry/ferry";
+ *
+ * using ch = Channel.open<{ job: number }>("jobs", { mode: "async" });
+ * await ch.send({ job: 1 });
+ * const msg = await ch.recv();
+ * console.log(msg.data.job, "from pid", msg.sender, msg.redelivered ? "(again)" : "");
+ * ```
+ */
 export class Message<T = unknown> {
   /** Per-sender sequence number: increases with every message the sender sent. */
   readonly seq: number;
@@ -33,8 +67,13 @@ export class Message<T = unknown> {
   #view: ViewTicket | null;
   #copy: Uint8Array | null = null;
 
-  /** @internal Built by Channel. */
-  constructor(
+  static {
+    makeMessage = (codec, buf, start, end, seq, sender, redelivered, owner, slot, generation, view) =>
+      new Message(token, codec, buf, start, end, seq, sender, redelivered, owner, slot, generation, view);
+  }
+
+  private constructor(
+    key: symbol,
     codec: Codec<T>,
     buf: Uint8Array,
     start: number,
@@ -45,8 +84,9 @@ export class Message<T = unknown> {
     owner: Releaser | null,
     slot: number,
     generation: number,
-    view: ViewTicket | null = null,
+    view: ViewTicket | null,
   ) {
+    if (key !== token) throw new TypeError("messages come from a Channel's receive calls");
     this.#codec = codec;
     this.#buf = buf;
     this.#start = start;

@@ -18,7 +18,7 @@ function readmeSession(): string {
   const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
   const section = readme.slice(readme.indexOf("\n## Command line\n"));
   const block = /```sh\n([\s\S]*?)```/.exec(section);
-  if (block === null) throw new Error("README.md has no shell block under \"## Command line\"");
+  if (block === null) throw new Error('README.md has no shell block under "## Command line"');
   return block[1];
 }
 

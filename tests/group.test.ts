@@ -44,43 +44,35 @@ function connect(s: Scope, options: NamespaceOptions = {}): Namespace & Disposab
   });
 }
 
+/** What ferry_group_check writes, in its order (see group::Check). */
+const CHECK_FIELDS = [
+  "entries",
+  "free",
+  "writingAlive",
+  "writingAbandoned",
+  "live",
+  "expired",
+  "duplicates",
+  "corrupt",
+  "held",
+  "heldAbandoned",
+] as const;
+type TableCheck = Record<typeof CHECK_FIELDS[number], number>;
+
 /** The core's read-only account of a namespace's group table (see group::Check). */
-function checkTable(prefix: string) {
+function checkTable(prefix: string): TableCheck {
   const lib = core();
   const p = encoder.encode(prefix);
   const err = new Int32Array(OPEN_REPORT_LEN);
   const table = lib.ferry_group_open(p, p.length, 1 << 20, 0o600, NO_TIMEOUT, new Uint32Array(0), 0, err);
   assert.ok(table !== null, `cannot open the group table of ${prefix}: ${err}`);
-  const out = new Uint32Array(10);
+  const out = new Uint32Array(CHECK_FIELDS.length);
   try {
     lib.ferry_group_check(table, out);
   } finally {
     lib.ferry_group_free(table);
   }
-  const [
-    entries,
-    free,
-    writingAlive,
-    writingAbandoned,
-    live,
-    expired,
-    duplicates,
-    corrupt,
-    held,
-    heldAbandoned,
-  ] = out;
-  return {
-    entries,
-    free,
-    writingAlive,
-    writingAbandoned,
-    live,
-    expired,
-    duplicates,
-    corrupt,
-    held,
-    heldAbandoned,
-  };
+  return Object.fromEntries(CHECK_FIELDS.map((field, i) => [field, out[i]])) as TableCheck;
 }
 
 /** Whether this process has a handle open on channel `name` (it holds one of the 64 seats). */

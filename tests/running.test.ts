@@ -41,16 +41,13 @@ Deno.test("ferry works from a directory whose path has spaces in it", async () =
   await using s = new Scope();
   const dir = `${await s.tempDir()}/a checkout with spaces`;
   // The library's files and the built core, laid out as in the repository.
-  for (const sub of ["src", "ffi", "core/target/release"]) {
-    await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
-  }
-  // Folders too: mod.ts imports src/bridge/ (whose NATS client loads only when a bridge starts).
+  await Deno.mkdir(`${dir}/core/target/release`, { recursive: true });
   const copyTree = async (sub: string) => {
     await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
     for (const entry of Deno.readDirSync(`${REPO_ROOT}/${sub}`)) {
-      if (entry.isFile) {
-        await Deno.copyFile(`${REPO_ROOT}/${sub}/${entry.name}`, `${dir}/${sub}/${entry.name}`);
-      } else if (entry.isDirectory) await copyTree(`${sub}/${entry.name}`);
+      const path = `${sub}/${entry.name}`;
+      if (entry.isDirectory) await copyTree(path);
+      else if (entry.isFile) await Deno.copyFile(`${REPO_ROOT}/${path}`, `${dir}/${path}`);
     }
   };
   for (const sub of ["src", "ffi"]) await copyTree(sub);

@@ -96,6 +96,12 @@ function isForeign(pattern?: RegExp) {
   };
 }
 
+/** An empty file of another user (nobody), mode 0666, put at `path` first; and its state then. */
+async function emptyFileOfNobody(path: string) {
+  await shellAs(NOBODY, `: > ${path} && chmod 666 ${path}`);
+  return { path, before: await snapshot(path) };
+}
+
 function groupsPath(prefix: string): string {
   return `/dev/shm/${prefix}~groups`;
 }
@@ -108,9 +114,7 @@ Deno.test({
   ...asRoot,
   fn: async () => {
     await using s = new Scope();
-    const path = segmentPath(s.prefix, "jobs");
-    await shellAs(NOBODY, `: > ${path} && chmod 666 ${path}`);
-    const before = await snapshot(path);
+    const { path, before } = await emptyFileOfNobody(segmentPath(s.prefix, "jobs"));
     assert.equal(before.uid, NOBODY);
 
     assert.throws(
@@ -175,8 +179,7 @@ Deno.test({
     await using s = new Scope();
     const path = groupsPath(s.prefix);
     try {
-      await shellAs(NOBODY, `: > ${path} && chmod 666 ${path}`);
-      const empty = await snapshot(path);
+      const { before: empty } = await emptyFileOfNobody(path);
       assert.throws(() => Namespace.connect({ prefix: s.prefix }), isForeign(/65534/));
       assert.deepEqual(await snapshot(path), empty, "the refused empty table was changed");
       await Deno.remove(path);
@@ -205,9 +208,7 @@ Deno.test({
   ...asRoot,
   fn: async () => {
     await using s = new Scope();
-    const path = segmentPath(s.prefix, "jobs");
-    await shellAs(NOBODY, `: > ${path} && chmod 666 ${path}`);
-    const before = await snapshot(path);
+    const { path, before } = await emptyFileOfNobody(segmentPath(s.prefix, "jobs"));
     const opened = await probe(s, "open", "jobs", SMALL, VICTIM);
     assert.equal(opened.code, "ForeignSegment", JSON.stringify(opened));
     assert.deepEqual(await snapshot(path), before, "the victim's open resized or changed the file");

@@ -7,7 +7,7 @@
 // it in full, so a torn, mixed, truncated or foreign payload is always detected, and (senderId,
 // seq) names each message exactly.
 
-import { textLines } from "../../cli/lines.ts";
+import { stdinLines } from "../helpers.ts";
 
 export const PAYLOAD_MAGIC = 0xc4a0_5eed;
 export const HEADER_BYTES = 20;
@@ -208,7 +208,7 @@ export function outcomeOf(error: unknown): number {
 
 /** Lines from stdin, delivered to `onLine` as they come; resolves at EOF. */
 export async function readCommands(onLine: (line: string) => void): Promise<void> {
-  for await (const line of textLines(Deno.stdin.readable)) onLine(line);
+  for await (const line of stdinLines()) onLine(line);
 }
 
 /** Lets queued timers and stdin reads run (a worker that blocks its thread calls this between waits). */

@@ -1,17 +1,19 @@
 // Administration over a whole namespace: list the channels under a prefix and remove the abandoned
 // ones. Both read /dev/shm (segments are `/dev/shm/<prefix>.<name>`), so they need --allow-read
-// there (and --allow-ffi for the core); gc also unlinks. Each channel is read with Channel.stat,
+// there (and --allow-ffi for the core); gc also unlinks. Each channel is read as Channel.stat does,
 // which observes without joining (listing never shows up as a participant) and never waits: a
 // channel being built, or left unfinished by a dead creator, is listed with that state.
 
-import { Channel, type ChannelStat, checkPrefix, NAME_PATTERN, unlinkIncomplete } from "./channel.ts";
+import * as channel from "../channel/observe.ts";
+import type { ChannelStat } from "../channel/observe.ts";
+import { checkPrefix, NAME_PATTERN } from "../channel/options.ts";
 import {
   ChannelNotFoundError,
   FerryError,
   IncompatibleChannelError,
   PermissionDeniedError,
-} from "./errors.ts";
-import type { TrustOptions } from "./open.ts";
+} from "../errors.ts";
+import type { TrustOptions } from "../open.ts";
 
 const SHM_DIR = "/dev/shm";
 
@@ -31,8 +33,11 @@ export interface SkippedSegment {
 
 /** Everything found under one prefix: readable channels and the segments that could not be read. */
 export interface ChannelScan {
+  /** The namespace scanned. */
   prefix: string;
+  /** The stat of each channel, sorted by name. */
   channels: ChannelStat[];
+  /** Segments under the prefix that are not channels this process can read. */
   skipped: SkippedSegment[];
 }
 
@@ -70,7 +75,7 @@ export function scanChannels(prefix = "ferry", options: ScanOptions = {}): Chann
   const skipped: SkippedSegment[] = [];
   for (const name of namesUnder(prefix)) {
     try {
-      channels.push(Channel.stat(name, { prefix, ...trust }));
+      channels.push(channel.stat(name, { prefix, ...trust }));
     } catch (error) {
       if (error instanceof ChannelNotFoundError) continue; // removed since readDir
       if (error instanceof IncompatibleChannelError || error instanceof PermissionDeniedError) {
@@ -124,15 +129,15 @@ export function gc(prefix = "ferry", options: GcOptions = {}): string[] {
       if (stat.state === "incomplete") {
         // Judged again and removed under the segment's init lock: an opener that started
         // rebuilding it since holds that lock, and then it stays.
-        if (unlinkIncomplete(stat.name, { prefix, ...trust })) removed.push(stat.name);
+        if (channel.unlinkIncomplete(stat.name, { prefix, ...trust })) removed.push(stat.name);
         continue;
       }
       if (stat.state !== "ready") continue;
       // Undo what dead participants left first (an ack outcome whose sender died counts as in
       // flight until someone does), then judge the channel as it is now.
-      Channel.recover(stat.name, { prefix, ...trust });
-      const now = Channel.stat(stat.name, { prefix, ...trust });
-      if (now.state === "ready" && isAbandoned(now) && Channel.unlink(stat.name, { prefix })) {
+      channel.recover(stat.name, { prefix, ...trust });
+      const now = channel.stat(stat.name, { prefix, ...trust });
+      if (now.state === "ready" && isAbandoned(now) && channel.unlink(stat.name, { prefix })) {
         removed.push(stat.name);
       }
     } catch (error) {

@@ -1,0 +1,248 @@
+// Batches: many messages per core call. Sends encode every value end to end first (bad input
+// sends nothing), then move as many per ferry_send_batch as fit; receives copy up to `max`
+// messages into the handle's chunk in one ferry_recv_batch. Async mode only.
+
+import { BatchMeta, MetaFlag } from "../../ffi/abi.ts";
+import { RECV_AUTO_RELEASE, SIDE_RECV, SIDE_SEND, Status } from "../../ffi/status.ts";
+import { MessageTooLargeError, TimeoutError } from "../errors.ts";
+import { makeMessage, type Message } from "../message.ts";
+import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
+import { abiMs, checkInt, expiryOf, type RecvOptions, timeoutOf } from "./options.ts";
+import { ensureChunk, recvSync } from "./receive.ts";
+import { nothingArrived, sendError, statusError } from "./status.ts";
+import { until } from "./wait.ts";
+import { receiveInPlace } from "./zero_copy.ts";
+
+/** See Channel.trySendMany. */
+export function trySendMany<T>(
+  c: ChannelCore<T>,
+  values: readonly T[],
+  options?: { expiry?: number },
+): number {
+  const staged = stage(c, values, true);
+  return sendStaged(c, staged, 0, expiryOf(c, options), true);
+}
+
+/** See Channel.sendManySync: the core waits for room, on this thread. */
+export function sendManySync<T>(
+  c: ChannelCore<T>,
+  values: readonly T[],
+  options?: { expiry?: number; timeout?: number },
+): void {
+  const staged = stage(c, values, true);
+  const expiry = expiryOf(c, options);
+  const timeout = timeoutOf(c, options);
+  let deadline: number | undefined;
+  for (let sent = sendStaged(c, staged, 0, expiry, false); sent < values.length;) {
+    deadline ??= performance.now() + timeout;
+    const left = deadline - performance.now();
+    if (left <= 0 || c.lib.ferry_send_room_wait(c.live(), abiMs(left)) === Status.TIMEOUT) {
+      throw stayedFull(c, "sendManySync", sent, values.length, timeout);
+    }
+    sent = sendStaged(c, staged, sent, expiry, false);
+  }
+}
+
+/** See Channel.sendMany. */
+export async function sendMany<T>(
+  c: ChannelCore<T>,
+  values: readonly T[],
+  options?: { expiry?: number; timeout?: number },
+): Promise<void> {
+  const staged = stage(c, values, false);
+  const expiry = expiryOf(c, options);
+  let sent = sendStaged(c, staged, 0, expiry, false);
+  if (sent === values.length) return;
+  const timeout = timeoutOf(c, options);
+  const done = await until(c, SIDE_SEND, performance.now() + timeout, () => {
+    sent = sendStaged(c, staged, sent, expiry, false);
+    return sent === values.length ? true : undefined;
+  });
+  if (done === undefined) throw stayedFull(c, "sendMany", sent, values.length, timeout);
+}
+
+/** A batch send that ran out of time: counted as a full event, reported with how far it got. */
+function stayedFull<T>(c: ChannelCore<T>, call: string, sent: number, total: number, timeout: number) {
+  c.lib.ferry_note_full(c.live());
+  return new TimeoutError(
+    `${call} on '${c.name}' sent ${sent} of ${total} within ${timeout} ms; the channel stayed full`,
+  );
+}
+
+/** Encodes every value end to end into one buffer, checking each before anything is sent. */
+function stage<T>(c: ChannelCore<T>, values: readonly T[], reuse: boolean): Staged {
+  // Synchronous callers reuse the handle's staging; sendMany, which may wait, stages into its own.
+  const st: Staged = reuse ? c.staging : {
+    bytes: new Uint8Array(Math.min(64 * 1024, values.length * 256)),
+    lens: new Uint32Array(values.length),
+    offsets: new Float64Array(values.length + 1),
+    count: 0,
+  };
+  if (st.lens.length < values.length) {
+    st.lens = new Uint32Array(values.length);
+    st.offsets = new Float64Array(values.length + 1);
+  }
+  let total = 0;
+  for (let i = 0; i < values.length; i++) {
+    const part = c.codec.encode(values[i]);
+    if (part.length > c.maxMessageSize) {
+      throw new MessageTooLargeError(
+        `sendMany: value ${i} is ${part.length} bytes; channel '${c.name}' takes at most ${c.maxMessageSize}`,
+      );
+    }
+    if (total + part.length > st.bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * st.bytes.length, total + part.length));
+      grown.set(st.bytes.subarray(0, total));
+      st.bytes = grown;
+    }
+    st.bytes.set(part, total); // now, before the codec reuses its buffer for the next value
+    st.lens[i] = part.length;
+    st.offsets[i] = total;
+    total += part.length;
+  }
+  st.offsets[values.length] = total;
+  st.count = values.length;
+  return st;
+}
+
+/** Sends staged messages from index `from` on; returns the index reached. */
+function sendStaged<T>(
+  c: ChannelCore<T>,
+  staged: Staged,
+  from: number,
+  expiry: number,
+  countFull: boolean,
+): number {
+  const out = c.sendOut;
+  let at = from;
+  while (at < staged.count) {
+    const count = Math.min(BATCH_MAX, staged.count - at);
+    const start = staged.offsets[at];
+    const bytes = staged.bytes.subarray(start, staged.offsets[at + count]);
+    const st = c.lib.ferry_send_batch(
+      c.live(),
+      bytes,
+      bytes.length,
+      staged.lens.subarray(at, at + count),
+      count,
+      expiry,
+      out,
+    );
+    at += out[0]; // ferry_send_batch: how many it sent
+    if (st === Status.OK) continue;
+    if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+      if (countFull) c.lib.ferry_note_full(c.live());
+      return at;
+    }
+    throw sendError(c, st);
+  }
+  return at;
+}
+
+/** See Channel.tryRecvMany. */
+export function tryRecvMany<T>(c: ChannelCore<T>, max = 64): Message<T>[] {
+  checkInt("max", max, 1, BATCH_MAX);
+  const got: Message<T>[] = [];
+  if (c.zeroCopy) {
+    // Views cannot share a chunk: claimed one by one, each in place.
+    for (let m = receiveInPlace(c); m !== undefined; m = got.length < max ? receiveInPlace(c) : undefined) {
+      got.push(m);
+    }
+    return got;
+  }
+  const auto = c.autoRelease;
+  ensureChunk(c);
+  const base = c.chunkUsed;
+  const st = c.lib.ferry_recv_batch(
+    c.live(),
+    c.chunk,
+    c.chunk.length,
+    base,
+    max,
+    auto ? RECV_AUTO_RELEASE : 0,
+    c.batchMeta,
+    c.batchMeta.length,
+    c.batchCount,
+  );
+  return batchMessages(c, st, base, auto);
+}
+
+/** See Channel.recvManySync. */
+export function recvManySync<T>(c: ChannelCore<T>, max = 64, options?: RecvOptions): Message<T>[] {
+  checkInt("max", max, 1, BATCH_MAX);
+  if (c.zeroCopy) {
+    const first = recvSync(c, options);
+    return max === 1 ? [first] : [first, ...tryRecvMany(c, max - 1)];
+  }
+  const timeout = timeoutOf(c, options);
+  const auto = c.autoRelease;
+  ensureChunk(c);
+  const base = c.chunkUsed;
+  const st = c.lib.ferry_recv_batch_wait(
+    c.live(),
+    c.chunk,
+    c.chunk.length,
+    base,
+    max,
+    auto ? RECV_AUTO_RELEASE : 0,
+    c.batchMeta,
+    c.batchMeta.length,
+    c.batchCount,
+    abiMs(timeout),
+  );
+  if (st === Status.TIMEOUT) throw nothingArrived(c, timeout);
+  return batchMessages(c, st, base, auto);
+}
+
+/** See Channel.recvMany. */
+export async function recvMany<T>(c: ChannelCore<T>, max = 64, options?: RecvOptions): Promise<Message<T>[]> {
+  const now = tryRecvMany(c, max);
+  if (now.length > 0) return now;
+  const timeout = timeoutOf(c, options);
+  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => {
+    const m = tryRecvMany(c, max);
+    return m.length > 0 ? m : undefined;
+  });
+  if (got === undefined) throw nothingArrived(c, timeout);
+  return got;
+}
+
+/** Messages of a batch receive that returned `st` into the chunk from `base` on. */
+function batchMessages<T>(c: ChannelCore<T>, st: number, base: number, auto: boolean): Message<T>[] {
+  const got: Message<T>[] = [];
+  const meta = c.batchMeta;
+  if (st === Status.EMPTY) return got;
+  if (st !== Status.OK) throw statusError(c, st);
+  const chunk = c.chunk;
+  const n = c.batchCount[0];
+  for (let i = 0; i < n; i++) {
+    const e = i * BatchMeta.STRIDE;
+    const slot = meta[e + BatchMeta.SLOT], generation = meta[e + BatchMeta.GENERATION];
+    const len = meta[e + BatchMeta.LEN], flags = meta[e + BatchMeta.FLAGS];
+    let buf = chunk, start = base + meta[e + BatchMeta.AT];
+    if (flags & MetaFlag.NEEDS_BUFFER) {
+      // Too big for what was left of the chunk: held, read into its own buffer.
+      buf = new Uint8Array(Math.max(len, 1));
+      start = 0;
+      const r = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
+      if (r < 0) throw statusError(c, r);
+      if (auto) c.lib.ferry_release(c.live(), slot, generation);
+    } else {
+      c.chunkUsed = start + len;
+    }
+    got.push(makeMessage<T>(
+      c.codec,
+      buf,
+      start,
+      start + len,
+      meta[e + BatchMeta.SEQ_LO] + meta[e + BatchMeta.SEQ_HI] * 0x1_0000_0000,
+      meta[e + BatchMeta.PID],
+      (flags & MetaFlag.REDELIVERED) !== 0,
+      auto ? null : c,
+      slot,
+      generation,
+      null,
+    ));
+  }
+  return got;
+}

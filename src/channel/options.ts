@@ -1,0 +1,209 @@
+// What a channel may be opened and called with: the option types, their defaults, and the one
+// check of each (names, prefixes, modes, integers, milliseconds, expiry). Namespace and the admin
+// calls validate with the same functions, so a rule changes here and nowhere else.
+
+import { NO_TIMEOUT } from "../../ffi/status.ts";
+import type { CapacityPatterns } from "../capacity.ts";
+import type { CodecOption } from "../codec.ts";
+import { InvalidNameError, InvalidOptionError } from "../errors.ts";
+import type { TrustOptions } from "../open.ts";
+
+/**
+ * When a send succeeds: `"ack"` once a receiver has released the message (no message is lost
+ * without an error reaching the sender), `"async"` once it is written into shared memory.
+ */
+export type SendMode = "ack" | "async";
+
+/** Options of {@linkcode Channel.open}: the handle's defaults, and the settings of a channel it creates. */
+export interface OpenOptions<T = unknown> extends TrustOptions {
+  /** Namespace: channels with the same prefix see each other. Default "ferry". */
+  prefix?: string;
+  /** "ack" (default): send resolves once a receiver released the message. "async": once written. */
+  mode?: SendMode;
+  /** Messages this handle may have written and not yet released (1..32). Default 1 ack, 16 async. */
+  slots?: number;
+  /** Messages the channel holds at once, queued or received and not yet released. Fixed at creation. */
+  capacity?: number;
+  /**
+   * Capacity by channel name, tried before `capacity`: globs (`"ws.*"`) or RegExps, first match in
+   * insertion order wins. Like `capacity`, it only matters to the process that creates the channel.
+   */
+  channelCapacity?: CapacityPatterns;
+  /** Largest encoded message in bytes. Fixed at creation. Default 1 MiB. */
+  maxMessageSize?: number;
+  /** Seconds after which an unreceived message is dropped (0 or Infinity: never). Default 60. */
+  expiry?: number;
+  /**
+   * Milliseconds any wait may take (Infinity: no limit). Default 5000. Opening waits too, for a
+   * channel another process is still building: TimeoutError when it is not ready in time.
+   */
+  timeout?: number;
+  /** How values become bytes: "msgpack" (default), "raw" (Uint8Array payloads) or your own codec. */
+  codec?: CodecOption<T>;
+  /** Release each message when it is received (or after the `for await` body). Default true. */
+  autoRelease?: boolean;
+  /**
+   * Raw codec only: receive without copying. `msg.view` reads the payload in shared memory until
+   * the message is released or the channel closed (then it is detached: it reads length 0 and
+   * `msg.view` throws). Messages from recv/tryRecv/recvSync/recvMany stay held until
+   * `msg.release()`; `for await` releases after the body.
+   */
+  zeroCopy?: boolean;
+  /** false: open only an existing channel (ChannelNotFoundError when absent). Default true. */
+  create?: boolean;
+}
+
+/** Per-call options of the send calls, over the handle's defaults. */
+export interface SendOptions {
+  /** The handle's mode by default. */
+  mode?: SendMode;
+  /** Milliseconds to wait for room and, in ack mode, for the release. The handle's timeout by default. */
+  timeout?: number;
+  /** Seconds before an unreceived message is dropped. The handle's expiry by default. */
+  expiry?: number;
+}
+
+/** Per-call options of the receive calls. */
+export interface RecvOptions {
+  /** Milliseconds to wait for a message. The handle's timeout by default. */
+  timeout?: number;
+}
+
+/** Channel and group names. */
+export const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
+/**
+ * Prefixes: the name rule without ".", so that `<prefix>.<name>` splits at its first dot and no two
+ * (prefix, name) pairs share a segment (prefix "a" with channel "b.c" is not prefix "a.b" with "c").
+ */
+const PREFIX_PATTERN = /^[A-Za-z0-9_!-]{1,100}$/;
+/** The defaults of every option that has one (Namespace reads prefix and timeout from here). */
+export const DEFAULTS = {
+  prefix: "ferry",
+  capacity: 100,
+  maxMessageSize: 1 << 20,
+  expiry: 60,
+  timeout: 5000,
+};
+/** The longest finite wait or expiry the core's u32 milliseconds carry (the next value means "none"). */
+const MAX_MS = 0xffff_fffe;
+
+const encoder = new TextEncoder();
+
+/** Channel and group names: the one rule for both. */
+export function checkName(what: string, value: unknown): string {
+  if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
+    throw new InvalidNameError(
+      `${what} ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or . _ - !`,
+    );
+  }
+  return value;
+}
+
+/** Namespace prefixes: the one rule for channels, groups, listing and gc. */
+export function checkPrefix(value: unknown): string {
+  if (typeof value !== "string" || !PREFIX_PATTERN.test(value)) {
+    throw new InvalidNameError(
+      `prefix ${JSON.stringify(value)} is not valid: use 1 to 100 letters, digits or _ - ! ` +
+        '(no ".": it separates the prefix from the channel name)',
+    );
+  }
+  return value;
+}
+
+/**
+ * One of a few allowed strings. `quote` false keeps the older wording of Namespace's checks,
+ * which print the value bare.
+ */
+export function checkChoice<C extends string>(
+  what: string,
+  value: unknown,
+  choices: readonly C[],
+  quote = true,
+): C {
+  if (!choices.includes(value as C)) {
+    const allowed = choices.map((c) => `"${c}"`).join(" or ");
+    throw new InvalidOptionError(`${what} must be ${allowed}, not ${quote ? JSON.stringify(value) : value}`);
+  }
+  return value as C;
+}
+
+/** The send mode option. */
+export function checkMode(value: unknown): SendMode {
+  return checkChoice("mode", value, ["ack", "async"]);
+}
+
+/** A boolean option, `fallback` when absent. */
+export function checkBool(what: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new InvalidOptionError(`${what} must be true or false, not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** An integer option in `[min, max]`. */
+export function checkInt(what: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(`${what} must be an integer from ${min} to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+/** Milliseconds option check (Infinity allowed), shared with Namespace. */
+export function checkMs(what: string, value: number): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new InvalidOptionError(`${what} must be a number of milliseconds >= 0 (or Infinity), not ${value}`);
+  }
+  return value;
+}
+
+/** A number of seconds >= 0 (Infinity allowed); `unit` ends the error message. */
+export function checkSeconds(what: string, value: number, unit = "seconds >= 0 (or Infinity)"): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new InvalidOptionError(`${what} must be a number of ${unit}, not ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Expiry seconds as the milliseconds the core takes, 0 meaning never. `max` is what the core's
+ * field holds: u32 for a channel message, more for a group membership.
+ */
+export function expiryMs(
+  seconds: number,
+  what = "expiry",
+  max = MAX_MS,
+  unit = "seconds >= 0",
+): number {
+  checkSeconds(what, seconds, unit);
+  if (seconds === 0 || seconds === Infinity) return 0;
+  return Math.min(max, Math.max(1, Math.round(seconds * 1000)));
+}
+
+/** Milliseconds as the core's u32 (NO_TIMEOUT: no limit). */
+export function abiMs(ms: number): number {
+  return ms === Infinity ? NO_TIMEOUT : Math.min(MAX_MS, Math.ceil(ms));
+}
+
+/** The segment name the core opens: `<prefix>.<name>`, as bytes. */
+export function segmentName(prefix: string, name: string): Uint8Array {
+  return encoder.encode(`${prefix}.${name}`);
+}
+
+// Per-call options over the handle's defaults: one place for each.
+
+/** The expiry a call sends with, as the core takes it. */
+export function expiryOf(handle: { readonly expiryMs: number }, options?: { expiry?: number }): number {
+  return options?.expiry === undefined ? handle.expiryMs : expiryMs(options.expiry);
+}
+
+/** The milliseconds a call may wait. */
+export function timeoutOf(handle: { readonly timeout: number }, options?: { timeout?: number }): number {
+  return options?.timeout === undefined ? handle.timeout : checkMs("timeout", options.timeout);
+}
+
+/** Whether a send waits for its release (ack mode). */
+export function acks(handle: { readonly mode: SendMode }, options?: { mode?: SendMode }): boolean {
+  const mode = options?.mode;
+  return (mode === undefined ? handle.mode : checkMode(mode)) === "ack";
+}

@@ -1,0 +1,114 @@
+// Zero-copy: bytes read and written in place in the segment's mapping. A loan lends a slot to
+// write into, then commit sends it or unloan gives it back; a zeroCopy receive hands out a view
+// of the payload, held until release. Every such view is tracked in the handle's registry
+// (views.ts) and detached before its slot can be reused or its mapping unmapped.
+
+import { MetaFlag, RecvMeta, SendOut } from "../../ffi/abi.ts";
+import { RECV_NO_COPY, SEND_ACK, Status } from "../../ffi/status.ts";
+import { FerryError, InvalidOptionError } from "../errors.ts";
+import { makeMessage, type Message } from "../message.ts";
+import type { ChannelCore, Loan } from "./core.ts";
+import { acks, checkInt, expiryOf, type SendOptions } from "./options.ts";
+import { ackAfter } from "./send.ts";
+import { closedError, sendError, statusError } from "./status.ts";
+
+/** See Channel.loan. */
+export function loan<T>(c: ChannelCore<T>, size: number): Uint8Array {
+  if (!c.raw) {
+    throw new InvalidOptionError('loan needs codec: "raw"');
+  }
+  checkInt("loan size", size, 0, c.maxMessageSize);
+  const out = c.sendOut;
+  const st = c.lib.ferry_loan(c.live(), size, out);
+  if (st !== Status.OK) throw sendError(c, st);
+  const slot = out[SendOut.SLOT], generation = out[SendOut.GENERATION];
+  const shared = view(c, out[SendOut.OFFSET_LO] + out[SendOut.OFFSET_HI] * 0x1_0000_0000, size);
+  const bytes = new Uint8Array(shared);
+  c.loans.set(bytes, { slot, generation, len: size, view: c.views.track(shared) });
+  return bytes;
+}
+
+/** See Channel.commit. */
+export function commit<T>(
+  c: ChannelCore<T>,
+  bytes: Uint8Array,
+  options?: SendOptions & { length?: number },
+): void | Promise<void> {
+  const lent = takeLoan(c, bytes);
+  const len = options?.length ?? lent.len;
+  checkInt("commit length", len, 0, lent.len);
+  const ack = acks(c, options);
+  const expiry = expiryOf(c, options);
+  const out = c.sendOut;
+  const st = c.lib.ferry_commit(
+    c.live(),
+    lent.slot,
+    lent.generation,
+    lent.len,
+    len,
+    ack ? SEND_ACK : 0,
+    expiry,
+    out,
+  );
+  if (st !== Status.OK) throw sendError(c, st);
+  if (ack) return ackAfter(c, out, options);
+}
+
+/** See Channel.unloan. */
+export function unloan<T>(c: ChannelCore<T>, bytes: Uint8Array): void {
+  const lent = takeLoan(c, bytes);
+  const st = c.lib.ferry_unloan(c.live(), lent.slot, lent.generation);
+  if (st !== Status.OK) throw statusError(c, st);
+}
+
+/** The loan behind `bytes`, taken out of the caller's hands: its view is detached. */
+function takeLoan<T>(c: ChannelCore<T>, bytes: Uint8Array): Loan {
+  if (c.closed) throw closedError(c); // close() took every loan back
+  const lent = c.loans.get(bytes);
+  if (lent === undefined) {
+    throw new FerryError(
+      "NotLoaned",
+      `that view was not lent by loan() on '${c.name}', or was used already`,
+    );
+  }
+  c.loans.delete(bytes);
+  c.views.detach(lent.view); // the slot is no longer the caller's to write
+  return lent;
+}
+
+/** The next message queued now, claimed in place (held until release), or undefined. */
+export function receiveInPlace<T>(c: ChannelCore<T>): Message<T> | undefined {
+  const st = c.lib.ferry_recv(c.live(), null, 0, 0, RECV_NO_COPY, c.meta);
+  return st === Status.EMPTY ? undefined : inPlace(c, st);
+}
+
+/** The zero-copy Message for a RECV_NO_COPY receive that returned `st`: held, its view tracked. */
+export function inPlace<T>(c: ChannelCore<T>, st: number): Message<T> {
+  if (st !== Status.OK) throw statusError(c, st);
+  const meta = c.meta;
+  const len = meta[RecvMeta.LEN];
+  const shared = view(c, meta[RecvMeta.OFFSET_LO] + meta[RecvMeta.OFFSET_HI] * 0x1_0000_0000, len);
+  return makeMessage<T>(
+    c.codec,
+    new Uint8Array(shared),
+    0,
+    len,
+    meta[RecvMeta.SEQ_LO] + meta[RecvMeta.SEQ_HI] * 0x1_0000_0000,
+    meta[RecvMeta.PID],
+    (meta[RecvMeta.FLAGS] & MetaFlag.REDELIVERED) !== 0,
+    c,
+    meta[RecvMeta.SLOT],
+    meta[RecvMeta.GENERATION],
+    c.views.track(shared),
+  );
+}
+
+/**
+ * A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it.
+ * The caller tracks it in `c.views` in the same turn, before any code can keep it.
+ */
+function view<T>(c: ChannelCore<T>, offset: number, len: number): ArrayBuffer {
+  c.base ??= c.lib.ferry_base(c.live());
+  if (len === 0) return new ArrayBuffer(0);
+  return Deno.UnsafePointerView.getArrayBuffer(c.base!, len, offset);
+}

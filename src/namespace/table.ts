@@ -1,0 +1,264 @@
+// A namespace's group table: the shared-memory segment `/dev/shm/<prefix>~groups` (see
+// core/src/group.rs) that holds every membership of the namespace's groups, behind the core's
+// group calls. Opening it, reading and changing memberships, its stat, and what its statuses mean.
+
+import { core } from "../../ffi/lib.ts";
+import { IncompatibleReason, Status } from "../../ffi/status.ts";
+import { abiMs, checkName } from "../channel/options.ts";
+import {
+  FerryError,
+  GroupTableFullError,
+  IncompatibleChannelError,
+  InvalidNameError,
+  InvalidOptionError,
+  NoSpaceError,
+  PermissionDeniedError,
+  SystemError,
+  TimeoutError,
+} from "../errors.ts";
+import {
+  buildingMessage,
+  foreignError,
+  type OpenReport,
+  readReport,
+  reportBuffer,
+  type Trust,
+  trustOf,
+} from "../open.ts";
+import { type GroupLifetime, type GroupStat, MAX_GROUP_MEMORY, MIN_GROUP_MEMORY } from "./options.ts";
+
+/**
+ * Outcomes and the one error of the group calls (core/src/group.rs). They live here rather than in
+ * ffi/status.ts only because that file is shared; the core keeps them outside status.rs's range.
+ */
+const GroupStatus = { ADDED: 0, REFRESHED: 1, ERR_TABLE_FULL: -100 } as const;
+/** `lifetime` as ferry_group_add takes it. */
+const LIFETIME = { expiry: 0, process: 1 } as const;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const finalizer = new FinalizationRegistry<Deno.PointerObject>((table) => core().ferry_group_free(table));
+
+/** The error for a failed open (or unlink) of the group table of `prefix`. */
+export function tableError(report: OpenReport, prefix: string, trust?: Trust, timeout?: number): FerryError {
+  const where = `/dev/shm/${prefix}~groups`;
+  switch (report.status) {
+    case Status.ERR_INVALID_NAME:
+      return new InvalidNameError(`prefix '${prefix}' is not valid`);
+    case Status.ERR_INCOMPATIBLE:
+      return new IncompatibleChannelError(
+        `${where} is not a ferry group table this version can use: ` +
+          `${IncompatibleReason[report.detail] ?? "unknown reason"}. ` +
+          `Remove it with Namespace.unlinkGroups({ prefix: "${prefix}" }) if it is stale.`,
+      );
+    case Status.ERR_NO_SPACE:
+      return new NoSpaceError(
+        `/dev/shm cannot hold the group table ${where}: lower groupMemory or free space`,
+      );
+    case Status.ERR_PERMISSION:
+      return new PermissionDeniedError(`no permission to open ${where}: it belongs to another user or mode`);
+    case Status.ERR_FOREIGN:
+      return foreignError(report, where, trust ?? trustOf({}), "use another prefix");
+    case Status.ERR_BUILDING:
+      return new TimeoutError(buildingMessage(`the group table ${where}`, report.detail, timeout ?? 0));
+    case Status.ERR_INVALID_ARGUMENT:
+      return new InvalidOptionError(
+        `groupMemory must be from ${MIN_GROUP_MEMORY} to ${MAX_GROUP_MEMORY} bytes`,
+      );
+    default:
+      return new SystemError(`cannot open ${where}`, report.detail);
+  }
+}
+
+/** Removes the group table of `prefix`; see Namespace.unlinkGroups. */
+export function unlinkTable(prefix: string): boolean {
+  const bytes = encoder.encode(prefix);
+  const st = core().ferry_group_unlink(bytes, bytes.length);
+  if (st === Status.OK) return true;
+  if (st === Status.ERR_NOT_FOUND) return false;
+  throw tableError({ status: st, detail: 0 }, prefix);
+}
+
+/** One open group table. `owner` (the Namespace) is what the finalizer watches. */
+export class GroupTable {
+  readonly prefix: string;
+  /** Memberships the table can hold (fixed by whoever created it). */
+  readonly capacity: number;
+  /** Bytes the table reserves (fixed by whoever created it). */
+  readonly memory: number;
+  closed = false;
+
+  #lib = core();
+  #table: Deno.PointerObject;
+  #prefixBytes: Uint8Array;
+  /** The [len][name] records of the last members read, grown when a group outgrows it. */
+  #membersOut = new Uint8Array(16 * 1024);
+  /** ferry_group_members' count and bytes of those records. */
+  #info = new Uint32Array(2);
+
+  /** Opens (creating it, `memory` bytes, if absent) the table of `prefix`. */
+  constructor(owner: object, prefix: string, memory: number, trust: Trust, timeout: number) {
+    this.prefix = prefix;
+    const bytes = encoder.encode(prefix);
+    this.#prefixBytes = bytes;
+    const err = reportBuffer();
+    const table = this.#lib.ferry_group_open(
+      bytes,
+      bytes.length,
+      memory,
+      trust.permissions,
+      abiMs(timeout),
+      trust.owners,
+      trust.owners.length,
+      err,
+    );
+    if (table === null) throw tableError(readReport(err), prefix, trust, timeout);
+    this.#table = table;
+    const info = new Uint32Array(2);
+    this.#lib.ferry_group_info(table, info);
+    this.capacity = info[0];
+    this.memory = info[1];
+    finalizer.register(owner, table, this);
+  }
+
+  /** The native table, or a NamespaceClosed error after close(). */
+  live(): Deno.PointerObject {
+    if (this.closed) throw new FerryError("NamespaceClosed", `namespace '${this.prefix}' is closed`);
+    return this.#table;
+  }
+
+  /** See Namespace.groupAdd; `expiryMs` as the core takes it. */
+  add(group: string, channel: string, lifetime: GroupLifetime, expiryMs: number): boolean {
+    const g = encoder.encode(checkName("group name", group));
+    const c = encoder.encode(checkName("channel name", channel));
+    const st = this.#lib.ferry_group_add(
+      this.live(),
+      g,
+      g.length,
+      c,
+      c.length,
+      BigInt(expiryMs),
+      LIFETIME[lifetime],
+    );
+    if (st === GroupStatus.ADDED) return true;
+    if (st === GroupStatus.REFRESHED) return false;
+    if (st === GroupStatus.ERR_TABLE_FULL) {
+      throw new GroupTableFullError(
+        `the group table of namespace '${this.prefix}' is full (${this.capacity} memberships); ` +
+          "discard memberships, shorten groupExpiry, or raise groupMemory (fixed when the table was " +
+          `created: Namespace.unlinkGroups({ prefix: "${this.prefix}" }) lets the next connect make a new one)`,
+      );
+    }
+    throw this.#statusError(st);
+  }
+
+  /** See Namespace.groupDiscard. */
+  discard(group: string, channel: string): boolean {
+    const g = encoder.encode(checkName("group name", group));
+    const c = encoder.encode(checkName("channel name", channel));
+    const st = this.#lib.ferry_group_discard(this.live(), g, g.length, c, c.length);
+    if (st < 0) throw this.#statusError(st);
+    return st === 1;
+  }
+
+  /** The member channels of `group` now, sorted. */
+  members(group: string): string[] {
+    const g = encoder.encode(checkName("group name", group));
+    const info = this.#info;
+    const read = () => {
+      const out = this.#membersOut;
+      return this.#lib.ferry_group_members(this.live(), g, g.length, out, out.length, info);
+    };
+    let st = read();
+    while (st === Status.NEED_BUFFER) {
+      this.#membersOut = new Uint8Array(Math.max(info[1], this.#membersOut.length * 2));
+      st = read();
+    }
+    if (st !== Status.OK) throw this.#statusError(st);
+    const out = this.#membersOut;
+    const names: string[] = [];
+    for (let at = 0, i = 0; i < info[0]; i++) {
+      const len = out[at];
+      names.push(decoder.decode(out.subarray(at + 1, at + 1 + len)));
+      at += 1 + len;
+    }
+    return names;
+  }
+
+  /**
+   * The members of `group` with their channels' identities (inode; 0n: no channel): one core
+   * call for the identities, a stat of each channel's segment, about a microsecond each.
+   */
+  membersWithIds(group: string): { names: string[]; ids: BigUint64Array } {
+    const names = this.members(group);
+    return { names, ids: this.#ids(this.#membersOut, this.#info[1], names.length) };
+  }
+
+  /** The identity of channel `name` now (0n: absent). */
+  channelId(name: string): bigint {
+    const c = encoder.encode(name);
+    const record = new Uint8Array(1 + c.length);
+    record[0] = c.length;
+    record.set(c, 1);
+    return this.#ids(record, record.length, 1)[0];
+  }
+
+  /** The identities of the `count` channels named in `records` ([len][name] each). */
+  #ids(records: Uint8Array, bytes: number, count: number): BigUint64Array {
+    const ids = new BigUint64Array(count);
+    if (count === 0) return ids;
+    const p = this.#prefixBytes;
+    const st = this.#lib.ferry_group_channel_ids(p, p.length, records, bytes, count, ids);
+    if (st !== Status.OK) throw this.#statusError(st);
+    return ids;
+  }
+
+  /** Counts one sendGroup, with the members it skipped and found missing (not after close). */
+  noteFanout(skipped: number, missing: number): void {
+    if (!this.closed) this.#lib.ferry_group_note_fanout(this.#table, skipped, missing);
+  }
+
+  /** See Namespace.groupStat. */
+  stat(): GroupStat {
+    const s = new BigUint64Array(15);
+    this.#lib.ferry_group_stat(this.live(), s);
+    const n = (i: number) => Number(s[i]);
+    return {
+      prefix: this.prefix,
+      capacity: n(0),
+      bytes: n(1),
+      live: n(2),
+      counters: {
+        added: n(3),
+        refreshed: n(4),
+        discarded: n(5),
+        expired: n(6),
+        reclaimed: n(7),
+        merged: n(8),
+        fanouts: n(9),
+        skipped: n(10),
+        missing: n(12),
+        died: n(13),
+        closed: n(14),
+      },
+      createdAt: new Date(n(11)),
+    };
+  }
+
+  /** Frees the table, which ends the process memberships this handle added. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    finalizer.unregister(this);
+    this.#lib.ferry_group_free(this.#table);
+  }
+
+  #statusError(st: number): FerryError {
+    if (st === Status.ERR_INVALID_NAME) return new InvalidNameError("group or channel name is not valid");
+    return new FerryError(
+      "Internal",
+      `unexpected status ${st} from the ferry core (groups of '${this.prefix}')`,
+    );
+  }
+}
