@@ -32,7 +32,6 @@ export const IncompatibleReason: Record<number, string> = {
   1: "it is not a ferry channel (wrong magic)",
   2: "it was made by another ferry layout version",
   3: "its size does not match its header (truncated or corrupt)",
-  4: "it is stuck",
   5: "it was damaged while in use (its header says it is not built, yet live processes have it open)",
 };
 

@@ -572,12 +572,13 @@ impl Handle {
     // ---------------------------------------------------------------- sending
 
     /// Writes `payload` into a free slot and publishes it. Never waits.
-    /// `retry`: the caller is retrying a send that found the window full, so a quick look at the
-    /// oldest in-flight slot is enough most times (see `reap`); a one-shot send looks at all.
     pub fn send(&self, payload: &[u8], ack: bool, expiry_ms: u32) -> Result<(u32, u32, u64), i32> {
         self.send_with(payload, ack, expiry_ms, false)
     }
 
+    /// As `send`. `retry`: the caller tries again when this finds no room (a blocking send, a
+    /// batch past its first message), so a look at its oldest in-flight slot is enough most times
+    /// (see `reap`); a one-shot send looks at all of them.
     pub fn send_with(
         &self,
         payload: &[u8],

@@ -173,7 +173,7 @@ pub const ERR_TABLE_FULL: i32 = -100;
 pub struct GroupFixed {
     pub magic: AtomicU64,
     pub version: AtomicU32,
-    /// INIT_NONE -> INIT_BUILDING -> INIT_READY (the values of `layout.rs`). Openers wait for READY.
+    /// INIT_READY (of `layout.rs`) once built: zero (or anything else) until then. Openers wait for READY.
     pub init_state: AtomicU32,
     pub total_size: AtomicU64,
     pub entry_count: AtomicU32,
@@ -305,14 +305,6 @@ pub fn deadline(now_ms: u64, expiry_ms: u64) -> u64 {
     }
 }
 
-/// CLOCK_BOOTTIME milliseconds (see "Clock" in the module doc).
-pub fn boottime_ms() -> u64 {
-    // SAFETY: plain data, written by clock_gettime.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: clock_gettime writes only the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
 
 // --------------------------------------------------------------------------------- names
 
@@ -657,7 +649,7 @@ impl GroupTable {
         let hash = fnv1a(group);
         let filter = Filter::Pair(&g, hash, &c);
         let mut holds = self.lock_ops();
-        let now = boottime_ms();
+        let now = sys::boottime_ms();
         let (kind, expires) = match lifetime {
             Lifetime::Expiry(ms) => (EntryKind::Live, deadline(now, ms)),
             Lifetime::Process => (EntryKind::Held, EXPIRES_NEVER),
@@ -755,7 +747,7 @@ impl GroupTable {
         let mut removed = false;
         // Every copy of the pair (normally one). An add of the pair still in flight is not seen:
         // it completes after this discard, which is a valid order for two overlapping calls.
-        for (i, seen) in self.scan(&holds, boottime_ms(), filter) {
+        for (i, seen) in self.scan(&holds, sys::boottime_ms(), filter) {
             let mut w = seen.word;
             loop {
                 // SYNC POINT (Release): our reads of the entry happen before its reuse.
@@ -782,7 +774,7 @@ impl GroupTable {
     pub fn members(&self, group: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
         let g = Packed::new(group).ok_or(ERR_INVALID_NAME)?;
         let holds = self.lock_ops();
-        let found = self.scan(&holds, boottime_ms(), Filter::Group(&g, fnv1a(group)));
+        let found = self.scan(&holds, sys::boottime_ms(), Filter::Group(&g, fnv1a(group)));
         let mut by_channel: HashMap<Packed, Vec<(u32, Seen)>> = HashMap::new();
         for (i, seen) in found {
             by_channel.entry(seen.channel).or_default().push((i, seen));
@@ -815,7 +807,7 @@ impl GroupTable {
     ///  words (duplicates too) and HELD words whose holder holds its lock.
     pub fn stat(&self) -> [u64; 15] {
         let holds = self.lock_ops();
-        let now = boottime_ms();
+        let now = sys::boottime_ms();
         let live = (0..self.entry_count)
             .filter(|&i| {
                 let w = Word(self.entry(i).state.load(Relaxed));
@@ -850,7 +842,7 @@ impl GroupTable {
     /// Looks at every entry without changing any: what a consistency test asserts on.
     pub fn check(&self) -> Check {
         let holds = self.lock_ops();
-        let now = boottime_ms();
+        let now = sys::boottime_ms();
         let mut r = Check { entries: self.entry_count, ..Check::default() };
         let mut pairs = std::collections::HashSet::new();
         for i in 0..self.entry_count {

@@ -10,7 +10,4 @@ pub mod segment;
 pub mod state;
 pub mod status;
 pub mod sys;
-
-// ---- groups ----
 pub mod group;
-// ---- groups ----

@@ -47,7 +47,7 @@ pub const ERR_FOREIGN: i32 = -13;
 pub const WHY_MAGIC: i32 = 1;
 pub const WHY_VERSION: i32 = 2;
 pub const WHY_SIZE: i32 = 3;
-pub const WHY_STUCK: i32 = 4;
+// 4 was WHY_STUCK, never reported since opens wait with a timeout (ERR_BUILDING); not reused.
 /// Not built, yet live processes use it: its header was damaged under them. Never rebuilt.
 pub const WHY_DAMAGED_IN_USE: i32 = 5;
 
