@@ -14,7 +14,7 @@
 
 use std::slice;
 
-use crate::engine::{Handle, OpenOptions, Shared, Side};
+use crate::channel::{Handle, OpenOptions, Shared, Side};
 use crate::segment::{OpenError, Policy};
 use crate::status::*;
 
@@ -487,7 +487,26 @@ pub unsafe extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    write_out(out, &h.stat());
+    let s = h.stat();
+    write_out(
+        out,
+        &[
+            u64::from(s.capacity),
+            u64::from(s.max_message),
+            s.total_size,
+            s.depth,
+            s.in_flight,
+            s.sent,
+            s.received,
+            s.released,
+            s.expired,
+            s.full,
+            s.redelivered,
+            s.created_unix_ms,
+            s.participants,
+            s.resident,
+        ],
+    );
     OK
 }
 
@@ -500,7 +519,7 @@ pub unsafe extern "C" fn ferry_participants(h: *const Handle, out: *mut u32, max
         .participants()
         .into_iter()
         .take(max as usize)
-        .flat_map(|(pid, alive, in_flight, role)| [pid, u32::from(alive), in_flight, role])
+        .flat_map(|p| [p.pid, u32::from(p.alive), p.in_flight, u32::from(p.has_sent) | (u32::from(p.has_received) << 1)])
         .collect();
     write_out(out, &flat);
     (flat.len() / 4) as u32
