@@ -161,11 +161,8 @@ pub const FAULT_POINTS: &[&str] = &[
     "group.closing",
 ];
 
-/// `add` outcomes (non-negative) and the group-only error. Kept apart from `status.rs`'s range.
-pub const ADDED: i32 = OK;
-pub const REFRESHED: i32 = 1;
-/// Every entry holds a live membership or a live writer's claim: raise groupMemory or discard.
-pub const ERR_TABLE_FULL: i32 = -100;
+/// `add` outcomes and the group-only error (in `status.rs`, with every other code).
+pub use crate::status::group::{ADDED, ERR_TABLE_FULL, REFRESHED};
 
 /// Settings fixed at creation. `magic`, `version` and `init_state` sit at offsets 0, 8 and 12, as
 /// in a channel's `Fixed`, so either kind of opener recognises the other as foreign.

@@ -136,19 +136,17 @@ impl Handle {
     }
 
     /// Receives up to `max` messages into `dst` end to end, releasing each when `auto_release`;
-    /// one wake for the batch. `meta` takes 8 u32 per message: [slot, generation, len, pid,
-    /// seq_lo, seq_hi, flags (1 redelivered, 2 ack, 4 not copied: too big for what was left of
-    /// dst, held, read it with `read`), offset in dst]. Returns the count (the last one may be
-    /// "not copied").
+    /// one wake for the batch. `record(m, at)` is told of each message in order: `at` is where its
+    /// payload starts in `dst`, or None when it did not fit what was left of `dst` (then it stays
+    /// held, for `read`, and ends the batch). Returns the count, or EMPTY.
     pub fn recv_batch(
         &self,
         dst: &mut [u8],
         max: u32,
         auto_release: bool,
-        meta: &mut [u32],
+        mut record: impl FnMut(&Received, Option<u32>),
     ) -> Result<u32, i32> {
         let l = &mut *self.local.borrow_mut();
-        let max = max.min((meta.len() / 8) as u32);
         let mut at = 0usize;
         let mut n = 0u32;
         let mut released_any = false;
@@ -161,26 +159,13 @@ impl Handle {
             };
             let len = m.len as usize;
             let fits = dst.len() - at >= len;
-            let mut flags = u32::from(m.redelivered) | (u32::from(m.ack) << 1);
             if fits {
                 self.read(m.slot, m.generation, &mut dst[at..at + len])?;
                 if auto_release && self.release_in(l, m.slot, m.generation) == OK {
                     released_any = true;
                 }
-            } else {
-                flags |= 4;
             }
-            let e = &mut meta[n as usize * 8..n as usize * 8 + 8];
-            e.copy_from_slice(&[
-                m.slot,
-                m.generation,
-                m.len,
-                m.pid,
-                m.seq as u32,
-                (m.seq >> 32) as u32,
-                flags,
-                at as u32,
-            ]);
+            record(&m, fits.then_some(at as u32));
             n += 1;
             if !fits {
                 break;
