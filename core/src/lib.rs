@@ -6,10 +6,10 @@
 pub mod channel;
 pub mod fault;
 pub mod ffi;
+pub mod group;
 pub mod layout;
 pub mod segment;
 pub mod state;
 pub mod status;
 pub mod sys;
 pub mod wait;
-pub mod group;

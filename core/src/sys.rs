@@ -3,17 +3,17 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::ptr::NonNull;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::mman::{self as mman, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 use nix::time::{clock_gettime, ClockId};
-use nix::sys::stat::Mode;
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -92,7 +92,14 @@ impl Mapping {
         // SAFETY: a fresh mapping chosen by the kernel (no address given) of an fd we own; no
         // existing memory is affected.
         let p = unsafe {
-            mman::mmap(None, len_nz, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0)
+            mman::mmap(
+                None,
+                len_nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )
         }
         .map_err(errno)?;
         Ok(Mapping { base: p.as_ptr().cast(), len, exposed: std::sync::atomic::AtomicBool::new(false) })
@@ -176,7 +183,8 @@ pub fn byte_locked_by_other(fd: &OwnedFd, byte: u64) -> bool {
 /// `start` (`len` 0: to the end of any file). One F_OFD_GETLK, whatever the range.
 pub fn range_locked_by_other(fd: &OwnedFd, start: u64, len: u64) -> bool {
     let mut fl = lock_request(libc::F_WRLCK, start, len);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_ok() && fl.l_type != libc::F_UNLCK as libc::c_short
+    fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_ok()
+        && fl.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// A classic POSIX record lock on one byte, held until dropped. Unlike OFD locks these belong to
@@ -289,4 +297,3 @@ pub fn resident_bytes(base: *mut u8, len: usize) -> u64 {
 pub fn pid() -> u32 {
     std::process::id()
 }
-

@@ -81,14 +81,28 @@ impl Handle {
     }
 
     /// Publishes slot `k` (WRITING by us, payload in place) as the lane's next message.
-    pub(super) fn publish(&self, l: &mut Local, k: u32, len: u32, ack: bool, expiry_ms: u32) -> (u32, u32, u64) {
+    pub(super) fn publish(
+        &self,
+        l: &mut Local,
+        k: u32,
+        len: u32,
+        ack: bool,
+        expiry_ms: u32,
+    ) -> (u32, u32, u64) {
         let sent = self.publish_quietly(l, k, len, ack, expiry_ms);
         self.wake(Side::Recv);
         sent
     }
 
     /// `publish` without waking sleepers: a batch wakes once after its last message.
-    pub(super) fn publish_quietly(&self, l: &mut Local, k: u32, len: u32, ack: bool, expiry_ms: u32) -> (u32, u32, u64) {
+    pub(super) fn publish_quietly(
+        &self,
+        l: &mut Local,
+        k: u32,
+        len: u32,
+        ack: bool,
+        expiry_ms: u32,
+    ) -> (u32, u32, u64) {
         let s = self.seg.slot(k);
         let lane = self.seg.participant(self.me);
         let seq = l.tail;

@@ -70,7 +70,7 @@ pub unsafe extern "C" fn ferry_group_unlink(prefix: *const u8, prefix_len: u32) 
     unlink_status(&name)
 }
 
-/// [entries, total_size] of the open table into `out` (2 x u32; total_size <= 256 MiB).
+/// Entries and total size of the open table into `out` (`group_info`; total_size <= 256 MiB).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_info(g: *const GroupTable, out: *mut u32) -> i32 {
     let Some(g) = group_table(g) else {
@@ -200,22 +200,51 @@ pub unsafe extern "C" fn ferry_group_channel_ids(
     OK
 }
 
-/// Sizes and counters into `out` (15 x u64), see `GroupTable::stat`.
+/// Sizes and counters into `out` (`group_stat_index`), see `GroupStat`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_stat(g: *const GroupTable, out: *mut u64) -> i32 {
     let Some(g) = group_table(g) else {
         return ERR_INVALID_ARGUMENT;
     };
-    write_out(out, &g.stat());
+    let s = g.stat();
+    let mut o = [0u64; group_stat_index::LENGTH];
+    o[group_stat_index::ENTRIES] = u64::from(s.entries);
+    o[group_stat_index::TOTAL_SIZE] = s.total_size;
+    o[group_stat_index::LIVE] = s.live;
+    o[group_stat_index::ADDED] = s.added;
+    o[group_stat_index::REFRESHED] = s.refreshed;
+    o[group_stat_index::DISCARDED] = s.discarded;
+    o[group_stat_index::EXPIRED] = s.expired;
+    o[group_stat_index::RECLAIMED] = s.reclaimed;
+    o[group_stat_index::MERGED] = s.merged;
+    o[group_stat_index::FANOUTS] = s.fanouts;
+    o[group_stat_index::SKIPPED] = s.skipped;
+    o[group_stat_index::CREATED_UNIX_MS] = s.created_unix_ms;
+    o[group_stat_index::MISSING] = s.missing;
+    o[group_stat_index::DIED] = s.died;
+    o[group_stat_index::CLOSED] = s.closed;
+    write_out(out, &o);
     OK
 }
 
-/// A read-only consistency report into `out` (10 x u32), see `group::Check`.
+/// A read-only consistency report into `out` (`group_check_index`), see `group::Check`.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_check(g: *const GroupTable, out: *mut u32) -> i32 {
     let Some(g) = group_table(g) else {
         return ERR_INVALID_ARGUMENT;
     };
-    write_out(out, &g.check().to_array());
+    let c = g.check();
+    let mut o = [0u32; group_check_index::LENGTH];
+    o[group_check_index::ENTRIES] = c.entries;
+    o[group_check_index::FREE] = c.free;
+    o[group_check_index::WRITING_ALIVE] = c.writing_alive;
+    o[group_check_index::WRITING_ABANDONED] = c.writing_abandoned;
+    o[group_check_index::LIVE] = c.live;
+    o[group_check_index::EXPIRED] = c.expired;
+    o[group_check_index::DUPLICATES] = c.duplicates;
+    o[group_check_index::CORRUPT] = c.corrupt;
+    o[group_check_index::HELD] = c.held;
+    o[group_check_index::HELD_ABANDONED] = c.held_abandoned;
+    write_out(out, &o);
     OK
 }
