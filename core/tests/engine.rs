@@ -180,3 +180,34 @@ fn a_one_shot_send_finds_a_slot_released_out_of_order() {
     assert_eq!(tx.send(b"fourth", false, 0), Err(FULL_SLOTS));
     rx.release(held.slot, held.generation);
 }
+
+/// Opens that create nothing (an observer, or an open of an existing channel only) read the
+/// channel's settings from its header: they ask nothing of the caller that only a creation needs.
+#[test]
+fn an_open_that_creates_nothing_needs_no_creation_settings() {
+    use ferry_core::channel::OpenOptions;
+    let n = name("observer-open");
+    let _u = Unlink(n.clone());
+    let unusable = |observer| OpenOptions {
+        name: &n,
+        capacity: 0,
+        max_message: u32::MAX,
+        mode: 0o600,
+        slot_limit: 0,
+        observer,
+    };
+    assert_eq!(
+        Handle::open(&unusable(true)).err().map(|e| e.code),
+        Some(ERR_NOT_FOUND),
+        "an observer never creates"
+    );
+    assert_eq!(Handle::open(&unusable(false)).err().map(|e| e.code), Some(ERR_INVALID_ARGUMENT));
+
+    let tx = open(&n, 8, 4);
+    tx.send(b"hello", false, 0).unwrap();
+    let observer = Handle::open(&unusable(true)).expect("an observer of an existing channel");
+    assert_eq!((observer.capacity(), observer.max_message(), observer.stat().depth), (8, 256, 1));
+    let existing = OpenOptions { slot_limit: 1, ..unusable(false) };
+    let rx = Handle::open_with(&existing, false).expect("an open of an existing channel only");
+    assert_eq!(recv_bytes(&rx).unwrap().0, b"hello");
+}

@@ -258,18 +258,18 @@ impl Handle {
 
     /// As `open_with`, with the owners an existing segment may have besides the caller and root,
     /// and how long to wait for another process building it (segment.rs).
+    /// Only a creating open looks at `capacity` and `max_message`, and only a participant at
+    /// `slot_limit`: an observer, or an open of an existing channel, may pass anything there.
     pub fn open_with_policy(o: &OpenOptions, create: bool, policy: Policy) -> Result<Handle, OpenError> {
-        if o.slot_limit == 0 || o.slot_limit as usize > LANE_RING {
-            return Err(OpenError::new(ERR_INVALID_ARGUMENT, 0));
+        let invalid = OpenError::new(ERR_INVALID_ARGUMENT, 0);
+        if !o.observer && (o.slot_limit == 0 || o.slot_limit as usize > LANE_RING) {
+            return Err(invalid);
         }
-        let seg = segment::open(&OpenRequest {
-            name: o.name,
-            capacity: o.capacity,
-            max_message: o.max_message,
-            mode: o.mode,
-            create: create && !o.observer,
-            policy,
-        })?;
+        let create = match create && !o.observer {
+            true => Some(Layout::new(o.capacity, o.max_message).ok_or(invalid)?),
+            false => None,
+        };
+        let seg = segment::open(&OpenRequest { name: o.name, mode: o.mode, create, policy })?;
         let mut h = Handle {
             shared: Shared { seg, me: OBSERVER, recovery: Mutex::new(()), closed: AtomicBool::new(false) },
             pid: sys::pid(),

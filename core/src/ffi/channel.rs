@@ -41,7 +41,11 @@ pub(super) fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) 
 /// Opens `<prefix>.<name>` (given as bytes), waiting up to `timeout_ms` (u32::MAX: no limit) for
 /// another process that is building it. An existing segment must be the caller's, root's or one of
 /// the `trusted_len` uids at `trusted`, and grant no more than `mode` (segment.rs, "Trust"). On
-/// failure returns null and writes the report of `open_report` to `err_out` (8 x i32).
+/// failure returns null and writes the report of `open_report` to `err_out` (`open_report`).
+///
+/// `capacity` and `max_message` matter only when this call creates the channel (never with
+/// OPEN_OBSERVER or OPEN_EXISTING: an existing channel's come from its header, see `ferry_info`),
+/// and `slot_limit` only for a participant (not an observer).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_open(
     name: *const u8,

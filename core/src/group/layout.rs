@@ -183,8 +183,9 @@ pub(super) fn size_for(entries: u32) -> u64 {
 
 /// A group table: its header is `GroupFixed`. Writers hold entry locks (bytes 1..) only while they
 /// add, so "in use" can only be seen mid-add: a damaged table whose users are idle is rebuilt.
+/// `entries`: the table a creating open builds (None when the open only attaches).
 pub(super) struct TableKind {
-    pub(super) entries: u32,
+    pub(super) entries: Option<u32>,
 }
 
 impl SegmentKind for TableKind {
@@ -227,13 +228,14 @@ impl SegmentKind for TableKind {
     }
 
     fn build_size(&self) -> u64 {
-        size_for(self.entries)
+        self.entries.map_or(0, size_for)
     }
 
     /// Every entry starts FREE: the mapping is zeroed.
     fn write_header(&self, map: &sys::Mapping) {
-        // SAFETY: the mapping is `size_for(entries)` >= HEADER_SIZE bytes, page aligned;
-        // GroupHeader is plain atomics, valid for any (here: zero) bytes.
+        let Some(entries) = self.entries else { return }; // only creating opens build
+                                                          // SAFETY: the mapping is `size_for(entries)` >= HEADER_SIZE bytes, page aligned;
+                                                          // GroupHeader is plain atomics, valid for any (here: zero) bytes.
         let h = unsafe { &*(map.base as *const GroupHeader) };
         let f = &h.fixed;
         f.magic.store(GROUP_MAGIC, Relaxed);
@@ -241,8 +243,8 @@ impl SegmentKind for TableKind {
         // look foreign rather than being built).
         fence(Release);
         f.version.store(GROUP_LAYOUT_VERSION, Relaxed);
-        f.total_size.store(size_for(self.entries), Relaxed);
-        f.entry_count.store(self.entries, Relaxed);
+        f.total_size.store(size_for(entries), Relaxed);
+        f.entry_count.store(entries, Relaxed);
         f.entry_size.store(ENTRY_SIZE as u32, Relaxed);
         f.entries_off.store(HEADER_SIZE, Relaxed);
         f.created_unix_ms.store(sys::unix_ms(), Relaxed);

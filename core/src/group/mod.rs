@@ -233,7 +233,10 @@ impl GroupTable {
     /// As `open`, with the owners it trusts besides the caller and root and its timeout for a
     /// table another process is building (segment.rs: the same rules as a channel's segment).
     pub fn open_with(o: &GroupOpen, policy: Policy) -> Result<GroupTable, OpenError> {
-        let (entries, _) = table_size(o.memory).ok_or(OpenError::new(ERR_INVALID_ARGUMENT, 0))?;
+        let entries = match o.create {
+            true => Some(table_size(o.memory).ok_or(OpenError::new(ERR_INVALID_ARGUMENT, 0))?.0),
+            false => None,
+        };
         let spec = OpenSpec { name: o.name, create: o.create, mode: o.mode, policy };
         let (fd, entries) = open_segment(&spec, &TableKind { entries })?;
         attach(fd, entries)
