@@ -159,11 +159,11 @@ export const GroupCheckIndex = {
 
 /**
  * How the binding's waits spin before they park, and how long one park lasts: the policy of
- * core/src/wait.rs (documented there), in the binding's units. A JS attempt costs less than a native
- * check with its spin hint, so the same spin budget (15 us) buys more attempts.
+ * core/src/wait.rs (documented there, with what one attempt and the park's thread hop cost), in the
+ * binding's units: about 13 us of attempts and hop before a waiter sleeps.
  */
 export const WaitPolicy = {
-  /** Attempts before a wait parks (wait.rs JS_SPIN_ATTEMPTS: SPIN_BUDGET_NS / JS_ATTEMPT_NS). */
+  /** Attempts before a wait parks (wait.rs JS_SPIN_ATTEMPTS). */
   SPIN_ATTEMPTS: 200,
   /** Longest single park (wait.rs PARK_SLICE_MS); waits re-check liveness and deadlines this often. */
   PARK_SLICE_MS: 20,

@@ -80,5 +80,4 @@ Deno.test("wait policy: ffi/abi.ts WaitPolicy is the binding's share of core/src
     SPIN_ATTEMPTS: top.get("JS_SPIN_ATTEMPTS"),
     PARK_SLICE_MS: top.get("PARK_SLICE_MS"),
   });
-  assert.equal(top.get("JS_SPIN_ATTEMPTS")! * top.get("JS_ATTEMPT_NS")!, top.get("SPIN_BUDGET_NS"));
 });
