@@ -1,7 +1,7 @@
 // The ferry driver: TypeScript to TypeScript through ferry channels, between real processes.
 
+import { ensureClock, nsClock } from "./clock.ts";
 import { Channel } from "../mod.ts";
-import { core } from "../ffi/lib.ts";
 import { Packr } from "msgpackr";
 import { Peer } from "./proc.ts";
 import { latency, rawPayload, type Result, SMALL_OBJECT, type Workload } from "./types.ts";
@@ -30,6 +30,7 @@ function openChannel(name: string, w: Workload) {
 }
 
 export async function runFerry(w: Workload): Promise<Result> {
+  await ensureClock();
   const name = `${w.kind}-${w.codec}-${w.size}-${Math.random().toString(36).slice(2, 7)}`;
   const ch = openChannel(name, w);
   const peers: Peer[] = [];
@@ -44,7 +45,7 @@ export async function runFerry(w: Workload): Promise<Result> {
       const receiver = spawn(w.kind === "ack-sync" ? "recv-sync" : "recv-async", String(w.count));
       await receiver.expect("ready");
       const value = w.codec === "raw" ? rawPayload(w.size) : SMALL_OBJECT;
-      const clock = core().ferry_clock_ns32;
+      const clock = nsClock();
       const samples = new Float64Array(w.count);
       if (w.kind === "ack-sync") {
         for (let i = 0; i < w.count; i++) {

@@ -7,13 +7,13 @@
 // Prints "ready" once the channel is open and, for senders, waits for "go" on stdin; ends with
 // one JSON line: { count, firstNs, lastNs } on the u32 nanosecond clock.
 
+import { nsClock } from "./clock.ts";
 import { Channel } from "../mod.ts";
-import { core } from "../ffi/lib.ts";
 import { rawPayload, SMALL_OBJECT } from "./types.ts";
 
 const [role, prefix, name, codec, sizeArg, countArg, endArg] = Deno.args;
 const count = Number(countArg);
-const clock = core().ferry_clock_ns32;
+const clock = nsClock();
 const ch = Channel.open<unknown>(name, {
   prefix,
   codec: codec === "raw" ? "raw" : "msgpack",

@@ -16,6 +16,7 @@
 // Variants: "per-message" writes once per send (as when every message must leave now: the
 // like-for-like comparison with ferry); "coalesced" gathers frames into 64 KiB writes (context).
 
+import { ensureClock } from "./clock.ts";
 import { fileURLToPath } from "node:url";
 import type { Result, Workload } from "./types.ts";
 import type { ReceiverReport, SenderReport, Variant } from "./unix_socket_peer.ts";
@@ -92,6 +93,7 @@ function deadline(ms: number): { promise: Promise<never>; cancel: () => void } {
 
 /** Runs one workload over Unix sockets between real processes. */
 export async function runUnixSocket(w: Workload, variant: Variant): Promise<Result> {
+  await ensureClock();
   const pairs = w.kind === "throughput-2x2" ? 2 : 1;
   const dir = await Deno.makeTempDir({ prefix: "ferry-uds-" });
   const peers: Peer[] = [];

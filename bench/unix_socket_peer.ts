@@ -10,8 +10,8 @@
 // baseline shares no code with ferry's own path). For the round trip the receiver answers every
 // message with one byte after it decoded it.
 
+import { nsClock } from "./clock.ts";
 import { Packr, Unpackr } from "msgpackr";
-import { core } from "../ffi/lib.ts";
 import { latency, type PayloadCodec, rawPayload, SMALL_OBJECT, type WorkloadKind } from "./types.ts";
 
 /** Largest coalesced write. */
@@ -157,7 +157,7 @@ export async function receive(
   count: number,
   onListening: () => void,
 ): Promise<ReceiverReport> {
-  const clock = core().ferry_clock_ns32;
+  const clock = nsClock();
   const listener = Deno.listen({ transport: "unix", path });
   onListening();
   const conn = await listener.accept();
@@ -221,7 +221,7 @@ export async function send(
   count: number,
   variant: Variant,
 ): Promise<SenderReport> {
-  const clock = core().ferry_clock_ns32;
+  const clock = nsClock();
   const packr = new Packr({ moreTypes: true });
   const raw = codec === "raw" ? rawPayload(size) : undefined;
   const roundTrip = isRoundTrip(kind);

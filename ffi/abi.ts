@@ -1,5 +1,8 @@
-// What the numbers in the core's out-arrays mean: one name per index, in one place. The core
-// (core/src/ffi.rs) writes these arrays; everything in src/ reads them through these names.
+// What the numbers in the core's out-arrays mean: one name per index, in one place. The core writes
+// these arrays with the same names (core/src/ffi/abi.rs, the source: one Rust module per object
+// here, `recv_meta` for `RecvMeta`); everything in src/ reads them through these names.
+// tests/abi.test.ts fails when an index here drifts from the Rust, and so does WaitPolicy from the
+// policy of core/src/wait.rs.
 
 /** `ferry_recv`/`ferry_recv_wait` meta (9 x u32). */
 export const RecvMeta = {
@@ -43,6 +46,9 @@ export const MetaFlag = {
 export const SendOut = {
   SLOT: 0,
   GENERATION: 1,
+  /** Sends: the message's lane sequence number. */
+  SEQ_LO: 2,
+  SEQ_HI: 3,
   /** Loans: where the lent slot's bytes lie in the segment. */
   OFFSET_LO: 2,
   OFFSET_HI: 3,
@@ -78,13 +84,87 @@ export const ParticipantRow = {
   STRIDE: 4,
 } as const;
 
+/** `ferry_info` out (2 x u32). */
+export const InfoOut = {
+  CAPACITY: 0,
+  MAX_MESSAGE: 1,
+  LENGTH: 2,
+} as const;
+
+/** What a failed open writes to its err_out (8 x i32, OPEN_REPORT_LEN). */
+export const OpenReport = {
+  STATUS: 0,
+  /** By status: a WHY_ or FOREIGN_ reason, an errno, the builder's pid. */
+  DETAIL: 1,
+  /** 1 if an object was opened and the fields below describe it. */
+  FOUND: 2,
+  OWNER: 3,
+  /** st_mode: file type and permission bits. */
+  MODE: 4,
+  SIZE_LO: 5,
+  SIZE_HI: 6,
+  /** Last modification, unix seconds. */
+  MTIME: 7,
+  LENGTH: 8,
+} as const;
+
+/** `ferry_group_info` out (2 x u32). */
+export const GroupInfo = {
+  ENTRIES: 0,
+  TOTAL_SIZE: 1,
+  LENGTH: 2,
+} as const;
+
+/** `ferry_group_members` info (2 x u32). */
+export const MembersInfo = {
+  COUNT: 0,
+  BYTES: 1,
+  LENGTH: 2,
+} as const;
+
+/** `ferry_group_stat` out (15 x u64). */
+export const GroupStatIndex = {
+  ENTRIES: 0,
+  TOTAL_SIZE: 1,
+  LIVE: 2,
+  ADDED: 3,
+  REFRESHED: 4,
+  DISCARDED: 5,
+  EXPIRED: 6,
+  RECLAIMED: 7,
+  MERGED: 8,
+  FANOUTS: 9,
+  SKIPPED: 10,
+  CREATED_UNIX_MS: 11,
+  MISSING: 12,
+  DIED: 13,
+  CLOSED: 14,
+  LENGTH: 15,
+} as const;
+
+/** `ferry_group_check` out (10 x u32): the table's consistency report. */
+export const GroupCheckIndex = {
+  ENTRIES: 0,
+  FREE: 1,
+  WRITING_ALIVE: 2,
+  WRITING_ABANDONED: 3,
+  LIVE: 4,
+  EXPIRED: 5,
+  DUPLICATES: 6,
+  CORRUPT: 7,
+  HELD: 8,
+  HELD_ABANDONED: 9,
+  LENGTH: 10,
+} as const;
+
 /**
- * How a wait spins before it parks, and how long one park lasts: the same policy as the core's
- * own blocking waits (core/src/engine.rs).
+ * How the binding's waits spin before they park, and how long one park lasts: the policy of
+ * core/src/wait.rs (documented there, with what one attempt and the park's thread hop cost), in the
+ * binding's units: about 13 us of attempts and hop before a waiter sleeps.
  */
 export const WaitPolicy = {
-  /** Attempts before a wait parks (about 15 us): a peer's round trip, without a thread hop. */
+  /** Attempts before a wait parks (wait.rs JS_SPIN_ATTEMPTS). */
   SPIN_ATTEMPTS: 200,
-  /** Longest single park; waits re-check liveness and deadlines at least this often. */
+  /** Longest single park (wait.rs PARK_SLICE_MS); waits re-check liveness and deadlines this often. */
   PARK_SLICE_MS: 20,
 } as const;

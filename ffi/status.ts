@@ -1,4 +1,5 @@
-// Status codes of core/src/status.rs: keep the two tables in step.
+// Status codes (core/src/status.rs) and call flags (core/src/ffi/abi.rs): copies of the core's
+// numbers, which are the source. tests/abi.test.ts fails when one here drifts from the Rust.
 
 export const Status = {
   OK: 0,
@@ -32,9 +33,11 @@ export const IncompatibleReason: Record<number, string> = {
   1: "it is not a ferry channel (wrong magic)",
   2: "it was made by another ferry layout version",
   3: "its size does not match its header (truncated or corrupt)",
-  4: "it is stuck",
   5: "it was damaged while in use (its header says it is not built, yet live processes have it open)",
 };
+
+/** Outcomes and the one error of `ferry_group_add` (core/src/status.rs, `mod group`). */
+export const GroupStatus = { ADDED: 0, REFRESHED: 1, ERR_TABLE_FULL: -100 } as const;
 
 /** Sub-reasons reported with ERR_FOREIGN. */
 export const ForeignReason = {
@@ -44,7 +47,7 @@ export const ForeignReason = {
   MODE: 4,
 } as const;
 
-/** i32 values an open writes to its err_out when it fails (see core/src/ffi.rs `open_report`). */
+/** i32 values an open writes to its err_out when it fails (`OpenReport` in ./abi.ts names them). */
 export const OPEN_REPORT_LEN = 8;
 
 export const OPEN_OBSERVER = 1;
@@ -61,3 +64,7 @@ export const SIDE_RECV = 0;
 export const SIDE_SEND = 1;
 /** A timeout of "no limit" through the u32 ABI. */
 export const NO_TIMEOUT = 0xffff_ffff;
+/** `lifetime` of `ferry_group_add`: until its expiry. */
+export const LIFETIME_EXPIRY = 0;
+/** `lifetime` of `ferry_group_add`: while the adding table handle is open (its process alive). */
+export const LIFETIME_PROCESS = 1;

@@ -1,5 +1,7 @@
-// The C ABI of core/src/ffi.rs, one entry per function, one line per parameter. Per-message calls
-// use only u32/i32/pointer/buffer parameters so V8 takes its fast path.
+// The C ABI of core/src/ffi/ (every export of a release build), one entry per function, one line per
+// parameter. Per-message calls use only u32/i32/pointer/buffer parameters so V8 takes its fast path.
+// The hooks only tests and the benchmark call are in ./testing.ts: a release build lacks them, and
+// dlopen fails on a missing symbol.
 
 export const symbols = {
   ferry_open: {
@@ -164,8 +166,6 @@ export const symbols = {
   ferry_sweep: { parameters: ["pointer"], result: "u32" },
   ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[14]
   ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[4*max], max
-  ferry_clock_ns32: { parameters: [], result: "u32" },
-  // ---- groups ----
   // Channel groups (core/src/group.rs): not per message, so the expiry is a u64.
   ferry_group_open: {
     parameters: [
@@ -192,19 +192,6 @@ export const symbols = {
       "u32", // channel_len
       "u64", // expiry_ms (0 never)
       "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
-    ],
-    result: "i32",
-  },
-  ferry_group_debug_add: {
-    parameters: [
-      "pointer", // GroupTable *g
-      "buffer", // const u8 *group
-      "u32", // group_len
-      "buffer", // const u8 *channel
-      "u32", // channel_len
-      "u64", // expiry_ms
-      "u32", // lifetime: 0 until expiry_ms, 1 while this table handle is open
-      "u32", // stop (tests only: 1 after claiming, 2 published unmerged, 3 held and forgotten)
     ],
     result: "i32",
   },
@@ -243,5 +230,4 @@ export const symbols = {
   },
   ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
   ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
-  // ---- groups ----
 } as const satisfies Deno.ForeignLibraryInterface;

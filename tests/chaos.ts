@@ -66,7 +66,7 @@ export async function buildFaultLibrary(): Promise<string> {
       "--release",
       "--quiet",
       "--features",
-      "fault-injection",
+      "fault-injection,testing",
       "--target-dir",
       FAULT_TARGET_DIR,
       "--manifest-path",

@@ -9,7 +9,6 @@
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Channel, ChannelNotFoundError, gc, Namespace, PermissionDeniedError, scanChannels } from "../mod.ts";
-import { ForeignReason, IncompatibleReason, Status } from "../ffi/status.ts";
 import { buildFaultLibrary } from "./chaos.ts";
 import { Child, cli, otherUserCommand, Scope, segmentPath, segmentsOf, within } from "./helpers.ts";
 
@@ -394,24 +393,4 @@ Deno.test("a segment whose ready flag was zeroed while a participant lives is In
   const fresh = s.open("jobs", { mode: "async", ...SMALL });
   assert.equal(fresh.stat().state, "ready");
   assert.equal(fresh.stat().depth, 0);
-});
-
-// ------------------------------------------------------------------ one source for each status
-
-Deno.test("the status codes of core/src/status.rs and ffi/status.ts agree, reasons included", () => {
-  const rust = Deno.readTextFileSync(new URL("../core/src/status.rs", import.meta.url));
-  const consts = new Map(
-    [...rust.matchAll(/pub const (\w+): i32 = (-?\d+);/g)].map((m) => [m[1], Number(m[2])]),
-  );
-  const pick = (test: (name: string) => boolean, strip = "") =>
-    Object.fromEntries([...consts].filter(([k]) => test(k)).map(([k, v]) => [k.slice(strip.length), v]));
-  assert.deepEqual(pick((k) => !/^(WHY|FOREIGN)_/.test(k)), { ...Status });
-  assert.deepEqual(
-    Object.keys(pick((k) => k.startsWith("WHY_"))).length,
-    Object.keys(IncompatibleReason).length,
-  );
-  for (const v of Object.values(pick((k) => k.startsWith("WHY_")))) {
-    assert.ok(IncompatibleReason[v], `WHY ${v}`);
-  }
-  assert.deepEqual(pick((k) => k.startsWith("FOREIGN_"), "FOREIGN_"), { ...ForeignReason });
 });

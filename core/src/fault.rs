@@ -61,7 +61,7 @@ pub const POINTS: &[&str] = &[
     "release.before",
     "ack.collect",
     "recover.slot",
-    // group.rs (group::FAULT_POINTS, in the order an add passes them):
+    // group/ (group::FAULT_POINTS, in the order an add passes them):
     "group.claimed",
     "group.written",
     "group.published",

@@ -30,8 +30,8 @@ pub const MAX_CAPACITY: u32 = 1 << 16;
 /// Largest message (1 GiB): lengths travel as u32 through the FFI.
 pub const MAX_MESSAGE_LIMIT: u32 = 1 << 30;
 
-pub const INIT_NONE: u32 = 0;
-pub const INIT_BUILDING: u32 = 1;
+/// `init_state` of a finished segment (channel or group table). A builder writes it last; any other
+/// value (zero while the builder works, or what a dead builder left) means "not built".
 pub const INIT_READY: u32 = 2;
 
 pub const PARTICIPANT_EMPTY: u32 = 0;
@@ -43,7 +43,7 @@ pub const PARTICIPANT_ACTIVE: u32 = 1;
 pub struct Fixed {
     pub magic: AtomicU64,
     pub version: AtomicU32,
-    /// INIT_NONE -> INIT_BUILDING -> INIT_READY. Openers wait for READY.
+    /// INIT_READY once the builder finished (see `INIT_READY`). Openers wait for it.
     pub init_state: AtomicU32,
     pub total_size: AtomicU64,
     pub capacity: AtomicU32,
@@ -72,7 +72,8 @@ pub struct SharedLine {
     /// Messages made READY again by recovery and not yet claimed (a hint: receivers scan slots
     /// for them while it is non-zero).
     pub redeliver_pending: AtomicU32,
-    /// CLOCK_MONOTONIC ms of the last liveness sweep, so parked processes do not all sweep.
+    /// CLOCK_MONOTONIC_COARSE ms (`sys::coarse_ms`) of the last liveness sweep, so parked processes
+    /// do not all sweep.
     pub last_sweep_ms: AtomicU64,
     pub expired: AtomicU64,
     pub redelivered: AtomicU64,

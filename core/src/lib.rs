@@ -1,16 +1,15 @@
-//! ferry_core: the shared-memory channel engine behind ferry. It owns the segment layout
-//! (`layout`), the slot state word (`state`), segment creation (`segment`), the engine
-//! (`engine`: send, receive, waits, recovery) and the C ABI that Deno loads (`ffi`).
+//! ferry_core: the shared-memory channel engine behind ferry. `layout` describes a channel
+//! segment, `state` its slot state word, `segment` opens and builds segments (channels and group
+//! tables alike), `channel` is an open handle (send, ack, receive, recovery, stat), `wait` how it
+//! waits, `group` the namespace's group table, and `ffi` the C ABI that Deno loads.
 
-pub mod engine;
+pub mod channel;
 pub mod fault;
 pub mod ffi;
+pub mod group;
 pub mod layout;
 pub mod segment;
 pub mod state;
 pub mod status;
 pub mod sys;
-
-// ---- groups ----
-pub mod group;
-// ---- groups ----
+pub mod wait;

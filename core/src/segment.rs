@@ -128,12 +128,12 @@ impl Policy<'static> {
 pub struct OpenRequest<'a> {
     /// The shm object name, with its leading '/'.
     pub name: &'a str,
-    pub capacity: u32,
-    pub max_message: u32,
     /// Permission bits of a segment this call builds, and the most an existing one may grant.
     pub mode: u32,
-    /// Create and build the segment if it is absent (false for read-only inspection).
-    pub create: bool,
+    /// The layout to build the segment with if it is absent. None: open only an existing segment
+    /// (absent is ERR_NOT_FOUND), whatever layout its header says; nothing is asked of the caller
+    /// that only a creation needs.
+    pub create: Option<Layout>,
     pub policy: Policy<'a>,
 }
 
@@ -203,7 +203,8 @@ pub(crate) trait SegmentKind {
     const BUILD_POINT: &'static str;
     /// Reads what the object (`size` bytes) holds now, with `pread`: no mapping.
     fn inspect(&self, fd: &OwnedFd, size: u64) -> io::Result<Found<Self::Ready>>;
-    /// Bytes of the segment this call would build.
+    /// Bytes of the segment this call would build. This and `write_header` are called only by an
+    /// open whose `OpenSpec` creates; a kind made for opening existing segments answers 0.
     fn build_size(&self) -> u64;
     /// Writes the header into a zeroed mapping of `build_size` bytes, its ready flag last.
     fn write_header(&self, map: &sys::Mapping);
@@ -442,9 +443,10 @@ fn remove_locked<K: SegmentKind>(fd: &OwnedFd, name: &str, kind: &K) -> i32 {
 
 // ------------------------------------------------------------------------------------ channels
 
-/// A channel segment: its header is `layout::Fixed`.
+/// A channel segment: its header is `layout::Fixed`. `wanted`: the layout a creating open builds
+/// (None when the open only attaches, or only removes).
 struct ChannelKind {
-    wanted: Layout,
+    wanted: Option<Layout>,
 }
 
 impl SegmentKind for ChannelKind {
@@ -493,14 +495,14 @@ impl SegmentKind for ChannelKind {
     }
 
     fn build_size(&self) -> u64 {
-        self.wanted.total_size
+        self.wanted.map_or(0, |l| l.total_size)
     }
 
     fn write_header(&self, map: &sys::Mapping) {
-        let layout = self.wanted;
-        // SAFETY: the mapping is `total_size` bytes, at least size_of::<Header>() (Layout puts the
-        // participants after it), and page aligned; Header is plain atomics, valid for any (here:
-        // zero) bytes.
+        let Some(layout) = self.wanted else { return }; // only creating opens build
+                                                        // SAFETY: the mapping is `total_size` bytes, at least size_of::<Header>() (Layout puts the
+                                                        // participants after it), and page aligned; Header is plain atomics, valid for any (here:
+                                                        // zero) bytes.
         let h = unsafe { &*(map.base as *const Header) };
         let f = &h.fixed;
         f.magic.store(MAGIC, Relaxed);
@@ -536,17 +538,16 @@ fn attach(fd: OwnedFd, layout: Layout) -> Result<Segment, OpenError> {
 /// Opens the channel segment `req.name`, creating and building it when absent and `req.create`
 /// is set.
 pub fn open(req: &OpenRequest) -> Result<Segment, OpenError> {
-    let wanted = Layout::new(req.capacity, req.max_message).ok_or(OpenError::new(ERR_INVALID_ARGUMENT, 0))?;
-    let spec = OpenSpec { name: req.name, create: req.create, mode: req.mode, policy: req.policy };
-    let (fd, layout) = open_segment(&spec, &ChannelKind { wanted })?;
+    let spec = OpenSpec { name: req.name, create: req.create.is_some(), mode: req.mode, policy: req.policy };
+    let (fd, layout) = open_segment(&spec, &ChannelKind { wanted: req.create })?;
     attach(fd, layout)
 }
 
 /// Removes the channel segment `name` if its builder died before finishing it (see
 /// `remove_incomplete` for the answers). `mode` and `policy` are the caller's, as for `open`.
 pub fn remove_incomplete_channel(name: &str, mode: u32, policy: &Policy) -> i32 {
-    // Removal never builds: any valid layout will do.
-    let kind = ChannelKind { wanted: Layout::new(1, 0).expect("the smallest layout is valid") };
+    // Removal never builds.
+    let kind = ChannelKind { wanted: None };
     remove_incomplete(name, mode, policy, &kind)
 }
 

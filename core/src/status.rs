@@ -1,5 +1,7 @@
 //! Status codes returned through the C ABI. Non-negative codes are outcomes of normal operation;
-//! negative codes are errors. `ffi/status.ts` mirrors this table: keep them in step.
+//! negative codes are errors. This file is the source: `ffi/status.ts` is its copy for the Deno
+//! binding, and tests/abi.test.ts reads this file and fails when the copy drifts (so: only
+//! `pub const NAME: i32 = literal;` lines, and `pub mod` blocks of them).
 
 pub const OK: i32 = 0;
 /// Nothing to receive right now.
@@ -47,7 +49,7 @@ pub const ERR_FOREIGN: i32 = -13;
 pub const WHY_MAGIC: i32 = 1;
 pub const WHY_VERSION: i32 = 2;
 pub const WHY_SIZE: i32 = 3;
-pub const WHY_STUCK: i32 = 4;
+// 4 was WHY_STUCK, never reported since opens wait with a timeout (ERR_BUILDING); not reused.
 /// Not built, yet live processes use it: its header was damaged under them. Never rebuilt.
 pub const WHY_DAMAGED_IN_USE: i32 = 5;
 
@@ -58,3 +60,14 @@ pub const FOREIGN_SYMLINK: i32 = 2;
 pub const FOREIGN_OWNER: i32 = 3;
 /// Grants access the caller's permissions do not (or has bits outside 0o777).
 pub const FOREIGN_MODE: i32 = 4;
+
+/// Outcomes and the one error of `ferry_group_add` (group.rs; `GroupStatus` in ffi/status.ts). The
+/// error sits outside the range above so that it can never be mistaken for a channel's.
+pub mod group {
+    /// A new membership.
+    pub const ADDED: i32 = 0;
+    /// The pair was a member already: its deadline moved to the later one (or this handle held it).
+    pub const REFRESHED: i32 = 1;
+    /// Every entry holds a live membership or a live writer's claim: raise groupMemory or discard.
+    pub const ERR_TABLE_FULL: i32 = -100;
+}

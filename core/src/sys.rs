@@ -1,17 +1,21 @@
 //! Thin POSIX wrappers: shared-memory objects, mappings, OFD byte locks, the futex and clocks.
 //! No channel logic lives here; every function maps one or two system calls to `io::Result`.
 
-use std::ffi::CString;
 use std::io;
+use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
-use nix::sys::mman::{shm_open, shm_unlink};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::mman::{self as mman, shm_open, shm_unlink, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
+use nix::sys::time::TimeSpec;
+use nix::time::{clock_gettime, ClockId};
 
-fn errno(e: nix::errno::Errno) -> io::Error {
+fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
@@ -46,17 +50,11 @@ pub fn shm_identity(name: &str) -> io::Result<(u64, u64)> {
 
 /// The effective uid: the one the kernel checks, and so the one whose segments are ours.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 pub fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    // SAFETY: pread writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    nix::sys::uio::pread(fd, buf, offset as libc::off_t).map_err(errno)
 }
 
 pub fn set_size(fd: &OwnedFd, size: u64) -> io::Result<()> {
@@ -90,22 +88,21 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     pub fn new(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh mapping chosen by the kernel (addr null) of an fd we own; no existing
-        // memory is affected. The result is checked before use.
+        let len_nz = NonZeroUsize::new(len).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a fresh mapping chosen by the kernel (no address given) of an fd we own; no
+        // existing memory is affected.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+            mman::mmap(
+                None,
+                len_nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
                 0,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { base: p.cast(), len, exposed: std::sync::atomic::AtomicBool::new(false) })
+        .map_err(errno)?;
+        Ok(Mapping { base: p.as_ptr().cast(), len, exposed: std::sync::atomic::AtomicBool::new(false) })
     }
 
     /// The base address, for views that outside code may keep beyond this mapping's life.
@@ -117,6 +114,10 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Both addresses come from a successful mmap of `len` > 0 bytes: never null, never zero.
+        let (Some(base), Some(len)) = (NonNull::new(self.base.cast()), NonZeroUsize::new(self.len)) else {
+            return;
+        };
         if self.exposed.load(std::sync::atomic::Ordering::Relaxed) {
             // A stale view may still point here. Replace the shared pages with private anonymous
             // ones in one call: a stale read sees zeros and a stale write lands in memory nobody
@@ -124,41 +125,41 @@ impl Drop for Mapping {
             // message now uses. Untouched pages cost no memory; only the address range stays.
             // SAFETY: base/len is our own mapping; MAP_FIXED replaces exactly that range, which no
             // Rust reference outlives (we are dropping its owner).
-            let p = unsafe {
-                libc::mmap(
-                    self.base.cast(),
-                    self.len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
-                    -1,
-                    0,
+            let replaced = unsafe {
+                mman::mmap_anonymous(
+                    NonZeroUsize::new(base.as_ptr() as usize),
+                    len,
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                    MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED | MapFlags::MAP_NORESERVE,
                 )
             };
             // If even that failed, leaving the shared mapping in place is still safe: it leaks.
-            let _ = p;
+            let _ = replaced;
             return;
         }
         // SAFETY: base/len came from a successful mmap and nothing refers to it after drop.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        let _ = unsafe { mman::munmap(base, self.len) };
     }
 }
 
-fn ofd_lock(fd: &OwnedFd, byte: u64, kind: libc::c_short) -> io::Result<bool> {
-    // SAFETY: flock is plain data; zeroed is a valid value that we then fill in.
+/// A lock request on `len` bytes from `start` (`len` 0: to the end of any file).
+fn lock_request(kind: libc::c_int, start: u64, len: u64) -> libc::flock {
+    // SAFETY: flock is plain data (integers, and padding on some targets); zeroed is a valid value
+    // that we then fill in.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind;
+    fl.l_type = kind as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = byte as libc::off_t;
-    fl.l_len = 1;
-    // SAFETY: fcntl with F_OFD_SETLK reads the flock we pass and nothing else.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    if r == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
-        _ => Err(e),
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    fl
+}
+
+fn ofd_lock(fd: &OwnedFd, byte: u64, kind: libc::c_int) -> io::Result<bool> {
+    let fl = lock_request(kind, byte, 1);
+    match fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
+        Err(e) => Err(errno(e)),
     }
 }
 
@@ -166,11 +167,11 @@ fn ofd_lock(fd: &OwnedFd, byte: u64, kind: libc::c_short) -> io::Result<bool> {
 /// belong to this fd, conflict with every other open of the object (also in this process) and
 /// are dropped by the kernel when the process dies: that is ferry's liveness signal.
 pub fn try_lock_byte(fd: &OwnedFd, byte: u64) -> io::Result<bool> {
-    ofd_lock(fd, byte, libc::F_WRLCK as libc::c_short)
+    ofd_lock(fd, byte, libc::F_WRLCK)
 }
 
 pub fn unlock_byte(fd: &OwnedFd, byte: u64) {
-    let _ = ofd_lock(fd, byte, libc::F_UNLCK as libc::c_short);
+    let _ = ofd_lock(fd, byte, libc::F_UNLCK);
 }
 
 /// Whether some other open file description holds a lock on `byte`.
@@ -178,23 +179,12 @@ pub fn byte_locked_by_other(fd: &OwnedFd, byte: u64) -> bool {
     range_locked_by_other(fd, byte, 1)
 }
 
-fn lock_query(byte: u64, len: u64) -> libc::flock {
-    // SAFETY: flock is plain data; zeroed is a valid value that we then fill in.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = byte as libc::off_t;
-    fl.l_len = len as libc::off_t;
-    fl
-}
-
 /// Whether some other open file description (or process) holds a lock on any of `len` bytes from
 /// `start` (`len` 0: to the end of any file). One F_OFD_GETLK, whatever the range.
 pub fn range_locked_by_other(fd: &OwnedFd, start: u64, len: u64) -> bool {
-    let mut fl = lock_query(start, len);
-    // SAFETY: F_OFD_GETLK reads and writes only the flock we pass.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-    r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+    let mut fl = lock_request(libc::F_WRLCK, start, len);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_ok()
+        && fl.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// A classic POSIX record lock on one byte, held until dropped. Unlike OFD locks these belong to
@@ -207,28 +197,23 @@ pub struct PosixLock<'a> {
 
 impl<'a> PosixLock<'a> {
     pub fn take(fd: &'a OwnedFd, byte: u64) -> PosixLock<'a> {
-        let fl = lock_query(byte, 1);
-        // SAFETY: F_SETLK reads only the flock we pass. Failure leaves no lock: only a name tag lost.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &fl) };
+        // Failure leaves no lock: only a name tag lost.
+        let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETLK(&lock_request(libc::F_WRLCK, byte, 1)));
         PosixLock { fd, byte }
     }
 }
 
 impl Drop for PosixLock<'_> {
     fn drop(&mut self) {
-        let mut fl = lock_query(self.byte, 1);
-        fl.l_type = libc::F_UNLCK as libc::c_short;
-        // SAFETY: F_SETLK reads only the flock we pass.
-        unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_SETLK, &fl) };
+        let _ = fcntl(self.fd.as_raw_fd(), FcntlArg::F_SETLK(&lock_request(libc::F_UNLCK, self.byte, 1)));
     }
 }
 
 /// The pid of another process holding a classic POSIX lock on `byte`, if any.
 pub fn posix_lock_owner(fd: &OwnedFd, byte: u64) -> Option<u32> {
-    let mut fl = lock_query(byte, 1);
-    // SAFETY: F_GETLK reads and writes only the flock we pass.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    (r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid > 0).then_some(fl.l_pid as u32)
+    let mut fl = lock_request(libc::F_WRLCK, byte, 1);
+    let r = fcntl(fd.as_raw_fd(), FcntlArg::F_GETLK(&mut fl));
+    (r.is_ok() && fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid > 0).then_some(fl.l_pid as u32)
 }
 
 /// FUTEX_WAIT on a word in a shared mapping (no FUTEX_PRIVATE_FLAG: waiters are in other
@@ -260,34 +245,40 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
-fn clock_ms(clock: libc::clockid_t) -> u64 {
-    // SAFETY: plain data, written by clock_gettime.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: clock_gettime writes only the timespec we pass.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+fn clock_ns(clock: ClockId) -> u64 {
+    // These clocks exist on every Linux ferry runs on; clock_gettime fails only for unknown ids.
+    let ts = clock_gettime(clock).unwrap_or_else(|_| TimeSpec::new(0, 0));
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+fn clock_ms(clock: ClockId) -> u64 {
+    clock_ns(clock) / 1_000_000
 }
 
 /// Machine-wide monotonic milliseconds (the same clock in every process), cheap and coarse
-/// (a few ms): good enough for expiry deadlines and sweep pacing.
+/// (a few ms): the clock of message expiry deadlines and sweep pacing.
 pub fn coarse_ms() -> u64 {
-    clock_ms(libc::CLOCK_MONOTONIC_COARSE)
+    clock_ms(ClockId::CLOCK_MONOTONIC_COARSE)
 }
 
+/// CLOCK_MONOTONIC nanoseconds: the benchmarks' clock, the same in every process.
 pub fn monotonic_ns() -> u64 {
-    // SAFETY: plain data, written by clock_gettime.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: clock_gettime writes only the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(ClockId::CLOCK_MONOTONIC)
 }
 
+/// CLOCK_MONOTONIC milliseconds: the clock of a blocking call's timeout (one process's own wait).
 pub fn monotonic_ms() -> u64 {
-    clock_ms(libc::CLOCK_MONOTONIC)
+    clock_ms(ClockId::CLOCK_MONOTONIC)
 }
 
+/// CLOCK_BOOTTIME milliseconds: the clock of group membership deadlines (see group's "Clock").
+pub fn boottime_ms() -> u64 {
+    clock_ms(ClockId::CLOCK_BOOTTIME)
+}
+
+/// Wall-clock milliseconds since the Unix epoch: only for "created at" in reports.
 pub fn unix_ms() -> u64 {
-    clock_ms(libc::CLOCK_REALTIME)
+    clock_ms(ClockId::CLOCK_REALTIME)
 }
 
 /// Bytes of `len` at `base` (a mapping) that are resident in memory now.
@@ -305,8 +296,4 @@ pub fn resident_bytes(base: *mut u8, len: usize) -> u64 {
 
 pub fn pid() -> u32 {
     std::process::id()
-}
-
-pub fn cstring(s: &str) -> Option<CString> {
-    CString::new(s).ok()
 }

@@ -1,13 +1,13 @@
 //! The engine between handles of one process. Each handle has its own fd and OFD lock, so
 //! dropping a handle without `close` looks to the others exactly like a process death.
 
-use ferry_core::engine::{Handle, Side};
+use ferry_core::channel::{Handle, Side};
 use ferry_core::status::*;
 
 mod common;
 use common::{name, open, Unlink};
 
-fn recv_bytes(h: &Handle) -> Result<(Vec<u8>, ferry_core::engine::Received), i32> {
+fn recv_bytes(h: &Handle) -> Result<(Vec<u8>, ferry_core::channel::Received), i32> {
     let m = h.claim()?;
     let mut buf = vec![0u8; m.len as usize];
     h.read(m.slot, m.generation, &mut buf)?;
@@ -32,7 +32,7 @@ fn async_messages_arrive_in_order_and_free_their_slots() {
         }
         assert_eq!(rx.claim().err(), Some(EMPTY));
     }
-    assert_eq!(rx.stat()[5], 40);
+    assert_eq!(rx.stat().sent, 40);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn close_hands_a_held_ack_message_to_another_receiver() {
     assert_eq!(tx.ack_status(k, g), PENDING);
     assert_eq!(rx.release(m.slot, m.generation), OK);
     assert_eq!(tx.ack_status(k, g), OK);
-    assert_eq!(tx.stat()[10], 1, "a handed-back message counts as a redelivery");
+    assert_eq!(tx.stat().redelivered, 1, "a handed-back message counts as a redelivery");
     assert_eq!(rx.claim().err(), Some(EMPTY));
     drop(leaving);
 }
@@ -179,4 +179,35 @@ fn a_one_shot_send_finds_a_slot_released_out_of_order() {
     assert!(tx.send(b"third", false, 0).is_ok(), "a free slot was not seen");
     assert_eq!(tx.send(b"fourth", false, 0), Err(FULL_SLOTS));
     rx.release(held.slot, held.generation);
+}
+
+/// Opens that create nothing (an observer, or an open of an existing channel only) read the
+/// channel's settings from its header: they ask nothing of the caller that only a creation needs.
+#[test]
+fn an_open_that_creates_nothing_needs_no_creation_settings() {
+    use ferry_core::channel::OpenOptions;
+    let n = name("observer-open");
+    let _u = Unlink(n.clone());
+    let unusable = |observer| OpenOptions {
+        name: &n,
+        capacity: 0,
+        max_message: u32::MAX,
+        mode: 0o600,
+        slot_limit: 0,
+        observer,
+    };
+    assert_eq!(
+        Handle::open(&unusable(true)).err().map(|e| e.code),
+        Some(ERR_NOT_FOUND),
+        "an observer never creates"
+    );
+    assert_eq!(Handle::open(&unusable(false)).err().map(|e| e.code), Some(ERR_INVALID_ARGUMENT));
+
+    let tx = open(&n, 8, 4);
+    tx.send(b"hello", false, 0).unwrap();
+    let observer = Handle::open(&unusable(true)).expect("an observer of an existing channel");
+    assert_eq!((observer.capacity(), observer.max_message(), observer.stat().depth), (8, 256, 1));
+    let existing = OpenOptions { slot_limit: 1, ..unusable(false) };
+    let rx = Handle::open_with(&existing, false).expect("an open of an existing channel only");
+    assert_eq!(recv_bytes(&rx).unwrap().0, b"hello");
 }

@@ -72,7 +72,7 @@ fn add_members_and_discard() {
     assert_settled(&t, 2);
 
     let s = t.stat();
-    assert_eq!((s[0], s[2], s[3], s[5]), (4095, 2, 3, 1), "entries, live, added, discarded");
+    assert_eq!((u64::from(s.entries), s.live, s.added, s.discarded), (4095, 2, 3, 1));
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn re_adding_refreshes_one_entry_and_never_shortens_it() {
     assert_eq!(t.add(b"g", b"b", 60_000), Ok(REFRESHED));
     spin_for(Duration::from_millis(30));
     assert_eq!(members(&t, "g"), ["a", "b"]);
-    assert_eq!(t.stat()[4], 3, "refreshed");
+    assert_eq!(t.stat().refreshed, 3, "refreshed");
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn expired_memberships_are_gone_and_their_entries_freed() {
     assert_eq!(t.check().expired, 1, "expired but not freed yet");
     assert_eq!(members(&t, "g"), ["forever"]);
     assert_settled(&t, 1);
-    assert_eq!(t.stat()[6], 1, "expired counter");
+    assert_eq!(t.stat().expired, 1, "expired counter");
     assert_eq!(t.discard(b"g", b"short"), Ok(false));
     // Its entry is free again: the two-entry table takes a new membership.
     assert_eq!(t.add(b"g", b"again", 0), Ok(ADDED));
@@ -165,7 +165,7 @@ fn a_writer_that_died_mid_write_is_reclaimed_and_a_live_one_is_not() {
     assert_eq!(t.add(b"g", b"other", 0), Ok(ADDED), "the dead writer's entry was not reclaimed");
     assert_eq!(members(&t, "g"), ["other"]);
     assert_settled(&t, 1);
-    assert_eq!(t.stat()[7], 1, "reclaimed counter");
+    assert_eq!(t.stat().reclaimed, 1, "reclaimed counter");
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn a_duplicate_left_by_a_dead_adder_is_merged_keeping_the_later_deadline() {
     let kept =
         (0..8).map(|i| Word(t.entry(i).state.load(Acquire))).find(|w| w.kind() == EntryKind::Live).unwrap();
     assert_eq!(kept.expires_at(), EXPIRES_NEVER, "the merge kept the earlier deadline");
-    assert_eq!(t.stat()[8], 1, "merged counter");
+    assert_eq!(t.stat().merged, 1, "merged counter");
 
     // Discard removes every copy, merged or not.
     assert_eq!(t.add_stopping(b"g", b"a", Lifetime::Expiry(0), AddStop::PublishedUnmerged), Ok(ADDED));
@@ -283,9 +283,13 @@ fn handles_racing_to_add_one_pair_leave_one_entry() {
     assert_eq!(failure.into_inner().unwrap(), None, "two adds of one pair left two entries");
     assert_settled(&tables[0], 0);
     let s = tables[0].stat();
-    assert_eq!(s[3] + s[4], (HANDLES * ROUNDS) as u64, "every add was counted as added or refreshed");
+    assert_eq!(
+        s.added + s.refreshed,
+        (HANDLES * ROUNDS) as u64,
+        "every add was counted as added or refreshed"
+    );
     // Not asserted (timing), but shown: how often both adds of a round published.
-    println!("added {} refreshed {} merged {}", s[3], s[4], s[8]);
+    println!("added {} refreshed {} merged {}", s.added, s.refreshed, s.merged);
 }
 
 #[test]
@@ -383,7 +387,7 @@ fn fan_outs_and_skips_are_counted_in_the_namespace() {
     let other = open(&n, DEFAULT_MEMORY);
     other.note_fanout(1, 0);
     let s = t.stat();
-    assert_eq!((s[9], s[10], s[12]), (3, 3, 1), "fanouts, skipped, missing");
+    assert_eq!((s.fanouts, s.skipped, s.missing), (3, 3, 1));
 }
 
 #[test]
@@ -432,13 +436,13 @@ fn a_held_membership_lasts_while_its_handle_is_open_and_ends_when_it_is_dropped(
     assert_eq!(members(&holder, "g"), ["inbox"], "its own scan keeps it too");
     let c = t.check();
     assert_eq!((c.live, c.held, c.held_abandoned), (1, 1, 0), "{c:?}");
-    assert_eq!(t.stat()[2], 1, "live");
+    assert_eq!(t.stat().live, 1, "live");
 
     drop(holder); // close(): the membership ends with the handle
     assert!(members(&t, "g").is_empty());
     assert_settled(&t, 0);
     let s = t.stat();
-    assert_eq!((s[3], s[13], s[14]), (1, 0, 1), "added, died, closed");
+    assert_eq!((s.added, s.died, s.closed), (1, 0, 1));
 }
 
 #[test]
@@ -452,10 +456,10 @@ fn a_dead_holders_membership_is_freed_by_the_next_scan_of_its_group() {
     drop(holder); // its lock goes, its word stays HELD: a process killed
     let c = t.check();
     assert_eq!((c.live, c.held_abandoned), (0, 1), "{c:?}");
-    assert_eq!(t.stat()[2], 0, "a dead holder's membership counted as live");
+    assert_eq!(t.stat().live, 0, "a dead holder's membership counted as live");
     assert!(members(&t, "g").is_empty(), "a dead holder's membership was reported");
     assert_settled(&t, 0);
-    assert_eq!(t.stat()[13], 1, "died counter");
+    assert_eq!(t.stat().died, 1, "died counter");
 }
 
 #[test]

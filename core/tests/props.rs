@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::Mutex;
 
-use ferry_core::engine::{Handle, OpenOptions, Received, Side};
+use ferry_core::channel::{Handle, OpenOptions, Received, Side};
 use ferry_core::state::{Kind, State};
 use ferry_core::status::*;
 use proptest::prelude::*;
@@ -627,11 +627,11 @@ fn whole(h: &Handle, capacity: u32, live: usize) -> Check {
         }
     }
     let st = h.stat();
-    if st[3] != 0 || st[4] != 0 {
-        return Err(fail(format!("depth {} in-flight {} after drain", st[3], st[4])));
+    if st.depth != 0 || st.in_flight != 0 {
+        return Err(fail(format!("depth {} in-flight {} after drain", st.depth, st.in_flight)));
     }
     let parts = h.participants();
-    if parts.len() != live || parts.iter().any(|&(_, alive, _, _)| !alive) {
+    if parts.len() != live || parts.iter().any(|p| !p.alive) {
         return Err(fail(format!("participants {parts:?}, expected {live} live ones")));
     }
     for i in 0..capacity {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
 
-use ferry_core::engine::{Handle, Side};
+use ferry_core::channel::{Handle, Side};
 use ferry_core::state::{Kind, State};
 use ferry_core::status::*;
 

@@ -8,6 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use common::{name, open, Unlink};
+use ferry_core::layout::Layout;
 use ferry_core::segment::{self, remove_incomplete_channel, OpenRequest, Policy, INIT_LOCK_BYTE};
 use ferry_core::status::*;
 use ferry_core::sys;
@@ -15,10 +16,8 @@ use ferry_core::sys;
 fn request(name: &str, create: bool, timeout_ms: u32, mode: u32) -> OpenRequest<'_> {
     OpenRequest {
         name,
-        capacity: 4,
-        max_message: 256,
         mode,
-        create,
+        create: create.then(|| Layout::new(4, 256).unwrap()),
         policy: Policy { trusted_owners: &[], timeout_ms },
     }
 }

@@ -1,7 +1,7 @@
 //! Rules that keep safe Rust sound, checked where a test can see them. (That a `Handle` cannot be
 //! shared between threads is a compile-time rule: see the `compile_fail` example on `Handle`.)
 
-use ferry_core::engine::{Handle, Shared};
+use ferry_core::channel::{Handle, Shared};
 
 mod common;
 use common::{name, open, Unlink};
@@ -20,9 +20,9 @@ fn a_handle_moves_between_threads_and_its_shared_part_is_shared() {
     let h = open(&n, 4, 4);
     let tx = open(&n, 4, 4);
     let shared = h.shared();
-    let epoch = shared.park_prepare(ferry_core::engine::Side::Recv);
+    let epoch = shared.park_prepare(ferry_core::channel::Side::Recv);
     std::thread::scope(|s| {
-        let parked = s.spawn(move || shared.park_wait(ferry_core::engine::Side::Recv, epoch, 5_000));
+        let parked = s.spawn(move || shared.park_wait(ferry_core::channel::Side::Recv, epoch, 5_000));
         tx.send(b"wake", false, 0).unwrap();
         assert_eq!(parked.join().unwrap(), ferry_core::status::OK);
     });

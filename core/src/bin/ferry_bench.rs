@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 
-use ferry_core::engine::{Handle, OpenOptions, Side};
+use ferry_core::channel::{Handle, OpenOptions, Side};
 use ferry_core::status::{EMPTY, FULL_CAPACITY, FULL_SLOTS, OK, PENDING, TIMEOUT};
 use ferry_core::sys;
 

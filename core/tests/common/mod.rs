@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use ferry_core::engine::{Handle, OpenOptions};
+use ferry_core::channel::{Handle, OpenOptions};
 
 /// A channel name no other test (or earlier run) uses.
 pub fn name(tag: &str) -> String {
