@@ -4,7 +4,7 @@
 // over a ChannelCore; Channel (channel.ts) is the public face that holds one and delegates.
 
 import { core } from "../../ffi/lib.ts";
-import { BatchMeta, RecvMeta, SendOut } from "../../ffi/abi.ts";
+import { BatchMeta, InfoOut, RecvMeta, SendOut } from "../../ffi/abi.ts";
 import { OPEN_EXISTING, Status } from "../../ffi/status.ts";
 import { capacityFor } from "../capacity.ts";
 import { type Codec, makeCodec } from "../codec.ts";
@@ -183,8 +183,8 @@ export class ChannelCore<T> implements Releaser {
     this.handle = h;
     const info = new Uint32Array(2);
     this.lib.ferry_info(h, info);
-    this.capacity = info[0];
-    this.maxMessageSize = info[1];
+    this.capacity = info[InfoOut.CAPACITY];
+    this.maxMessageSize = info[InfoOut.MAX_MESSAGE];
     // Creation settings are the creator's. One this call asked for explicitly and did not get is
     // an error, not a silent substitute (the caller sized its messages or its queue on it).
     const asked = {

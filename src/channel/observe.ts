@@ -187,13 +187,14 @@ function observe(name: string, options: StatOptions): Deno.PointerObject | Chann
   const bytes = segmentName(prefix, name);
   const err = reportBuffer();
   // An observer creates nothing: capacity 1, size 0 and one slot only satisfy the core's checks.
+  // An observer creates nothing and takes no seat: capacity, size and slots are not asked for.
   const h = core().ferry_open(
     bytes,
     bytes.length,
-    1,
+    0,
     0,
     trust.permissions,
-    1,
+    0,
     OPEN_OBSERVER,
     0,
     trust.owners,

@@ -3,7 +3,14 @@
 // group calls. Opening it, reading and changing memberships, its stat, and what its statuses mean.
 
 import { core } from "../../ffi/lib.ts";
-import { IncompatibleReason, Status } from "../../ffi/status.ts";
+import { GroupInfo, GroupStatIndex, MembersInfo } from "../../ffi/abi.ts";
+import {
+  GroupStatus,
+  IncompatibleReason,
+  LIFETIME_EXPIRY,
+  LIFETIME_PROCESS,
+  Status,
+} from "../../ffi/status.ts";
 import { abiMs, checkName } from "../channel/options.ts";
 import {
   FerryError,
@@ -31,9 +38,8 @@ import { type GroupLifetime, type GroupStat, MAX_GROUP_MEMORY, MIN_GROUP_MEMORY 
  * Outcomes and the one error of the group calls (core/src/group.rs). They live here rather than in
  * ffi/status.ts only because that file is shared; the core keeps them outside status.rs's range.
  */
-const GroupStatus = { ADDED: 0, REFRESHED: 1, ERR_TABLE_FULL: -100 } as const;
 /** `lifetime` as ferry_group_add takes it. */
-const LIFETIME = { expiry: 0, process: 1 } as const;
+const LIFETIME = { expiry: LIFETIME_EXPIRY, process: LIFETIME_PROCESS } as const;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -117,8 +123,8 @@ export class GroupTable {
     this.#table = table;
     const info = new Uint32Array(2);
     this.#lib.ferry_group_info(table, info);
-    this.capacity = info[0];
-    this.memory = info[1];
+    this.capacity = info[GroupInfo.ENTRIES];
+    this.memory = info[GroupInfo.TOTAL_SIZE];
     finalizer.register(owner, table, this);
   }
 
@@ -172,13 +178,13 @@ export class GroupTable {
     };
     let st = read();
     while (st === Status.NEED_BUFFER) {
-      this.#membersOut = new Uint8Array(Math.max(info[1], this.#membersOut.length * 2));
+      this.#membersOut = new Uint8Array(Math.max(info[MembersInfo.BYTES], this.#membersOut.length * 2));
       st = read();
     }
     if (st !== Status.OK) throw this.#statusError(st);
     const out = this.#membersOut;
     const names: string[] = [];
-    for (let at = 0, i = 0; i < info[0]; i++) {
+    for (let at = 0, i = 0; i < info[MembersInfo.COUNT]; i++) {
       const len = out[at];
       names.push(decoder.decode(out.subarray(at + 1, at + 1 + len)));
       at += 1 + len;
@@ -192,7 +198,7 @@ export class GroupTable {
    */
   membersWithIds(group: string): { names: string[]; ids: BigUint64Array } {
     const names = this.members(group);
-    return { names, ids: this.#ids(this.#membersOut, this.#info[1], names.length) };
+    return { names, ids: this.#ids(this.#membersOut, this.#info[MembersInfo.BYTES], names.length) };
   }
 
   /** The identity of channel `name` now (0n: absent). */
@@ -226,23 +232,23 @@ export class GroupTable {
     const n = (i: number) => Number(s[i]);
     return {
       prefix: this.prefix,
-      capacity: n(0),
-      bytes: n(1),
-      live: n(2),
+      capacity: n(GroupStatIndex.ENTRIES),
+      bytes: n(GroupStatIndex.TOTAL_SIZE),
+      live: n(GroupStatIndex.LIVE),
       counters: {
-        added: n(3),
-        refreshed: n(4),
-        discarded: n(5),
-        expired: n(6),
-        reclaimed: n(7),
-        merged: n(8),
-        fanouts: n(9),
-        skipped: n(10),
-        missing: n(12),
-        died: n(13),
-        closed: n(14),
+        added: n(GroupStatIndex.ADDED),
+        refreshed: n(GroupStatIndex.REFRESHED),
+        discarded: n(GroupStatIndex.DISCARDED),
+        expired: n(GroupStatIndex.EXPIRED),
+        reclaimed: n(GroupStatIndex.RECLAIMED),
+        merged: n(GroupStatIndex.MERGED),
+        fanouts: n(GroupStatIndex.FANOUTS),
+        skipped: n(GroupStatIndex.SKIPPED),
+        missing: n(GroupStatIndex.MISSING),
+        died: n(GroupStatIndex.DIED),
+        closed: n(GroupStatIndex.CLOSED),
       },
-      createdAt: new Date(n(11)),
+      createdAt: new Date(n(GroupStatIndex.CREATED_UNIX_MS)),
     };
   }
 
