@@ -33,6 +33,15 @@ Deno.test("examples/job_queue.ts: every job is done once, and the one whose work
   assert.match(stdout, /30 jobs done, 1 retried after a worker died; sum of squares 8555/);
 });
 
+Deno.test("examples/fan_out.ts: every cache gets each flush, and a killed cache leaves the group at once", async () => {
+  const stdout = await runExample("fan_out.ts");
+  for (const key of ["user:1", "user:2", "user:3"]) {
+    assert.match(stdout, new RegExp(`flush ${key}: released by 3, skipped 0, failed 0`));
+  }
+  assert.match(stdout, /after a cache was killed, flush user:4: released by 2, failed 0/);
+  assert.match(stdout, /members now: 2/);
+});
+
 Deno.test("the README's quick start runs as written: the worker prints the job the producer's ack send delivered", async () => {
   const readme = await Deno.readTextFile(`${REPO_ROOT}/README.md`);
   const section = readme.slice(readme.indexOf("\n## Quick start\n"));
