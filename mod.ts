@@ -53,3 +53,31 @@ export {
   type NamespaceOptions,
 } from "./src/namespace.ts";
 // ---- groups ----
+// ---- patterns ----
+/**
+ * Message headers: the routing fields the patterns use (kind, correlation id, reply-to, subject,
+ * stream key, content type) and your own string headers, read without decoding the payload.
+ */
+export {
+  Frame,
+  type FrameHeader,
+  FrameKind,
+  FrameWriter,
+  RAW_CONTENT_TYPE,
+  readFrame,
+} from "./src/patterns/headers.ts";
+/** Request/response and streamed replies: `serve` a service, `connect` to call it. */
+export {
+  type CallContext,
+  type CallOptions,
+  Client,
+  connect,
+  type ConnectOptions,
+  type Handler,
+  RemoteError,
+  requestChannelName,
+  serve,
+  type ServeOptions,
+  Server,
+  type StreamOptions,
+} from "./src/patterns/rpc.ts";
