@@ -81,3 +81,17 @@ export {
   Server,
   type StreamOptions,
 } from "./src/patterns/rpc.ts";
+/** Publish/subscribe over groups: `publish(topic, value)`, `for await (const m of subscribe(topic))`. */
+export {
+  publish,
+  Publisher,
+  publisher,
+  type PublisherOptions,
+  type PublishOptions,
+  type PublishResult,
+  subscribe,
+  type SubscribeOptions,
+  Subscription,
+  type TopicMessage,
+  type WhenFull,
+} from "./src/patterns/pubsub.ts";

@@ -3,7 +3,7 @@
 // so every step waits for what happened, never for time.
 
 import assert from "node:assert/strict";
-import { Channel, connect, PeerDiedError, RemoteError, TimeoutError } from "../mod.ts";
+import { type Channel, connect, PeerDiedError, RemoteError, TimeoutError } from "../mod.ts";
 import { follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const SERVICE = "math";

@@ -47,7 +47,19 @@ export function ownerAlive(stat: ChannelStat): boolean {
   const mine = stat.participants.filter((p) => p.pid === pid);
   if (mine.some((p) => p.alive)) return true;
   if (mine.length > 0) return false;
-  return Date.now() - stat.createdAt.getTime() < CREATION_GRACE_MS;
+  // Its participant is gone (closed, or dead and already recovered), or not there yet.
+  if (Date.now() - stat.createdAt.getTime() >= CREATION_GRACE_MS) return false;
+  return processExists(pid);
+}
+
+/** Whether a process `pid` exists now; true when this process may not look (--allow-read /proc). */
+function processExists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
 }
 
 /**

@@ -49,6 +49,12 @@ const POLL_MS = 250;
 const SWEEP_MS = 1000;
 const DEFAULT_TIMEOUT = 5000;
 
+/** Removes the reply and control channels of `service` whose owners died. */
+function sweepService(prefix: string, service: string): void {
+  sweepPrivate(prefix, `${service}!reply.`);
+  sweepPrivate(prefix, `${service}!ctl.`);
+}
+
 /** The channel a service's calls arrive on. */
 export function requestChannelName(service: string): string {
   return `${service}!call`;
@@ -285,7 +291,7 @@ export class Server implements AsyncDisposable {
     this.#handlers = handlers;
     this.#concurrency = checkCount("concurrency", options.concurrency, 1, 1, 65536);
     this.#replyTimeout = checkTimeout("replyTimeout", options.replyTimeout, DEFAULT_TIMEOUT);
-    sweepPrivate(this.prefix, `${this.service}!`);
+    sweepService(this.prefix, this.service);
     this.#requests = openShared<Uint8Array>(
       requestChannelName(this.service),
       { prefix: this.prefix, codec: "raw", autoRelease: false, timeout: Infinity },
@@ -753,7 +759,7 @@ export class Client implements Disposable {
     const concurrency = checkCount("concurrency", options.concurrency, 32, 1, 32);
     // Private channels of clients and servers that died are removed here, so that none outlives
     // its owner for longer than the next connect (servers also reclaim the ones they reply to).
-    sweepPrivate(this.prefix, `${this.service}!`);
+    sweepService(this.prefix, this.service);
     this.#requests = openShared<Uint8Array>(
       requestChannelName(this.service),
       { prefix: this.prefix, codec: "raw", mode: "ack", slots: concurrency, timeout: this.timeout },
