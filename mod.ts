@@ -95,3 +95,5 @@ export {
   type TopicMessage,
   type WhenFull,
 } from "./src/patterns/pubsub.ts";
+/** Demultiplexed streams: many keyed streams over one channel, a consumer per key. */
+export { Demux, demux, type DemuxOptions, type KeyedMessage } from "./src/patterns/demux.ts";
