@@ -99,3 +99,14 @@ export {
 export { Demux, demux, type DemuxOptions, type KeyedMessage } from "./src/patterns/demux.ts";
 /** Receiving from several channels at once: `select` the first message, `merge` them all. */
 export { merge, select, type Selected, type SelectOptions } from "./src/patterns/select.ts";
+/** Work queues with an end of input, and pools of worker processes that restart and drain. */
+export {
+  type Job,
+  Pool,
+  type PoolOptions,
+  startPool,
+  type WorkerExit,
+  WorkQueue,
+  workQueue,
+  type WorkQueueOptions,
+} from "./src/patterns/pool.ts";
