@@ -22,6 +22,7 @@ import {
   type SendMode,
 } from "./mod.ts";
 import { gc, scanChannels } from "./src/admin.ts";
+import { PATTERN_HELP, patternCommand } from "./cli/patterns.ts";
 
 // ------------------------------------------------------------------ exit codes and errors
 
@@ -885,6 +886,7 @@ ${EXIT_CODES}`;
 function mainHelp(): string {
   const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(30)}${c.summary}`);
   lines.push(`  ${"bench [args]".padEnd(30)}${BENCH_SUMMARY}`);
+  for (const [usage, summary] of PATTERN_HELP) lines.push(`  ${usage.padEnd(30)}${summary}`);
   return `ferry: message passing between processes through shared memory (/dev/shm/<prefix>.<name>)
 
 Usage: deno run -A cli.ts <command> [options]
@@ -920,6 +922,8 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     if (command === "bench") return await bench(rest);
+    const patternExit = await patternCommand(command, rest); // call, services, pub, sub: cli/patterns.ts
+    if (patternExit !== undefined) return patternExit;
     const spec = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
     if (spec === undefined) {
       const known = [...Object.keys(COMMANDS), "bench"].join(", ");
