@@ -96,7 +96,7 @@ export {
   type WhenFull,
 } from "./src/patterns/pubsub.ts";
 /** Demultiplexed streams: many keyed streams over one channel, a consumer per key. */
-export { Demux, demux, type DemuxOptions, type KeyedMessage } from "./src/patterns/demux.ts";
+export { Demux, demux, type DemuxOptions, type KeyedMessage, type KeyHandler } from "./src/patterns/demux.ts";
 /** Receiving from several channels at once: `select` the first message, `merge` them all. */
 export { merge, select, type Selected, type SelectOptions } from "./src/patterns/select.ts";
 /** Work queues with an end of input, and pools of worker processes that restart and drain. */

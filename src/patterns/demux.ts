@@ -33,7 +33,7 @@ export interface KeyedMessage<T = unknown> {
 }
 
 /** A consumer of one key (or of every unclaimed key): handler or iterator. */
-type KeyHandler<T> = (message: KeyedMessage<T>) => unknown;
+export type KeyHandler<T> = (message: KeyedMessage<T>) => unknown;
 
 /** Messages of one key waiting for their consumer, in order. */
 class KeyQueue<T> {
