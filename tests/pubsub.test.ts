@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { publisher, subscribe } from "../mod.ts";
-import { follow, Scope, segmentsOf, within } from "./helpers.ts";
+import { delay, follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const TOPIC = "prices";
 
@@ -82,6 +82,20 @@ Deno.test("a subscriber killed: a publisher that finds its inbox full reclaims i
   // Its membership ended with it: the publisher no longer even sees it.
   assert.deepEqual(await pub.publish(TOPIC, 5), { delivered: 1, dropped: 0, reclaimed: 0 });
   assert.equal((await next.recv()).data, 5);
+});
+
+Deno.test('a "wait" publish keeps waiting past its liveness checks, and copies to one inbox keep their order', async () => {
+  await using s = new Scope();
+  const slow = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 1, whenFull: "wait" });
+  await slow.line("inbox name");
+  using pub = publisher({ prefix: s.prefix, timeout: 20_000 });
+  assert.equal((await pub.publish(TOPIC, 0)).delivered, 1);
+  const waiting = [1, 2, 3].map((i) => follow(pub.publish(TOPIC, i))); // not awaited in between
+  await delay(1500); // longer than one owner-check slice: the behaviour under test
+  assert.ok(waiting.every((w) => !w.settled));
+  await slow.tell("read 4");
+  for (let i = 0; i < 4; i++) assert.equal(JSON.parse(await slow.line(`message ${i}`)).data, i);
+  for (const w of waiting) assert.equal((await within(w.promise, "a waiting publish")).delivered, 1);
 });
 
 Deno.test('a "wait" subscriber killed while a publish waits for it: the publish ends, reporting it reclaimed', async () => {

@@ -10,13 +10,7 @@
 // members that are gone.
 
 import { Channel } from "../channel.ts";
-import {
-  ChannelClosedError,
-  ChannelFullError,
-  FerryError,
-  InvalidOptionError,
-  TimeoutError,
-} from "../errors.ts";
+import { ChannelClosedError, ChannelFullError, FerryError, InvalidOptionError } from "../errors.ts";
 import type { Message } from "../message.ts";
 import { Namespace } from "../namespace.ts";
 import { type Frame, FrameWriter, readFrame } from "./headers.ts";
@@ -145,6 +139,8 @@ export class Publisher implements Disposable {
   #writer = new FrameWriter();
   #inboxes = new Map<string, Channel<Uint8Array>>();
   #checked = new Map<string, number>();
+  /** Per "wait" inbox, the last copy still waiting for room (later copies queue behind it). */
+  #queued = new Map<string, Promise<void>>();
   #closed = false;
 
   /** @internal Use `publisher()`. */
@@ -185,16 +181,36 @@ export class Publisher implements Disposable {
     for (const name of wait) {
       const inbox = this.#inbox(topic, name, result);
       if (inbox === undefined) continue;
+      const before = this.#queued.get(name);
+      if (before !== undefined) {
+        // An earlier publish still waits for room here: go after it, so this inbox keeps the order.
+        const copy = bytes.slice();
+        (waiting ??= []).push(
+          this.#behind(name, before.then(() => this.#waitForRoom(topic, name, inbox, copy, result))),
+        );
+        continue;
+      }
       try {
         inbox.trySend(bytes);
         result.delivered++;
       } catch (error) {
         if (!(error instanceof ChannelFullError)) this.#failed(topic, name, error, result);
-        else (waiting ??= []).push(this.#waitForRoom(topic, name, inbox, bytes.slice(), result));
+        else {(waiting ??= []).push(
+            this.#behind(name, this.#waitForRoom(topic, name, inbox, bytes.slice(), result)),
+          );}
       }
     }
     if (waiting !== undefined) await Promise.all(waiting);
     return result;
+  }
+
+  /** Records `copy` as the last copy waiting for the inbox `name`, until it is sent. */
+  #behind(name: string, copy: Promise<void>): Promise<void> {
+    this.#queued.set(name, copy);
+    copy.finally(() => {
+      if (this.#queued.get(name) === copy) this.#queued.delete(name);
+    });
+    return copy;
   }
 
   /** Sends to a full "wait" inbox as room comes, checking every second that its owner lives. */
@@ -213,7 +229,8 @@ export class Publisher implements Disposable {
         result.delivered++;
         return;
       } catch (error) {
-        if (!(error instanceof TimeoutError)) return this.#failed(topic, name, error, result);
+        // Still full when the slice ended (send reports that as ChannelFullError): look at the owner.
+        if (!(error instanceof ChannelFullError)) return this.#failed(topic, name, error, result);
       }
       if (this.#reclaimIfDead(topic, name, inbox, true)) {
         result.reclaimed++;

@@ -503,7 +503,8 @@ export class Server implements AsyncDisposable {
         await ch.send(bytes, { timeout: Math.min(SWEEP_MS, Math.max(0, deadline - performance.now())) });
         return true;
       } catch (error) {
-        if (!(error instanceof TimeoutError)) return this.#dropReply(replyTo, error);
+        // Still full when the slice ended (send reports that as ChannelFullError).
+        if (!(error instanceof ChannelFullError)) return this.#dropReply(replyTo, error);
       }
       // Full for a while: a dead client never drains it.
       if (this.#reclaim(replyTo) || performance.now() >= deadline) return false;
