@@ -260,7 +260,8 @@ async function streamRate(count: number, window: number): Promise<number> {
   }
 }
 
-async function pubsubRate(count: number, subscribers: number): Promise<number> {
+async function pubsubRate(wanted: number, subscribers: number, batch: number): Promise<number> {
+  const count = Math.ceil(wanted / batch) * batch;
   const prefix = uniquePrefix();
   const subs = Array.from({ length: subscribers }, () => Peer.self("subscriber", prefix, String(count)));
   try {
@@ -268,7 +269,11 @@ async function pubsubRate(count: number, subscribers: number): Promise<number> {
     using pub = publisher({ prefix, timeout: 60_000 });
     const value = { sym: "EURUSD", px: 1.0842 };
     const start = performance.now();
-    for (let i = 0; i < count; i++) await pub.publish("prices", value);
+    if (batch === 1) { for (let i = 0; i < count; i++) await pub.publish("prices", value); }
+    else {
+      const values = Array.from({ length: batch }, () => value);
+      for (let i = 0; i < count; i += batch) await pub.publishMany("prices", values);
+    }
     for (const s of subs) if ((await s.line()) !== "done") throw new Error("a subscriber failed");
     return (count * subscribers) / ((performance.now() - start) / 1000);
   } finally {
@@ -353,7 +358,8 @@ async function main(argv: string[]): Promise<void> {
     }
     add("stream items/s (window 32)", await streamRate(items, 32));
     add("stream items/s (window 256)", await streamRate(items, 256));
-    add("pubsub deliveries/s (3 subscribers)", await pubsubRate(publishes, 3));
+    add("pubsub deliveries/s (3 subscribers, publish)", await pubsubRate(publishes / 5, 3, 1));
+    add("pubsub deliveries/s (3 subscribers, publishMany 256)", await pubsubRate(publishes * 2, 3, 256));
     console.log(`round ${r + 1}/${rounds} done`);
   }
   console.log("\nrow                                      median        range");

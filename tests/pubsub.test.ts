@@ -17,10 +17,15 @@ Deno.test("every subscriber gets every message published after it subscribed, wi
     const result = await pub.publish(TOPIC, { i }, { headers: { trace: `t${i}` } });
     assert.deepEqual(result, { delivered: 3, dropped: 0, reclaimed: 0 });
   }
+  assert.deepEqual(await pub.publishMany(TOPIC, [{ i: 3 }, { i: 4 }]), {
+    delivered: 6,
+    dropped: 0,
+    reclaimed: 0,
+  });
   assert.deepEqual((await pub.publish("other", 1)).delivered, 0);
   for (const child of [a, b]) {
     await child.line("inbox name");
-    await child.tell("read 3");
+    await child.tell("read 5");
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(JSON.parse(await child.line(`message ${i}`)), {
         data: { i },
@@ -32,9 +37,9 @@ Deno.test("every subscriber gets every message published after it subscribed, wi
   for await (const m of local) {
     got.push(m.data);
     assert.equal(m.topic, TOPIC);
-    if (got.length === 3) break;
+    if (got.length === 5) break;
   }
-  assert.deepEqual(got, [{ i: 0 }, { i: 1 }, { i: 2 }]);
+  assert.deepEqual(got, [0, 1, 2, 3, 4].map((i) => ({ i })));
   assert.equal(local.tryRecv(), undefined);
 });
 

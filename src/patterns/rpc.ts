@@ -581,7 +581,8 @@ export class Server implements AsyncDisposable {
           await this.#sendTo(replyTo, FrameKind.End, frame.id, undefined);
           return;
         }
-        if (!await this.#sendTo(replyTo, FrameKind.Item, frame.id, next.value)) {
+        const sent = this.#sendTo(replyTo, FrameKind.Item, frame.id, next.value);
+        if (sent === false || (sent !== true && !await sent)) { // awaited only when it had to wait for room
           stream.cancelled = true; // the client is gone
           break;
         }
