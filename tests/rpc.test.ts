@@ -78,7 +78,10 @@ Deno.test("an idempotent call whose server dies is sent again and answered by an
   assert.equal((await nextEvent(events, "the first server holding the call")).holding, doomed.pid);
   const rescuer = await s.spawn("rpc_server.ts", SERVICE);
   await doomed.kill();
-  assert.equal((await nextEvent(events, "the second server holding the retry")).holding, rescuer.pid);
+  assert.deepEqual(await nextEvent(events, "the second server holding the retry"), {
+    holding: rescuer.pid,
+    attempt: 1,
+  });
   await rescuer.tell("go");
   assert.equal(await within(call.promise, "the retried call"), rescuer.pid);
 });

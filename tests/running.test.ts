@@ -44,13 +44,18 @@ Deno.test("ferry works from a directory whose path has spaces in it", async () =
   for (const sub of ["src", "ffi", "core/target/release"]) {
     await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
   }
-  for (const sub of ["src", "ffi"]) {
+  // Recursively: src/ has folders of its own (src/patterns/).
+  const copyTree = async (sub: string): Promise<void> => {
     for (const entry of Deno.readDirSync(`${REPO_ROOT}/${sub}`)) {
-      if (entry.isFile) {
-        await Deno.copyFile(`${REPO_ROOT}/${sub}/${entry.name}`, `${dir}/${sub}/${entry.name}`);
+      const path = `${sub}/${entry.name}`;
+      if (entry.isFile) await Deno.copyFile(`${REPO_ROOT}/${path}`, `${dir}/${path}`);
+      else if (entry.isDirectory) {
+        await Deno.mkdir(`${dir}/${path}`, { recursive: true });
+        await copyTree(path);
       }
     }
-  }
+  };
+  for (const sub of ["src", "ffi"]) await copyTree(sub);
   for (const file of ["mod.ts", "deno.json", "core/target/release/libferry_core.so"]) {
     await Deno.copyFile(`${REPO_ROOT}/${file}`, `${dir}/${file}`);
   }

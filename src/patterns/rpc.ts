@@ -99,7 +99,7 @@ export interface CallContext {
   readonly headers: Record<string, string>;
   /** Aborted when the caller cancels a stream or the server closes: stop work then. */
   readonly signal: AbortSignal;
-  /** True when a server died holding this call before and it was sent again (idempotent retry). */
+  /** Times this call was sent before: 0, or the retries of an idempotent call whose servers died. */
   readonly attempt: number;
 }
 
@@ -369,21 +369,21 @@ export class Server implements AsyncDisposable {
       if (this.#active === 0) this.#idle?.();
     };
     if (frame.kind === FrameKind.StreamRequest) {
-      this.#runStream(frame, msg.redelivered).finally(done);
+      this.#runStream(frame).finally(done);
       return;
     }
-    const sent = this.#runCall(frame, msg.redelivered);
+    const sent = this.#runCall(frame);
     if (sent === undefined) done();
     else sent.finally(done);
   }
 
-  #context(frame: Frame, redelivered: boolean, signal: AbortSignal): CallContext {
+  #context(frame: Frame, signal: AbortSignal): CallContext {
     return {
       service: this.service,
       method: frame.subject ?? "",
       headers: frame.headers,
       signal,
-      attempt: redelivered ? 1 : 0,
+      attempt: frame.kind === FrameKind.Request ? frame.count ?? 0 : 0,
     };
   }
 
@@ -392,12 +392,12 @@ export class Server implements AsyncDisposable {
   }
 
   /** Runs a unary call; returns a promise only when something had to wait (sync handlers reply at once). */
-  #runCall(frame: Frame, redelivered: boolean): Promise<void> | undefined {
+  #runCall(frame: Frame): Promise<void> | undefined {
     const handler = this.#handler(frame.subject);
     if (handler === undefined) return this.#replyError(frame, this.#unknown(frame.subject));
     let result: unknown;
     try {
-      result = handler(frame.data, this.#context(frame, redelivered, NEVER_ABORTED));
+      result = handler(frame.data, this.#context(frame, NEVER_ABORTED));
     } catch (error) {
       return this.#replyError(frame, error);
     }
@@ -545,7 +545,7 @@ export class Server implements AsyncDisposable {
 
   // ---------------------------------------------------------------- streams
 
-  async #runStream(frame: Frame, redelivered: boolean): Promise<void> {
+  async #runStream(frame: Frame): Promise<void> {
     const replyTo = frame.replyTo!;
     const key = `${replyTo}#${frame.id}`;
     const stream: ServerStream = {
@@ -565,7 +565,7 @@ export class Server implements AsyncDisposable {
         await this.#replyError(frame, this.#unknown(frame.subject));
         return;
       }
-      let source = handler(frame.data, this.#context(frame, redelivered, stream.abort.signal));
+      let source = handler(frame.data, this.#context(frame, stream.abort.signal));
       if (isThenable(source)) source = await source;
       // A plain value streams as one item.
       iterator = isAsyncIterable(source) ? source[Symbol.asyncIterator]() : (async function* () {
@@ -846,6 +846,7 @@ export class Client implements Disposable {
             id,
             replyTo: this.replyChannel,
             subject: method,
+            count: attempt,
             headers: options.headers,
           },
           args,

@@ -87,6 +87,9 @@ function tryAny<T>(channels: readonly Channel<T>[]): Selected<T> | undefined {
   }
   for (let i = 0; i < n; i++) {
     const channel = channels[(start + i) % n];
+    // A channel with a receive waiting on it is left to that receive: a message taken here could
+    // overtake the one it has just claimed and not yet handed over (the channel's order would break).
+    if (watches.get(channel as Channel<unknown>)?.waiting) continue;
     let message: Message<T> | undefined;
     try {
       message = channel.tryRecv();

@@ -18,8 +18,8 @@ const server = serve(service, {
   fail: ({ code, message }: { code: string; message: string }) => {
     throw Object.assign(new Error(message), { code });
   },
-  async hold() {
-    events.trySend({ holding: Deno.pid });
+  async hold(_: unknown, ctx) {
+    events.trySend({ holding: Deno.pid, attempt: ctx.attempt });
     await hold();
     return Deno.pid;
   },
