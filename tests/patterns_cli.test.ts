@@ -3,7 +3,13 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { Namespace } from "../mod.ts";
 import { Scope, textLines, within } from "./helpers.ts";
+
+/** Removes the scope's group table (topics live there) when the test ends; Scope removes channels only. */
+function groupTableOf(prefix: string): Disposable {
+  return { [Symbol.dispose]: () => void Namespace.unlinkGroups({ prefix }) };
+}
 
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
@@ -15,6 +21,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 Deno.test("cli call prints a method's result; a handler's error exits 1 with its code; services counts servers", async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   await s.spawn("rpc_server.ts", "math");
   assert.deepEqual(await cli("call", "math", "add", '{"a": 1, "b": 2}', "--prefix", s.prefix), {
     code: 0,
@@ -41,6 +48,7 @@ Deno.test("cli call prints a method's result; a handler's error exits 1 with its
 
 Deno.test("cli sub prints what cli pub publishes", async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const sub = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", CLI, "sub", "prices", "--count", "2", "--prefix", s.prefix],
     stdout: "piped",

@@ -2,13 +2,19 @@
 // publisher here. Every wait is for a message or a process, never for time.
 
 import assert from "node:assert/strict";
-import { publisher, subscribe } from "../mod.ts";
+import { Namespace, publisher, subscribe } from "../mod.ts";
 import { delay, follow, Scope, segmentsOf, within } from "./helpers.ts";
+
+/** Removes the scope's group table (topics live there) when the test ends; Scope removes channels only. */
+function groupTableOf(prefix: string): Disposable {
+  return { [Symbol.dispose]: () => void Namespace.unlinkGroups({ prefix }) };
+}
 
 const TOPIC = "prices";
 
 Deno.test("every subscriber gets every message published after it subscribed, with its headers", async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const a = await s.spawn("pubsub_sub.ts", TOPIC);
   const b = await s.spawn("pubsub_sub.ts", TOPIC);
   using local = subscribe(TOPIC, { prefix: s.prefix });
@@ -45,6 +51,7 @@ Deno.test("every subscriber gets every message published after it subscribed, wi
 
 Deno.test('a full "drop" inbox drops and counts; a full "wait" inbox makes the publisher wait for room', async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const dropper = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 4 });
   const waiter = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 4, whenFull: "wait" });
   await dropper.line("inbox name");
@@ -68,6 +75,7 @@ Deno.test('a full "drop" inbox drops and counts; a full "wait" inbox makes the p
 
 Deno.test("a subscriber killed: a publisher that finds its inbox full reclaims it, and so does the next subscribe", async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const doomed = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 2 });
   const inbox = await doomed.line("inbox name");
   await doomed.kill();
@@ -91,6 +99,7 @@ Deno.test("a subscriber killed: a publisher that finds its inbox full reclaims i
 
 Deno.test('a "wait" publish keeps waiting past its liveness checks, and copies to one inbox keep their order', async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const slow = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 1, whenFull: "wait" });
   await slow.line("inbox name");
   using pub = publisher({ prefix: s.prefix, timeout: 20_000 });
@@ -105,6 +114,7 @@ Deno.test('a "wait" publish keeps waiting past its liveness checks, and copies t
 
 Deno.test('a "wait" subscriber killed while a publish waits for it: the publish ends, reporting it reclaimed', async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const doomed = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 1, whenFull: "wait" });
   await doomed.line("inbox name");
   using pub = publisher({ prefix: s.prefix, timeout: 20_000 });
@@ -120,6 +130,7 @@ Deno.test('a "wait" subscriber killed while a publish waits for it: the publish 
 
 Deno.test("close() ends the membership and removes the inbox", async () => {
   await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
   const sub = subscribe(TOPIC, { prefix: s.prefix });
   assert.ok(segmentsOf(s.prefix).includes(sub.inbox));
   sub.close();
