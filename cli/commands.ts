@@ -7,6 +7,7 @@ import type { AnyCommand } from "./command.ts";
 import { gc } from "./gc.ts";
 import { group } from "./group.ts";
 import { ls } from "./ls.ts";
+import { PATTERN_COMMANDS } from "./patterns.ts";
 import { recv } from "./recv.ts";
 import { rm } from "./rm.ts";
 import { send } from "./send.ts";
@@ -22,6 +23,7 @@ export const COMMANDS: readonly AnyCommand[] = [
   rm,
   gc,
   group,
+  ...PATTERN_COMMANDS,
   bridge,
   bench,
 ];

@@ -109,3 +109,34 @@ Deno.test({
     assert.match(stdout, /east's jobs route: forwarded 10, failed 0/);
   },
 });
+
+Deno.test("examples/rpc.ts: a call, a remote error with its code, and a stream", async () => {
+  const stdout = await runExample("rpc.ts");
+  assert.match(stdout, /add: 1 \+ 2 = 3/);
+  assert.match(stdout, /fail: RemoteError DivByZero/);
+  assert.match(stdout, /count: 1 2 3 4 5/);
+});
+
+Deno.test("examples/pubsub.ts: each of two subscribers gets every price", async () => {
+  const stdout = await runExample("pubsub.ts");
+  assert.equal(stdout.match(/published [\d.]+ to 2 subscribers/g)?.length, 3);
+  assert.match(stdout, /6 deliveries/);
+});
+
+Deno.test("examples/demux.ts: each key reaches its consumer in order, the rest the default handler", async () => {
+  const stdout = await runExample("demux.ts");
+  const lines = (key: string) => stdout.split("\n").filter((l) => l.startsWith(key));
+  assert.deepEqual(lines("orders"), [1, 2, 3].map((i) => `orders: {"order":${i}}`));
+  assert.deepEqual(lines("users"), [1, 2, 3].map((i) => `users: {"user":"u${i}"}`));
+  assert.deepEqual(lines("other"), [1, 2, 3].map((i) => `other (audit): {"entry":${i}}`));
+});
+
+Deno.test("examples/select.ts: merge takes every message of both channels", async () => {
+  assert.match(await runExample("select.ts"), /merged 7 messages: 5 from fast, 2 from slow/);
+});
+
+Deno.test("examples/pool.ts: a worker dies mid-job, is replaced, and the pool drains", async () => {
+  const stdout = await runExample("pool.ts");
+  assert.match(stdout, /20 jobs done, sum of squares 2470; 1 redelivered, 1 worker restarted/);
+  assert.match(stdout, /workers exited: 1 0 0 0/);
+});

@@ -1,0 +1,72 @@
+// The patterns' commands of cli.ts, run as a user would: call a served method, list services,
+// subscribe in one process and publish from another.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { Namespace } from "../mod.ts";
+import { Scope, textLines, within } from "./helpers.ts";
+
+/** Removes the scope's group table (topics live there) when the test ends; Scope removes channels only. */
+function groupTableOf(prefix: string): Disposable {
+  return { [Symbol.dispose]: () => void Namespace.unlinkGroups({ prefix }) };
+}
+
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", CLI, ...args] }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test("cli call prints a method's result; a handler's error exits 1 with its code; services counts servers", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  await s.spawn("rpc_server.ts", "math");
+  assert.deepEqual(await cli("call", "math", "add", '{"a": 1, "b": 2}', "--prefix", s.prefix), {
+    code: 0,
+    stdout: "3\n",
+    stderr: "",
+  });
+  const failed = await cli(
+    "call",
+    "math",
+    "fail",
+    '{"code": "Nope", "message": "no way"}',
+    "--prefix",
+    s.prefix,
+  );
+  assert.equal(failed.code, 1);
+  assert.match(failed.stderr, /no way \[Nope\]/);
+  assert.equal((await cli("call", "math", "--prefix", s.prefix)).code, 2);
+
+  const listed = JSON.parse((await cli("services", "--json", "--prefix", s.prefix)).stdout);
+  assert.deepEqual(listed.services.map((x: { service: string; servers: number }) => [x.service, x.servers]), [
+    ["math", 1],
+  ]);
+});
+
+Deno.test("cli sub prints what cli pub publishes", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  const sub = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "sub", "prices", "--count", "2", "--prefix", s.prefix],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errors = textLines(sub.stderr);
+  assert.match((await within(errors.next(), "the subscription")).value ?? "", /subscribed to 'prices'/);
+  assert.match(
+    (await cli("pub", "prices", '{"px": 1.5}', "--prefix", s.prefix)).stdout,
+    /published to 1 subscriber/,
+  );
+  assert.match(
+    (await cli("pub", "prices", "hello", "--prefix", s.prefix)).stdout,
+    /published to 1 subscriber/,
+  );
+  const lines = [];
+  for await (const line of textLines(sub.stdout)) lines.push(line);
+  assert.equal((await within(sub.status, "the subscriber's exit")).code, 0);
+  assert.deepEqual(lines, ['{"px":1.5}', '"hello"']);
+  for await (const _ of errors) { /* drain */ }
+});
