@@ -118,12 +118,93 @@ Deno.test({
 /** What a chaos run kills: the bridge processes on either side, or the NATS server. */
 type Victim = "bridge A" | "bridge B" | "server";
 
+/** One copy of a message as the receiver on B saw it: its envelope and ferry's own flag. */
+interface Copy {
+  /** Its place among all deliveries (1-based), and ms since the run started. */
+  delivery: number;
+  ms: number;
+  deliveries: number;
+  redelivered: boolean;
+  sender: number;
+  seq: number;
+  origin: string;
+  /** `Message.redelivered` on B's channel (ferry's marking, not the bridge's). */
+  local: boolean;
+}
+
+/** A kill the chaos loop made: whom, after how many deliveries, when. */
+interface Kill {
+  victim: Victim;
+  afterDelivery: number;
+  ms: number;
+}
+
+/**
+ * On a failure: the stream entries that carry the duplicated messages, so that a report says
+ * whether A published a message twice (two entries) or B delivered one entry twice.
+ */
+async function streamEntries(url: string, subject: string, wanted: Set<string>): Promise<string> {
+  const { connect } = await import("npm:nats@2.29.3");
+  const nc = await connect({ servers: url, timeout: 5000 });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const stream = await jsm.streams.find(subject);
+    const info = await jsm.streams.info(stream);
+    const found: string[] = [];
+    for (let s = info.state.first_seq; s <= info.state.last_seq; s++) {
+      const m = await jsm.streams.getMessage(stream, { seq: s }).catch(() => undefined);
+      if (m === undefined) continue;
+      const key = `${m.header.get("Ferry-Sender")}/${m.header.get("Ferry-Seq")}`;
+      if (wanted.has(key)) {
+        found.push(`  stream seq ${s}: ${key} Ferry-Redelivered=${m.header.get("Ferry-Redelivered") || "-"}`);
+      }
+    }
+    const consumers = (await jsm.consumers.list(stream).next())
+      .map((c) =>
+        `${c.name} delivered ${c.delivered.stream_seq} ack floor ${c.ack_floor.stream_seq} redelivered ${c.num_redelivered}`
+      );
+    return `stream '${stream}' (${info.state.messages} messages, seq ${info.state.first_seq}..${info.state.last_seq}; ` +
+      `consumers: ${consumers.join("; ")}):\n${found.join("\n") || "  (none found)"}`;
+  } finally {
+    await nc.close();
+  }
+}
+
 /**
  * Async mode through JetStream while `victims` are SIGKILLed at random moments and restarted:
- * every message must arrive whole, and of its copies at most one may be unmarked.
+ * every message must arrive whole, and of its copies at most one may be unmarked. A failure names
+ * the seed (FERRY_BRIDGE_SEED replays the same kills at the same delivery counts), the kills, and
+ * every copy of each message that arrived more than once unmarked.
  */
 async function chaos(victims: Victim[], seed: number, count: number, kills: number) {
+  const label = `bridge chaos (${victims.join(", ")}; FERRY_BRIDGE_SEED=${seed})`;
+  console.log(`${label}: starting`);
   const rand = random(seed);
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  const made: Kill[] = [];
+  const seen = new Map<number, Copy[]>();
+  let deliveries = 0;
+  // What a failure prints: replayable with the seed.
+  const report = () => {
+    const lines = [`${label}: ${deliveries} deliveries, ${seen.size} of ${count} messages`];
+    lines.push(
+      `kills: ${
+        made.map((k) => `${k.victim} after delivery ${k.afterDelivery} (${k.ms} ms)`).join(", ") || "none"
+      }`,
+    );
+    for (const [i, list] of seen) {
+      if (list.filter((c) => !c.redelivered).length < 2) continue;
+      lines.push(`message ${i}, ${list.length} copies, unmarked duplicate:`);
+      for (const c of list) {
+        lines.push(
+          `  delivery ${c.delivery} (${c.ms} ms): deliveries ${c.deliveries} redelivered ${c.redelivered} ` +
+            `sender ${c.sender} seq ${c.seq} origin ${c.origin} (ferry's own flag on B: ${c.local})`,
+        );
+      }
+    }
+    return lines.join("\n");
+  };
   await using server = await NatsServer.start();
   await using a = new Scope();
   await using b = new Scope();
@@ -139,29 +220,36 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
     const producer = a.open("ev", { mode: "async", timeout: 60_000 });
     const receiver = b.open("ev", { timeout: 60_000 }) as Channel<Envelope<Uint8Array>>;
 
-    const copies = new Map<number, { total: number; marked: number }>();
-    let deliveries = 0;
     // The kill loop waits on the receiver's progress: a waiter per target, woken as deliveries count.
     const waiters: { at: number; wake: () => void }[] = [];
     const reached = (at: number) =>
       new Promise<void>((wake) =>
-        deliveries >= at || copies.size === count ? wake() : waiters.push({ at, wake })
+        deliveries >= at || seen.size === count ? wake() : waiters.push({ at, wake })
       );
     const progress = () => {
       for (const w of waiters.splice(0)) {
-        if (deliveries >= w.at || copies.size === count) w.wake();
+        if (deliveries >= w.at || seen.size === count) w.wake();
         else waiters.push(w);
       }
     };
     const receiving = (async () => {
-      while (copies.size < count) {
+      while (seen.size < count) {
         const msg: Message<Envelope<Uint8Array>> = await receiver.recv();
         const i = checkPayload(msg.data.data); // throws on a torn or mixed payload
-        const c = copies.get(i) ?? { total: 0, marked: 0 };
-        c.total++;
-        if (msg.data.redelivered) c.marked++;
-        copies.set(i, c);
         deliveries++;
+        const { deliveries: n, redelivered, sender, seq, origin } = msg.data;
+        const list = seen.get(i) ?? [];
+        list.push({
+          delivery: deliveries,
+          ms: ms(),
+          deliveries: n,
+          redelivered,
+          sender,
+          seq,
+          origin,
+          local: msg.redelivered,
+        });
+        seen.set(i, list);
         progress();
       }
     })();
@@ -172,13 +260,14 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
     })();
 
     const killed: Record<Victim, number> = { "bridge A": 0, "bridge B": 0, server: 0 };
-    for (let k = 0; k < kills && copies.size < count; k++) {
+    for (let k = 0; k < kills && seen.size < count; k++) {
       // The chaos itself: a kill after a random number of deliveries, so it lands mid-stream.
       const at = deliveries + 1 + Math.floor(rand() * (count / (kills + 1)));
       await within(reached(at), `delivery ${at}`, 120_000);
-      if (copies.size === count) break;
+      if (seen.size === count) break;
       const victim = victims[Math.floor(rand() * victims.length)];
       killed[victim]++;
+      made.push({ victim, afterDelivery: deliveries, ms: ms() });
       if (victim === "server") {
         await server.kill();
         await server.restart();
@@ -193,22 +282,35 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
         await within(bridges[side].ready, `${victim} restarts`);
       }
     }
-    await within(Promise.all([sending, receiving]), "every message arrives", 120_000);
+    try {
+      await within(Promise.all([sending, receiving]), "every message arrives", 120_000);
+    } catch (e) {
+      throw new Error(`${report()}\n${(e as Error).message}`, { cause: e });
+    }
 
     const stats = { A: await bridges.A.stop(), B: await bridges.B.stop() };
-    let duplicates = 0, marked = 0, unmarkedExtra = 0;
+    let duplicates = 0, marked = 0;
+    const unmarkedExtra = new Set<string>();
     for (let i = 0; i < count; i++) {
-      const c = copies.get(i);
-      assert.ok(c, `message ${i} never arrived`);
-      duplicates += c.total - 1;
-      marked += c.marked;
-      if (c.total - c.marked > 1) unmarkedExtra++;
+      const list = seen.get(i);
+      assert.ok(list, `message ${i} never arrived\n${report()}`);
+      duplicates += list.length - 1;
+      marked += list.filter((c) => c.redelivered).length;
+      if (list.filter((c) => !c.redelivered).length > 1) {
+        unmarkedExtra.add(`${list[0].sender}/${list[0].seq}`);
+      }
     }
-    assert.equal(unmarkedExtra, 0, "a message arrived twice without either later copy marked redelivered");
+    if (unmarkedExtra.size > 0) {
+      const entries = await streamEntries(server.url, "t.ev", unmarkedExtra).catch((e) =>
+        `stream not read: ${e}`
+      );
+      assert.fail(
+        `a message arrived twice without either later copy marked redelivered (${unmarkedExtra.size} messages)\n` +
+          `${report()}\n${entries}\nlast bridges' stat: ${JSON.stringify(stats)}`,
+      );
+    }
     console.log(
-      `bridge chaos (${
-        victims.join(", ")
-      }; seed ${seed}): ${count} messages sent, ${deliveries} deliveries ` +
+      `${label}: ${count} messages sent, ${deliveries} deliveries ` +
         `checked byte for byte, ${duplicates} duplicates (all marked), ${marked} deliveries marked redelivered; ` +
         `kills: ${
           Object.entries(killed).filter(([, n]) => n > 0).map(([v, n]) => `${v} ${n}`).join(", ")

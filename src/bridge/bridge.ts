@@ -6,6 +6,7 @@ import type { JetStreamClient, JetStreamManager, NatsConnection } from "npm:nats
 import { InvalidOptionError } from "../../mod.ts";
 import { JetStreamError, NatsConnectionError } from "./errors.ts";
 import { loadNats, natsModule } from "./nats.ts";
+import { HighWater, openHighWaterBucket } from "./highwater.ts";
 import { InboundRoute } from "./inbound.ts";
 import { type BridgeOptions, checkDistinct, type CheckedIn, checkIn, checkOut } from "./options.ts";
 import { noResponders, OutboundRoute, text } from "./outbound.ts";
@@ -47,8 +48,10 @@ export class Bridge implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /**
-   * Connects to NATS, makes sure the JetStream streams and consumers of async routes exist, opens
-   * the local channels and starts forwarding. Throws InvalidOptionError (a bad route),
+   * Connects to NATS, makes sure the JetStream streams and consumers of async routes exist (and,
+   * for async in routes, the KV bucket `ferry_bridge` where each keeps the bound that lets it mark
+   * JetStream's unannounced repeats: see highwater.ts), opens the local channels and starts
+   * forwarding. Throws InvalidOptionError (a bad route),
    * NatsConnectionError (no server, refused credentials), JetStreamError (JetStream off, or a stream
    * or consumer that cannot be made as configured), or a channel's open error.
    */
@@ -109,7 +112,16 @@ export class Bridge implements AsyncDisposable {
         }
       }
       for (const r of out) routes.push(new OutboundRoute(r, prefix, nc, js, streams.get(r.subject)));
-      for (const r of inn) routes.push(new InboundRoute(r, prefix, nc, js, streams.get(r.subject)));
+      const asyncIn = inn.filter((r) => r.mode === "async");
+      const bucket = asyncIn.length > 0 ? await openHighWaterBucket(js!) : undefined;
+      for (const r of inn) {
+        const stream = streams.get(r.subject);
+        // The bound is raised a few pull batches ahead: one KV write per 4 windows of messages.
+        const highWater = r.mode === "async"
+          ? new HighWater(bucket!, stream!, r.durable, 4 * r.window)
+          : undefined;
+        routes.push(new InboundRoute(r, prefix, nc, js, stream, highWater));
+      }
     } catch (e) {
       await Promise.all(routes.map((r) => r.close(0)));
       await nc.close();

@@ -12,6 +12,7 @@ import type {
   Subscription,
 } from "npm:nats@2.29.3";
 import { Channel, FerryError } from "../../mod.ts";
+import type { HighWater } from "./highwater.ts";
 import type { CheckedIn } from "./options.ts";
 import { text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
@@ -45,6 +46,12 @@ export class InboundRoute {
   #pending = new Set<Promise<void>>();
   /** Async routes: the highest stream sequence delivered by this process. */
   #highestSeq = 0;
+  /**
+   * Async routes: the bound found at the consumer's (re)start, at or above every stream sequence
+   * that earlier processes (or this one, before a restart of the consumer) may have delivered.
+   */
+  #deliveredBefore = 0;
+  readonly #highWater: HighWater | undefined;
 
   constructor(
     route: CheckedIn,
@@ -52,11 +59,13 @@ export class InboundRoute {
     nc: NatsConnection,
     js: JetStreamClient | undefined,
     stream: string | undefined,
+    highWater?: HighWater,
   ) {
     this.#route = route;
     this.#nc = nc;
     this.#js = js;
     this.#stream = stream;
+    this.#highWater = highWater;
     this.stat = newRouteStat("in", route);
     this.#channel = Channel.open<Uint8Array>(route.channel, {
       ...route.open,
@@ -123,6 +132,12 @@ export class InboundRoute {
     while (!signal.aborted) {
       try {
         const consumer = await this.#js!.consumers.get(this.#stream!, this.#route.durable);
+        // What was delivered before this consume started, by any process: the recorded bound
+        // (see highwater.ts), and the server's delivered cursor (for a consumer older than the
+        // bound's key).
+        const recorded = await this.#highWater!.read();
+        const info = await consumer.info(true);
+        this.#deliveredBefore = Math.max(this.#deliveredBefore, recorded, info.delivered.stream_seq);
         this.#messages = await consumer.consume({ max_messages: this.#route.window });
         if (signal.aborted) this.#messages.stop();
         for await (const m of this.#messages) {
@@ -140,17 +155,22 @@ export class InboundRoute {
     this.stat.inFlight++;
     try {
       const a = arrival(m.data, m.headers, m.subject, m.info.deliveryCount);
-      // A server that crashed can lose the acknowledgements it had not written yet and deliver
-      // those messages again as first deliveries (deliveryCount 1). First deliveries come in
-      // stream order, so one at or below the highest stream sequence this route already took is
-      // a repeat: marked, although JetStream does not say so.
-      if (m.seq <= this.#highestSeq) a.redelivered = true;
-      else this.#highestSeq = m.seq;
+      // JetStream can deliver a message again as a first delivery (deliveryCount 1): a server
+      // that crashed can lose the acknowledgements it had not written yet, and nats-server before
+      // 2.10.14 rewinds a pull consumer's cursor when a killed bridge left pull requests behind
+      // (highwater.ts). First deliveries come in stream order, so one at or below the highest
+      // stream sequence this process took, or at or below the bound that earlier processes
+      // recorded, may be a repeat: marked, although JetStream does not say so.
+      if (m.seq <= this.#highestSeq || m.seq <= this.#deliveredBefore) a.redelivered = true;
+      this.#highestSeq = Math.max(this.#highestSeq, m.seq);
       try {
+        // Recorded before the send: once the message is in the channel, a process that replaces
+        // this one must find a bound that covers it.
+        await this.#highWater!.cover(m.seq);
         await this.#channel.send(this.#payload(a), { mode: "async" });
       } catch (e) {
-        // Not in the channel (full for the whole timeout, or closed): JetStream offers it again
-        // later, and that copy counts as redelivered.
+        // Not in the channel (full for the whole timeout, closed, or its bound not recorded):
+        // JetStream offers it again later, and that copy counts as redelivered.
         this.stat.failed++;
         this.stat.retries++;
         this.stat.lastError = `sending into '${this.#route.channel}': ${text(e)}`;
