@@ -258,6 +258,15 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
   }
 
   /**
+   * As `loan`, but when the channel or this sender's `slots` are full it waits for room on this
+   * thread, up to `timeout` (the handle's by default), then throws ChannelFullError: the
+   * zero-copy counterpart of `sendSync`, for producers that write in place as fast as they can.
+   */
+  loanSync(size: number, options?: { timeout?: number }): Uint8Array {
+    return zeroCopy.loanSync(this.#c, size, options);
+  }
+
+  /**
    * Sends a loaned view (its first `length` bytes, default all). The view is detached: the
    * bytes now belong to the receiver. In ack mode the returned promise settles with the ack.
    */
