@@ -120,6 +120,7 @@ export function renderSvg(rows: Row[], run: RunInfo): string {
       "ack-sync-latency": "ack RTT sync, latency option",
       "throughput": "async 1x1",
       "throughput-promise": "async 1x1 promises",
+      "throughput-into": "async 1x1 recvSync into",
       "throughput-2x2": "async 2x2",
       "throughput-batch": "async batches 1x1",
       "throughput-zerocopy": "async zero-copy 1x1",

@@ -25,6 +25,7 @@ const ROLES: Record<string, [sender: string, receiver: string]> = {
   "throughput": ["send-sync", "recv-sync"],
   "throughput-2x2": ["send-sync", "recv-sync"],
   "throughput-promise": ["send-async", "recv-async"],
+  "throughput-into": ["send-sync", "recv-into"],
   "throughput-batch": ["send-batch", "recv-batch"],
   "throughput-zerocopy": ["send-zerocopy", "recv-zerocopy"],
 };

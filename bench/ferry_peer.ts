@@ -3,7 +3,7 @@
 // Senders (send-sync | send-async | send-batch | send-zerocopy) open an async handle, as the README
 // tells users to for async sends, wait for "go" on stdin, send `warm` then `count` messages (one
 // by one, `await send` one by one, 16 per sendManySync, or loan/commit), then one empty message.
-// Receivers (recv-sync | recv-async | recv-batch | recv-zerocopy) receive until the empty message,
+// Receivers (recv-sync | recv-into | recv-async | recv-batch | recv-zerocopy) receive until the empty message,
 // touching each value, and time from their `warm`-th message on. recv-ack-sync / recv-ack-async
 // answer the driver's ack round trips (`warm` + `count` of them) with recvSync or for await.
 // Every peer prints "ready" once open and ends with one JSON line:
@@ -63,6 +63,15 @@ if (role === "recv-ack-sync") {
 } else if (role === "recv-sync") {
   for (;;) {
     const data = ch.recvSync().data;
+    if (isEnd(data)) break;
+    arrived();
+    touch(data);
+  }
+} else if (role === "recv-into") {
+  // A copy the receiver owns, in one buffer reused for every message (valid until the next).
+  const into = new Uint8Array(size);
+  for (;;) {
+    const data = ch.recvSync({ into }).data;
     if (isEnd(data)) break;
     arrived();
     touch(data);

@@ -12,6 +12,8 @@ export type WorkloadKind =
   | "ack-sync-latency"
   /** One sender, one receiver, as fast as possible, up to 16 messages in flight (async mode). */
   | "throughput"
+  /** As throughput, raw, the receiver copying into one reused buffer (`recvSync({ into })`). */
+  | "throughput-into"
   /** As throughput, through the promise API: `await send` on an async handle, `for await`. */
   | "throughput-promise"
   /** Two senders and two receivers, each sender `count` messages. */
