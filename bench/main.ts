@@ -211,7 +211,7 @@ const KIND_LABEL: Record<WorkloadKind, string> = {
   "throughput-promise": "async 1x1, promises",
   "throughput-into": "async 1x1, recvSync({ into }) reused buffer",
   "throughput-2x2": "async 2x2, sync API",
-  "throughput-zerocopy": "async zero-copy 1x1 (loan/commit, view)",
+  "throughput-zerocopy": "async zero-copy 1x1 (loan.set/commit, view)",
   "throughput-batch": "async batches 1x1 (sendManySync/recvManySync)",
 };
 

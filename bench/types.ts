@@ -20,7 +20,7 @@ export type WorkloadKind =
   | "throughput-2x2"
   /** As throughput, through batch APIs (ferry: sendMany/recvMany; sockets: coalesced writes). */
   | "throughput-batch"
-  /** As throughput, raw, without copies: the sender fills a loaned slot, the receiver reads a view. */
+  /** As throughput, raw: the sender copies its bytes into a loaned slot once, the receiver reads a view. */
   | "throughput-zerocopy";
 
 export type PayloadCodec = "raw" | "msgpack";
