@@ -1,7 +1,8 @@
 // The benchmark as a picture: throughput and round-trip latency per workload and payload, one bar
-// per transport, on log scales (the transports differ by orders of magnitude).
+// per transport at the median over rounds with a whisker from the lowest to the highest round, on
+// log scales (the transports differ by orders of magnitude).
 
-import type { Row, Transport } from "./main.ts";
+import type { Row, Stat, Transport } from "./main.ts";
 import { payloadLabel } from "./main.ts";
 
 const COLORS: Record<Transport, string> = {
@@ -9,18 +10,20 @@ const COLORS: Record<Transport, string> = {
   socket: "#ea580c",
   coalesced: "#a3a3a3",
   native: "#16a34a",
+  nats: "#9333ea",
 };
 const NAMES: Record<Transport, string> = {
   ferry: "ferry (TS to TS)",
   socket: "unix socket, per message",
   coalesced: "unix socket, coalesced",
   native: "native core (ceiling)",
+  nats: "NATS (local server)",
 };
 
 interface Panel {
   title: string;
   unit: string;
-  groups: { label: string; bars: { transport: Transport; value: number }[] }[];
+  groups: { label: string; bars: { transport: Transport; value: number; min: number; max: number }[] }[];
 }
 
 const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
@@ -33,7 +36,7 @@ function fmt(v: number): string {
 
 function panel(p: Panel, top: number, width: number): { svg: string; height: number } {
   const barH = 11, gap = 10, labelW = 220, plotW = width - labelW - 70;
-  const values = p.groups.flatMap((g) => g.bars.map((b) => b.value)).filter((v) => v > 0);
+  const values = p.groups.flatMap((g) => g.bars.flatMap((b) => [b.min, b.max])).filter((v) => v > 0);
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...values))));
   const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...values))));
   const x = (v: number) =>
@@ -59,8 +62,20 @@ function panel(p: Panel, top: number, width: number): { svg: string; height: num
           COLORS[b.transport]
         }"/>`,
       );
+      // The whisker: the lowest and the highest round.
+      const x0 = x(b.min), x1 = x(b.max), mid = y + (barH - 1) / 2;
+      out.push(`<line x1="${x0.toFixed(1)}" x2="${x1.toFixed(1)}" y1="${mid}" y2="${mid}" stroke="#111"/>`);
+      for (const xe of [x0, x1]) {
+        out.push(
+          `<line x1="${xe.toFixed(1)}" x2="${xe.toFixed(1)}" y1="${y + 1}" y2="${
+            y + barH - 2
+          }" stroke="#111"/>`,
+        );
+      }
       out.push(
-        `<text x="${labelW + w + 4}" y="${y + barH - 2}" font-size="9" fill="#333">${fmt(b.value)}</text>`,
+        `<text x="${Math.max(labelW + w, x1) + 4}" y="${y + barH - 2}" font-size="9" fill="#333">${
+          fmt(b.value)
+        }</text>`,
       );
       y += barH;
     }
@@ -79,6 +94,7 @@ function panel(p: Panel, top: number, width: number): { svg: string; height: num
 export interface RunInfo {
   date: string;
   quick: boolean;
+  rounds: number;
   cpus: number;
   machine: string;
 }
@@ -101,31 +117,37 @@ export function renderSvg(rows: Row[], run: RunInfo): string {
     const kind = {
       "ack-sync": "ack RTT sync",
       "ack-async": "ack RTT promises",
+      "ack-sync-latency": "ack RTT sync, latency option",
       "throughput": "async 1x1",
+      "throughput-promise": "async 1x1 promises",
+      "throughput-into": "async 1x1 recvSync into",
       "throughput-2x2": "async 2x2",
       "throughput-batch": "async batches 1x1",
       "throughput-zerocopy": "async zero-copy 1x1",
     }[r.kind];
     return `${kind}, ${payloadLabel(r)}`;
   };
-  const bars = (pick: (t: Transport) => number | undefined) =>
-    (["ferry", "socket", "coalesced", "native"] as Transport[])
-      .map((transport) => ({ transport, value: pick(transport) ?? 0 }))
+  const bars = (pick: (t: Transport) => Stat | undefined) =>
+    (Object.keys(NAMES) as Transport[])
+      .map((transport) => {
+        const s = pick(transport);
+        return { transport, value: s?.median ?? 0, min: s?.min ?? 0, max: s?.max ?? 0 };
+      })
       .filter((b) => b.value > 0);
   const throughput: Panel = {
     title: "Throughput: messages per second (higher is better)",
     unit: "messages/s",
     groups: rows.filter((r) => r.kind.startsWith("throughput")).map((r) => ({
       label: label(r),
-      bars: bars((t) => r.results[t]?.msgsPerSec),
+      bars: bars((t) => r.summary[t]?.msgsPerSec),
     })),
   };
   const latency: Panel = {
-    title: "Ack round trip: p50 latency (lower is better)",
+    title: "Round trip: p50 latency (lower is better)",
     unit: "microseconds",
     groups: rows.filter((r) => r.kind.startsWith("ack")).map((r) => ({
       label: label(r),
-      bars: bars((t) => r.results[t]?.p50us),
+      bars: bars((t) => r.summary[t]?.p50us),
     })),
   };
   // The run first, then the legend, where a reader looks before reading any bar.
@@ -134,12 +156,13 @@ export function renderSvg(rows: Row[], run: RunInfo): string {
     `<text x="10" y="22" font-size="17" font-weight="bold">ferry benchmark</text>`,
     `<text x="10" y="40" font-size="11" fill="#333">${
       escape(
-        `${when} · ${run.quick ? "quick run (--quick)" : "full run"} · ${run.cpus} CPUs · ${run.machine}`,
+        `${when} · ${run.quick ? "quick run (--quick)" : "full run"} · median of ${run.rounds} rounds, ` +
+          `whiskers min-max · ${run.cpus} CPUs · ${run.machine}`,
       )
     }</text>`,
     ...(Object.keys(NAMES) as Transport[]).map((t, i) =>
-      `<rect x="${10 + i * 220}" y="52" width="12" height="12" fill="${COLORS[t]}"/>` +
-      `<text x="${28 + i * 220}" y="62" font-size="11">${NAMES[t]}</text>`
+      `<rect x="${10 + i * 176}" y="52" width="12" height="12" fill="${COLORS[t]}"/>` +
+      `<text x="${28 + i * 176}" y="62" font-size="11">${NAMES[t]}</text>`
     ),
   ];
   let top = 76;

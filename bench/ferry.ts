@@ -1,8 +1,10 @@
-// The ferry driver: TypeScript to TypeScript through ferry channels, between real processes.
+// The ferry driver: TypeScript to TypeScript through ferry channels, between real processes. The
+// driver process opens the channel (a handle in the README's default ack mode for round trips)
+// and, for round trips, is the sender; every other side is a ferry_peer.ts process.
 
-import { ensureClock, nsClock } from "./clock.ts";
 import { Channel } from "../mod.ts";
 import { Packr } from "msgpackr";
+import { now } from "./clock.ts";
 import { Peer } from "./proc.ts";
 import { latency, rawPayload, type Result, SMALL_OBJECT, type Workload } from "./types.ts";
 
@@ -11,79 +13,105 @@ const prefix = `bench${Deno.pid}`;
 
 interface PeerReport {
   count: number;
-  firstNs: number;
-  lastNs: number;
+  firstMs: number;
+  lastMs: number;
 }
 
 function payloadBytes(w: Workload): number {
   return w.codec === "raw" ? w.size : new Packr({ moreTypes: true }).pack(SMALL_OBJECT).length;
 }
 
-function openChannel(name: string, w: Workload) {
-  return Channel.open<unknown>(name, {
+const ROLES: Record<string, [sender: string, receiver: string]> = {
+  "throughput": ["send-sync", "recv-sync"],
+  "throughput-2x2": ["send-sync", "recv-sync"],
+  "throughput-promise": ["send-async", "recv-async"],
+  "throughput-into": ["send-sync", "recv-into"],
+  "throughput-batch": ["send-batch", "recv-batch"],
+  "throughput-zerocopy": ["send-zerocopy", "recv-zerocopy"],
+};
+
+export async function runFerry(w: Workload): Promise<Result> {
+  const name = `${w.kind}-${w.codec}-${w.size}-${Math.random().toString(36).slice(2, 7)}`;
+  const ch = Channel.open<unknown>(name, {
     prefix,
     codec: w.codec,
     capacity: 64,
     maxMessageSize: Math.max(w.size, 4096),
     timeout: 60_000,
+    ...w.openExtra,
   });
-}
-
-export async function runFerry(w: Workload): Promise<Result> {
-  await ensureClock();
-  const name = `${w.kind}-${w.codec}-${w.size}-${Math.random().toString(36).slice(2, 7)}`;
-  const ch = openChannel(name, w);
   const peers: Peer[] = [];
-  const spawn = (...args: string[]) => {
-    const p = new Peer(PEER, [args[0], prefix, name, w.codec, String(w.size), ...args.slice(1)]);
+  const spawn = (role: string) => {
+    const extra = w.openExtra ? [JSON.stringify(w.openExtra)] : [];
+    const args = [role, prefix, name, w.codec, String(w.size), String(w.count), String(w.warm), ...extra];
+    const p = new Peer(PEER, args);
     peers.push(p);
     return p;
   };
   const bytes = payloadBytes(w);
   try {
-    if (w.kind === "ack-sync" || w.kind === "ack-async") {
-      const receiver = spawn(w.kind === "ack-sync" ? "recv-sync" : "recv-async", String(w.count));
+    if (w.kind.startsWith("ack-")) {
+      const sync = w.kind !== "ack-async";
+      const receiver = spawn(sync ? "recv-ack-sync" : "recv-ack-async");
       await receiver.expect("ready");
       const value = w.codec === "raw" ? rawPayload(w.size) : SMALL_OBJECT;
-      const clock = nsClock();
-      const samples = new Float64Array(w.count);
-      if (w.kind === "ack-sync") {
-        for (let i = 0; i < w.count; i++) {
-          const t0 = clock();
-          ch.sendSync(value, { mode: "ack" });
-          samples[i] = (clock() - t0) >>> 0;
+      // Warm-up and the mean: whole batches of round trips, no stamp inside (see clock.ts).
+      const half = Math.ceil(w.count / 2);
+      let meanMs = 0;
+      if (sync) {
+        for (let i = 0; i < w.warm; i++) ch.sendSync(value);
+        const t0 = now();
+        for (let i = 0; i < half; i++) ch.sendSync(value);
+        meanMs = (now() - t0) / half;
+      } else {
+        for (let i = 0; i < w.warm; i++) await ch.send(value);
+        const t0 = now();
+        for (let i = 0; i < half; i++) await ch.send(value);
+        meanMs = (now() - t0) / half;
+      }
+      // Percentiles: one chained stamp per round trip.
+      const rest = w.count - half;
+      const samples = new Float64Array(rest);
+      let prev = now();
+      if (sync) {
+        for (let i = 0; i < rest; i++) {
+          ch.sendSync(value);
+          const t = now();
+          samples[i] = t - prev;
+          prev = t;
         }
       } else {
-        for (let i = 0; i < w.count; i++) {
-          const t0 = clock();
-          await ch.send(value, { mode: "ack" });
-          samples[i] = (clock() - t0) >>> 0;
+        for (let i = 0; i < rest; i++) {
+          await ch.send(value);
+          const t = now();
+          samples[i] = t - prev;
+          prev = t;
         }
       }
       await receiver.json<PeerReport>();
-      const total = samples.reduce((a, b) => a + b, 0) / 1e9;
-      return { msgsPerSec: w.count / total, mbPerSec: (w.count * bytes) / total / 1e6, ...latency(samples) };
+      return {
+        msgsPerSec: 1000 / meanMs,
+        mbPerSec: bytes / meanMs / 1000,
+        ...latency(samples),
+        meanUs: meanMs * 1000,
+      };
     }
     // Throughput: senders and receivers each in their own process, started together.
     const pairs = w.kind === "throughput-2x2" ? 2 : 1;
-    const batched = w.kind === "throughput-batch";
-    const receivers = Array.from({ length: pairs }, () => spawn(batched ? "recv-batch" : "recv-sync", "0"));
-    const senders = Array.from(
-      { length: pairs },
-      () => spawn(batched ? "send-batch" : "send-sync", String(w.count), "end"),
-    );
+    const [sendRole, recvRole] = ROLES[w.kind];
+    const receivers = Array.from({ length: pairs }, () => spawn(recvRole));
+    const senders = Array.from({ length: pairs }, () => spawn(sendRole));
     for (const p of [...receivers, ...senders]) await p.expect("ready");
     for (const s of senders) await s.say("go");
     const reports = await Promise.all(receivers.map((r) => r.json<PeerReport>()));
     await Promise.all(senders.map((s) => s.json<PeerReport>()));
     const received = reports.reduce((a, r) => a + r.count, 0);
-    if (received !== w.count * pairs) {
-      throw new Error(`ferry bench lost messages: ${received}/${w.count * pairs}`);
-    }
-    // One clock (CLOCK_MONOTONIC) for all processes: from the first receipt to the last.
-    const start = Math.min(...reports.map((r) => r.firstNs));
-    const spanNs = Math.max(...reports.map((r) => (r.lastNs - start) >>> 0));
-    const seconds = spanNs / 1e9;
+    // 1x1: exactly `count` after the warm-up. 2x2: each receiver skips its own first `warm`.
+    const expected = w.count * pairs;
+    if (received !== expected) throw new Error(`ferry bench lost messages: ${received}/${expected}`);
+    // From the first timed receipt to the last, over every receiver (wall clock, shared).
+    const start = Math.min(...reports.map((r) => r.firstMs));
+    const seconds = (Math.max(...reports.map((r) => r.lastMs)) - start) / 1000;
     return { msgsPerSec: received / seconds, mbPerSec: (received * bytes) / seconds / 1e6 };
   } finally {
     await Promise.all(peers.map((p) => p.stop()));

@@ -1,38 +1,77 @@
 // ferry's benchmark suite: every workload and payload through ferry, a Unix-socket baseline doing
-// the same work, and the Rust core driven natively (the ceiling), in one run, side by side.
-//   deno run -A cli.ts bench [--quick] [--json FILE] [--only ferry,socket,native]
-// Writes FILE (default bench/out/results.json) and an SVG chart next to it.
+// the same work, the Rust core driven natively (the ceiling) and, where nats-server is installed,
+// NATS, between real processes, side by side.
+//   deno run -A cli.ts bench [--quick] [--rounds N] [--json FILE] [--only ferry,socket,native,nats]
+//                            [--filter REGEX] [--latency-option JSON]
+// The machine it runs on is usually shared, so one run is not a figure: the whole plan runs in
+// `rounds` rounds (5, or 3 with --quick); within a round every row runs each of its transports
+// once, in an order that rotates from round to round (no transport always goes first, after a
+// quiet spell, or last, after a busy one); every driver sends untimed warm-up messages first.
+// Tables, goals and the chart give the median over rounds and the range (min-max). Writes FILE
+// (default bench/out/results.json) with every round's figures, and an SVG chart next to it.
 
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runFerry } from "./ferry.ts";
 import { runNative } from "./native.ts";
+import { natsMissing, runNats, stopNats } from "./nats.ts";
 import { runUnixSocket } from "./unix_socket.ts";
 import { machineName, renderSvg } from "./chart.ts";
-import type { PayloadCodec, Result, Workload, WorkloadKind } from "./types.ts";
+import { stampCostUs } from "./clock.ts";
+import { type PayloadCodec, type Result, skipped, type Workload, type WorkloadKind } from "./types.ts";
 
-export type Transport = "ferry" | "socket" | "coalesced" | "native";
+export type Transport = "ferry" | "socket" | "coalesced" | "native" | "nats";
+export const TRANSPORTS: Transport[] = ["ferry", "socket", "coalesced", "native", "nats"];
+
+/**
+ * The channel option of issue 10's latency goal (spin longer before parking), passed to every
+ * ferry handle of the "ack-sync-latency" row; undefined while the channel has none, and then the
+ * row is left out and its goal reads "not measured". `--latency-option '{"spin": ...}'` overrides.
+ */
+export const LATENCY_OPTION: Record<string, unknown> | undefined = undefined;
+
+/** Median and range over rounds of one figure. */
+export interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface Summary {
+  /** Rounds that measured something. */
+  n: number;
+  note?: string;
+  msgsPerSec: Stat;
+  mbPerSec: Stat;
+  p50us?: Stat;
+  p99us?: Stat;
+  p999us?: Stat;
+  meanUs?: Stat;
+}
 
 export interface Row {
   kind: WorkloadKind;
   codec: PayloadCodec;
   size: number;
   count: number;
-  results: Partial<Record<Transport, Result>>;
+  warm: number;
+  /** Every round's figures, per transport, in round order. */
+  rounds: Partial<Record<Transport, Result>>[];
+  /** Median and range per transport over `rounds`. */
+  summary: Partial<Record<Transport, Summary>>;
 }
 
-interface Plan {
-  kind: WorkloadKind;
-  codec: PayloadCodec;
-  size: number;
-  count: number;
-}
+type Plan = Omit<Row, "rounds" | "summary">;
 
 const KiB = 1024, MiB = 1024 * 1024;
 
-function plan(quick: boolean): Plan[] {
-  const scale = (n: number) => Math.max(quick ? 100 : n, Math.round(quick ? n / 10 : n));
+function plan(quick: boolean, latencyOption: boolean): Plan[] {
+  const scale = (n: number) => Math.max(100, Math.round(quick ? n / 10 : n));
+  const row = (kind: WorkloadKind, codec: PayloadCodec, size: number, n: number): Plan => {
+    const count = scale(n);
+    return { kind, codec, size, count, warm: Math.max(10, Math.round(count / 10)) };
+  };
   const payloads: [PayloadCodec, number, number, number][] = [
     // codec, size, round trips, throughput messages
     ["raw", 64, 50_000, 1_000_000],
@@ -43,17 +82,20 @@ function plan(quick: boolean): Plan[] {
   ];
   const rows: Plan[] = [];
   for (const kind of ["ack-sync", "ack-async"] as const) {
-    for (const [codec, size, trips] of payloads) rows.push({ kind, codec, size, count: scale(trips) });
+    for (const [codec, size, trips] of payloads) rows.push(row(kind, codec, size, trips));
   }
-  for (const [codec, size, , msgs] of payloads) {
-    rows.push({ kind: "throughput", codec, size, count: scale(msgs) });
-  }
-  rows.push({ kind: "throughput-zerocopy", codec: "raw", size: 64 * KiB, count: scale(20_000) });
-  rows.push({ kind: "throughput-zerocopy", codec: "raw", size: MiB, count: scale(2_000) });
-  rows.push({ kind: "throughput-batch", codec: "raw", size: 64, count: scale(2_000_000) });
-  rows.push({ kind: "throughput-batch", codec: "msgpack", size: 0, count: scale(300_000) });
-  rows.push({ kind: "throughput-2x2", codec: "raw", size: 64, count: scale(500_000) });
-  rows.push({ kind: "throughput-2x2", codec: "msgpack", size: 0, count: scale(150_000) });
+  if (latencyOption) rows.push(row("ack-sync-latency", "raw", 64, 50_000));
+  for (const [codec, size, , msgs] of payloads) rows.push(row("throughput", codec, size, msgs));
+  rows.push(row("throughput-into", "raw", 64 * KiB, 20_000));
+  rows.push(row("throughput-into", "raw", MiB, 2_000));
+  rows.push(row("throughput-promise", "raw", 64, 300_000));
+  rows.push(row("throughput-promise", "msgpack", 0, 100_000));
+  rows.push(row("throughput-zerocopy", "raw", 64 * KiB, 20_000));
+  rows.push(row("throughput-zerocopy", "raw", MiB, 2_000));
+  rows.push(row("throughput-batch", "raw", 64, 2_000_000));
+  rows.push(row("throughput-batch", "msgpack", 0, 300_000));
+  rows.push(row("throughput-2x2", "raw", 64, 500_000));
+  rows.push(row("throughput-2x2", "msgpack", 0, 150_000));
   return rows;
 }
 
@@ -62,22 +104,27 @@ export function payloadLabel(r: { codec: PayloadCodec; size: number }): string {
   return r.size >= MiB ? `${r.size / MiB} MiB` : r.size >= KiB ? `${r.size / KiB} KiB` : `${r.size} B`;
 }
 
-const isLatency = (k: WorkloadKind) => k === "ack-sync" || k === "ack-async";
+const isLatency = (k: WorkloadKind) => k.startsWith("ack-");
 
-function drivers(kind: WorkloadKind, only: Set<string>): [Transport, (w: Workload) => Promise<Result>][] {
-  // The batch row compares ferry's batch API with the socket's own batching (coalesced writes);
-  // the native ceiling there is its one-at-a-time throughput.
+type Driver = [Transport, (w: Workload) => Promise<Result>];
+
+function drivers(p: Plan, only: Set<string>): Driver[] {
+  // The batch and zero-copy rows' native figure is the core's one-at-a-time copying throughput
+  // (the ceiling those APIs approach); the batch row's socket is the socket's own batching.
   const unbatched = (w: Workload): Workload => ({ ...w, kind: "throughput" });
-  const list: [Transport, (w: Workload) => Promise<Result>][] = [["ferry", runFerry]];
-  if (kind === "throughput-zerocopy") {
-    // Zero-copy against ferry's own copying path (the 1x1 rows): the comparison the row is for.
-    return [["ferry", runFerry], ["native", (w) => runNative(unbatched(w))]];
+  const k = p.kind;
+  const list: Driver[] = [["ferry", runFerry]];
+  const socketRow = k === "ack-sync" || k === "ack-async" || k === "throughput" || k === "throughput-2x2";
+  if (socketRow) list.push(["socket", (w) => runUnixSocket(w, "per-message")]);
+  if (k === "throughput" || k === "throughput-2x2" || k === "throughput-batch") {
+    list.push(["coalesced", (w) => runUnixSocket(unbatched(w), "coalesced")]);
   }
-  if (kind !== "throughput-batch") list.push(["socket", (w) => runUnixSocket(w, "per-message")]);
-  if (!isLatency(kind)) list.push(["coalesced", (w) => runUnixSocket(unbatched(w), "coalesced")]);
-  if (kind !== "ack-async") {
-    list.push(["native", (w) => runNative(kind === "throughput-batch" ? unbatched(w) : w)]);
+  if (k === "ack-sync" || k === "throughput" || k === "throughput-2x2") list.push(["native", runNative]);
+  if (k === "throughput-batch" || k === "throughput-zerocopy" || k === "throughput-into") {
+    list.push(["native", (w) => runNative(unbatched(w))]);
   }
+  const nats64 = p.codec === "raw" && p.size === 64 && (k === "ack-async" || k === "throughput");
+  if (nats64) list.push(["nats", runNats]);
   return list.filter(([t]) => only.has(t === "coalesced" ? "socket" : t));
 }
 
@@ -89,16 +136,65 @@ function progress(text: string) {
   }
 }
 
-const fmtRate = (n?: number) =>
-  n === undefined
+// ---- statistics ----
+
+function stat(xs: number[]): Stat | undefined {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return undefined;
+  const m = s.length;
+  const median = m % 2 ? s[(m - 1) / 2] : (s[m / 2 - 1] + s[m / 2]) / 2;
+  return { median, min: s[0], max: s[m - 1] };
+}
+
+/** Median and range of every figure, each over the rounds independently. */
+export function summarise(rounds: Partial<Record<Transport, Result>>[]): Partial<Record<Transport, Summary>> {
+  const out: Partial<Record<Transport, Summary>> = {};
+  for (const t of TRANSPORTS) {
+    const rs = rounds.map((r) => r[t]).filter((r): r is Result => r !== undefined);
+    if (rs.length === 0) continue;
+    const ok = rs.filter((r) => Number.isFinite(r.msgsPerSec));
+    const msgs = stat(ok.map((r) => r.msgsPerSec));
+    if (!msgs) {
+      out[t] = { n: 0, note: rs[0].note, msgsPerSec: nan(), mbPerSec: nan() };
+      continue;
+    }
+    const pick = (f: keyof Result) =>
+      ok[0][f] === undefined ? undefined : stat(ok.map((r) => r[f] as number));
+    out[t] = {
+      n: ok.length,
+      msgsPerSec: msgs,
+      mbPerSec: stat(ok.map((r) => r.mbPerSec))!,
+      p50us: pick("p50us"),
+      p99us: pick("p99us"),
+      p999us: pick("p999us"),
+      meanUs: pick("meanUs"),
+    };
+  }
+  return out;
+}
+
+const nan = (): Stat => ({ median: NaN, min: NaN, max: NaN });
+
+// ---- formatting ----
+
+const fmtRate = (n: number) =>
+  !Number.isFinite(n)
     ? "-"
     : n >= 1e6
-    ? `${(n / 1e6).toFixed(2)} M`
+    ? `${(n / 1e6).toFixed(2)}M`
     : n >= 1e3
-    ? `${(n / 1e3).toFixed(1)} k`
+    ? `${(n / 1e3).toFixed(0)}k`
     : n.toFixed(0);
-const fmtUs = (n?: number) => n === undefined ? "-" : n < 10 ? n.toFixed(2) : n.toFixed(1);
+const fmtUs = (n: number) => !Number.isFinite(n) ? "-" : n < 10 ? n.toFixed(2) : n.toFixed(1);
+const fmtGB = (n: number) => !Number.isFinite(n) ? "-" : (n / 1000).toFixed(2);
 const fmtRatio = (n?: number) => n === undefined || !Number.isFinite(n) ? "-" : `${n.toFixed(2)}x`;
+/** "median (min-max)" */
+const ranged = (s: Stat | undefined, f: (n: number) => string) =>
+  !s || !Number.isFinite(s.median)
+    ? "-"
+    : s.min === s.max
+    ? f(s.median)
+    : `${f(s.median)} (${f(s.min)}-${f(s.max)})`;
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -107,44 +203,92 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
+const KIND_LABEL: Record<WorkloadKind, string> = {
+  "ack-sync": "ack round trip, sync API",
+  "ack-async": "ack round trip, promises",
+  "ack-sync-latency": "ack round trip, sync, latency option",
+  "throughput": "async 1x1, sync API",
+  "throughput-promise": "async 1x1, promises",
+  "throughput-into": "async 1x1, recvSync({ into }) reused buffer",
+  "throughput-2x2": "async 2x2, sync API",
+  "throughput-zerocopy": "async zero-copy 1x1 (loan.set/commit, view)",
+  "throughput-batch": "async batches 1x1 (sendManySync/recvManySync)",
+};
+
+/** Per-round ratio a/b of one figure, paired within each round (the two ran minutes apart at most). */
+function pairedRatio(
+  a: Row | undefined,
+  b: Row | undefined,
+  t: Transport,
+  f: (r: Result) => number,
+  tb: Transport = t,
+): Stat | undefined {
+  if (!a || !b) return undefined;
+  const xs: number[] = [];
+  for (let i = 0; i < Math.min(a.rounds.length, b.rounds.length); i++) {
+    const x = a.rounds[i][t], y = b.rounds[i][tb];
+    if (x && y) xs.push(f(x) / f(y));
+  }
+  return stat(xs);
+}
+
 export function report(rows: Row[]): string {
   const lat = rows.filter((r) => isLatency(r.kind)).map((r) => {
-    const f = r.results.ferry, s = r.results.socket, n = r.results.native;
+    const f = r.summary.ferry, s = r.summary.socket, n = r.summary.native, q = r.summary.nats;
     return [
-      r.kind === "ack-sync" ? "ack round trip, sync API" : "ack round trip, promises",
+      KIND_LABEL[r.kind],
       payloadLabel(r),
-      `${fmtUs(f?.p50us)} / ${fmtUs(f?.p99us)} / ${fmtUs(f?.p999us)}`,
-      `${fmtUs(s?.p50us)} / ${fmtUs(s?.p99us)}`,
-      n ? `${fmtUs(n.p50us)} / ${fmtUs(n.p99us)}` : "-",
-      fmtRatio(s?.p50us !== undefined && f?.p50us ? s.p50us / f.p50us : undefined),
-      fmtRatio(n?.p50us !== undefined && f?.p50us ? n.p50us / f.p50us : undefined),
+      ranged(f?.p50us, fmtUs),
+      f ? `${fmtUs(f.p99us?.median ?? NaN)} / ${fmtUs(f.p999us?.median ?? NaN)}` : "-",
+      ranged(f?.meanUs, fmtUs),
+      s ? ranged(s.p50us, fmtUs) : "-",
+      n ? ranged(n.p50us, fmtUs) : "-",
+      q ? q.note ?? ranged(q.p50us, fmtUs) : "-",
+      fmtRatio(pairedRatio(r, r, "socket", (x) => x.p50us!, "ferry")?.median),
     ];
   });
   const thr = rows.filter((r) => !isLatency(r.kind)).map((r) => {
-    const f = r.results.ferry, s = r.results.socket, c = r.results.coalesced, n = r.results.native;
-    const both = (x?: Result) =>
-      x ? `${fmtRate(x.msgsPerSec)}/s ${(x.mbPerSec / 1000).toFixed(2)} GB/s` : "-";
+    const cell = (t: Transport) => {
+      const x = r.summary[t];
+      if (!x) return "-";
+      if (x.note) return x.note;
+      // Payload GB/s where it says more than messages/s: from 64 KiB up.
+      return r.size >= 64 * KiB ? `${ranged(x.mbPerSec, fmtGB)} GB/s` : ranged(x.msgsPerSec, fmtRate);
+    };
+    const vs = r.summary.socket ? "socket" : "coalesced";
     return [
-      {
-        "throughput": "async throughput 1x1",
-        "throughput-2x2": "async throughput 2x2",
-        "throughput-zerocopy": "async zero-copy 1x1 (loan/commit, view)",
-      }[r.kind as string] ?? "async batches 1x1 (sendManySync/recvManySync)",
+      KIND_LABEL[r.kind],
       payloadLabel(r),
-      both(f),
-      both(s),
-      both(c),
-      both(n),
-      fmtRatio(f && (s ?? c) ? f.msgsPerSec / (s ?? c)!.msgsPerSec : undefined),
-      fmtRatio(f && n ? f.msgsPerSec / n.msgsPerSec : undefined),
+      cell("ferry"),
+      cell("socket"),
+      cell("coalesced"),
+      cell("native"),
+      cell("nats"),
+      fmtRatio(pairedRatio(r, r, "ferry", (x) => x.msgsPerSec, vs)?.median),
+      fmtRatio(pairedRatio(r, r, "ferry", (x) => x.msgsPerSec, "native")?.median),
     ];
   });
   return [
-    "Latency, microseconds (p50 / p99 / p99.9 for ferry, p50 / p99 for the others); ratios: how many times lower ferry's p50 is",
-    table(["workload", "payload", "ferry", "unix socket", "native", "socket/ferry", "native/ferry"], lat),
+    "Latency, microseconds: median over rounds (min-max). p50 and the mean with ranges, p99 / p99.9 medians.",
+    "socket/ferry: how many times lower ferry's p50 is, median of the per-round ratios.",
+    table(
+      [
+        "workload",
+        "payload",
+        "ferry p50",
+        "ferry p99 / p99.9",
+        "ferry mean",
+        "unix socket p50",
+        "native p50",
+        "nats p50",
+        "socket/ferry",
+      ],
+      lat,
+    ),
     "",
-    "Throughput, messages/s and payload GB/s; ratios of messages/s. The coalesced socket is context, except on the",
-    "batch rows, where ferry/socket compares ferry's batch API with it; native there is one message at a time.",
+    "Throughput, messages/s (payload GB/s from 64 KiB up): median over rounds (min-max); ratios of messages/s, median of per-round",
+    "ratios. The coalesced socket is context, except on the batch rows, where ferry/socket compares ferry's batch",
+    "API with it; native on the batch and zero-copy rows is the core's one-at-a-time copying throughput.",
     table(
       [
         "workload",
@@ -153,6 +297,7 @@ export function report(rows: Row[]): string {
         "unix socket",
         "socket coalesced",
         "native",
+        "nats",
         "ferry/socket",
         "ferry/native",
       ],
@@ -161,54 +306,228 @@ export function report(rows: Row[]): string {
   ].join("\n");
 }
 
+// ---- goals (issue 10) ----
+
+export interface Goal {
+  goal: string;
+  met: boolean | undefined;
+  /** What it is judged on: the median and range over rounds. */
+  judged: string;
+}
+
+export function goals(rows: Row[]): Goal[] {
+  const find = (kind: WorkloadKind, codec: PayloadCodec, size: number) =>
+    rows.find((r) => r.kind === kind && r.codec === codec && (codec === "msgpack" || r.size === size));
+  const out: Goal[] = [];
+  const judge = (
+    goal: string,
+    s: Stat | undefined,
+    ok: (x: number) => boolean,
+    f: (n: number) => string,
+    why = "",
+  ) => {
+    out.push(
+      s && Number.isFinite(s.median)
+        ? { goal, met: ok(s.median), judged: `median ${f(s.median)} (range ${f(s.min)}-${f(s.max)})` }
+        : { goal, met: undefined, judged: why || "not measured in this run" },
+    );
+  };
+  const us = (n: number) => `${fmtUs(n)} µs`;
+  const x = (n: number) => `${n.toFixed(2)}x`;
+  const gb = (n: number) => `${fmtGB(n)} GB/s`;
+  const rate = (n: number) => `${fmtRate(n)} msg/s`;
+  const rtt = find("ack-async", "raw", 64)?.summary.ferry;
+  judge("promise round trip p50 < 3 µs (64 B)", rtt?.p50us, (v) => v < 3, us);
+  judge("promise round trip mean < 5 µs (64 B)", rtt?.meanUs, (v) => v < 5, us);
+  judge(
+    "promise throughput >= 60% of sync (64 B, per-round ratio)",
+    pairedRatio(
+      find("throughput-promise", "raw", 64),
+      find("throughput", "raw", 64),
+      "ferry",
+      (r) => r.msgsPerSec,
+    ),
+    (v) => v >= 0.6,
+    x,
+  );
+  judge(
+    "sync round trip p99 < 2 µs with the latency option (64 B)",
+    find("ack-sync-latency", "raw", 64)?.summary.ferry?.p99us,
+    (v) => v < 2,
+    us,
+    "not measured: the channel has no latency option yet (set LATENCY_OPTION in bench/main.ts or pass --latency-option)",
+  );
+  judge(
+    "1 MiB copying >= 8 GB/s, recvSync({ into }) (the copy lands in a reused buffer)",
+    find("throughput-into", "raw", MiB)?.summary.ferry?.mbPerSec,
+    (v) => v >= 8000,
+    gb,
+  );
+  judge(
+    "1 MiB copying >= 8 GB/s, default recvSync (a fresh buffer per message)",
+    find("throughput", "raw", MiB)?.summary.ferry?.mbPerSec,
+    (v) => v >= 8000,
+    gb,
+  );
+  judge(
+    "1 MiB zero-copy >= 12 GB/s",
+    find("throughput-zerocopy", "raw", MiB)?.summary.ferry?.mbPerSec,
+    (v) => v >= 12000,
+    gb,
+  );
+  judge(
+    "msgpack small object >= 1.5 M msg/s (sync API)",
+    find("throughput", "msgpack", 0)?.summary.ferry?.msgsPerSec,
+    (v) => v >= 1.5e6,
+    rate,
+  );
+  judge(
+    "batches >= 2x single-message throughput (64 B, per-round ratio)",
+    pairedRatio(
+      find("throughput-batch", "raw", 64),
+      find("throughput", "raw", 64),
+      "ferry",
+      (r) => r.msgsPerSec,
+    ),
+    (v) => v >= 2,
+    x,
+  );
+  return out;
+}
+
+function goalReport(gs: Goal[]): string {
+  return [
+    "Goals of issue 10 (judged on the median over rounds; the range shows how far one run can stray):",
+    ...gs.map((g) => `  [${g.met === undefined ? " - " : g.met ? "met" : "NOT"}] ${g.goal}: ${g.judged}`),
+  ].join("\n");
+}
+
+/** The machine's load while the bench ran: 1-minute load averages sampled between rounds. */
+function loadAverage(): number | undefined {
+  try {
+    return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runBench(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: {
       quick: { type: "boolean", default: false },
+      rounds: { type: "string" },
       json: { type: "string" },
-      only: { type: "string", default: "ferry,socket,native" },
+      only: { type: "string", default: "ferry,socket,native,nats" },
+      filter: { type: "string" },
+      "latency-option": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: cli.ts bench [--quick] [--json FILE] [--only ferry,socket,native]\n" +
-        "Runs ferry against a Unix-socket baseline and the native core, between real processes.\n" +
-        "--quick  a run under 30 s (a tenth of the messages)\n" +
-        "--json   where to write the raw figures (default bench/out/results.json); an SVG chart goes next to it",
+      "Usage: cli.ts bench [--quick] [--rounds N] [--json FILE] [--only ferry,socket,native,nats] [--filter REGEX]\n" +
+        "Runs ferry against a Unix-socket baseline, the native core and NATS (when nats-server is installed),\n" +
+        "between real processes, in rounds that alternate the transports; reports median and range per row.\n" +
+        "--quick           a tenth of the messages and 3 rounds (a few minutes) instead of 5\n" +
+        "--rounds N        rounds to run (default 5, or 3 with --quick)\n" +
+        "--filter REGEX    only rows whose '<kind> <payload>' matches, e.g. 'throughput 1 MiB'\n" +
+        "--latency-option  JSON Channel.open options for the latency row, e.g. '{\"spin\": 100000}'\n" +
+        "--json            where to write every round's figures (default bench/out/results.json); an SVG chart goes next to it",
     );
     return;
   }
   const only = new Set(values.only!.split(","));
+  const rounds = values.rounds ? Number(values.rounds) : values.quick ? 3 : 5;
+  const latencyOption = values["latency-option"] ? JSON.parse(values["latency-option"]) : LATENCY_OPTION;
   const jsonPath = values.json ?? fileURLToPath(new URL("./out/results.json", import.meta.url));
   const svgPath = jsonPath.replace(/\.json$/, "") + ".svg";
-  const plans = plan(values.quick!);
-  const steps = plans.reduce((n, p) => n + drivers(p.kind, only).length, 0);
-  const rows: Row[] = [];
+  const filter = values.filter ? new RegExp(values.filter) : undefined;
+  const plans = plan(values.quick!, latencyOption !== undefined)
+    .filter((p) => !filter || filter.test(`${p.kind} ${payloadLabel(p)}`));
+  const rows: Row[] = plans.map((p) => ({ ...p, rounds: [], summary: {} }));
+  const steps = rounds * plans.reduce((n, p) => n + drivers(p, only).length, 0);
+  const notes = new Set<string>();
+  const missing = only.has("nats") ? natsMissing() : undefined;
+  if (missing) notes.add(missing);
+  const loads: number[] = [];
   let step = 0;
   const started = performance.now();
-  for (const p of plans) {
-    const row: Row = { ...p, results: {} };
-    for (const [transport, run] of drivers(p.kind, only)) {
-      step++;
-      progress(`[${step}/${steps}] ${p.kind} ${payloadLabel(p)} x${p.count}: ${transport}`);
-      row.results[transport] = await run({ kind: p.kind, codec: p.codec, size: p.size, count: p.count });
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const load = loadAverage();
+      if (load !== undefined) loads.push(load);
+      for (const row of rows) {
+        const ds = drivers(row, only);
+        const results: Partial<Record<Transport, Result>> = {};
+        for (let i = 0; i < ds.length; i++) {
+          // Rotate the order each round: every transport runs first in some round.
+          const [transport, run] = ds[(i + round) % ds.length];
+          step++;
+          progress(
+            `[${step}/${steps}] round ${round + 1}/${rounds} ${row.kind} ${payloadLabel(row)}: ${transport}`,
+          );
+          try {
+            results[transport] = await run({
+              kind: row.kind,
+              codec: row.codec,
+              size: row.size,
+              count: row.count,
+              warm: row.warm,
+              openExtra: row.kind === "ack-sync-latency" ? latencyOption : undefined,
+            });
+          } catch (e) {
+            // One failed measurement (a peer killed on a crowded machine) costs that figure, not
+            // the run: the row's median is over the rounds that measured.
+            const note = `${transport} ${row.kind} ${payloadLabel(row)} round ${round + 1} failed: ${
+              e instanceof Error ? e.message : e
+            }`;
+            notes.add(note);
+            results[transport] = skipped(note);
+          }
+        }
+        row.rounds.push(results);
+      }
     }
-    rows.push(row);
+  } finally {
+    await stopNats();
   }
-  progress(`done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  const load = loadAverage();
+  if (load !== undefined) loads.push(load);
+  for (const row of rows) row.summary = summarise(row.rounds);
+  const seconds = (performance.now() - started) / 1000;
+  progress(`done in ${seconds.toFixed(1)} s\n`);
+  const stamp = stampCostUs();
+  const gs = goals(rows);
+  const loadText = loads.length
+    ? `${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`
+    : "unknown";
+  console.log(
+    `${rounds} rounds, transports alternating; ${navigator.hardwareConcurrency} CPUs, 1-minute load average ` +
+      `${loadText} during the run. One performance.now() costs ${
+        stamp.toFixed(3)
+      } µs here: every ferry p50/p99 ` +
+      "sample carries one (the mean is timed over whole batches without).",
+  );
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log("");
   console.log(report(rows));
+  console.log("");
+  console.log(goalReport(gs));
   await Deno.mkdir(dirname(jsonPath), { recursive: true });
   const meta = {
     date: new Date().toISOString(),
     quick: values.quick!,
+    rounds,
     cpus: navigator.hardwareConcurrency,
     machine: machineName(),
+    loadAverages: loads,
+    stampCostUs: stamp,
+    notes: [...notes],
   };
-  await Deno.writeTextFile(jsonPath, JSON.stringify({ ...meta, rows }, null, 2));
+  await Deno.writeTextFile(jsonPath, JSON.stringify({ ...meta, goals: gs, rows }, null, 2));
   await Deno.writeTextFile(svgPath, renderSvg(rows, meta));
-  console.log(`\nraw figures: ${jsonPath}\nchart: ${svgPath}`);
+  console.log(`\nevery round's figures: ${jsonPath}\nchart (medians, min-max whiskers): ${svgPath}`);
 }
 
 if (import.meta.main) await runBench(Deno.args);

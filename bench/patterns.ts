@@ -3,7 +3,7 @@
 // - frame header encode/decode (this process);
 // - call round trip with the promise API (ferry rpc) next to a Unix-socket request/response in Deno
 //   (length-prefixed msgpack frames, the server a separate process) and NATS request/reply when
-//   `nats-server` is installed (client npm:nats@2, in separate processes: bench/nats_peer.ts);
+//   `nats-server` is installed (client npm:nats@2, in separate processes: bench/patterns_nats_peer.ts);
 // - streamed items per second (one server process, the loop here);
 // - pub/sub deliveries per second to 3 subscriber processes.
 // Each row reports the median and range over rounds; transports alternate within a round. The
@@ -17,7 +17,7 @@ import { textLines } from "../tests/helpers.ts";
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NATS_PEER = fileURLToPath(new URL("./nats_peer.ts", import.meta.url));
+const NATS_PEER = fileURLToPath(new URL("./patterns_nats_peer.ts", import.meta.url));
 const ARGS = { a: 1, b: 2 };
 
 // ------------------------------------------------------------------ child roles
@@ -106,7 +106,7 @@ class FrameReader {
 
 class Peer {
   readonly child: Deno.ChildProcess;
-  #lines: AsyncGenerator<string>;
+  #lines: AsyncIterableIterator<string>;
   #stdin: WritableStreamDefaultWriter<Uint8Array>;
   constructor(args: string[], cwd = ROOT) {
     this.child = new Deno.Command(Deno.execPath(), {

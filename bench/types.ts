@@ -8,13 +8,19 @@ export type WorkloadKind =
   | "ack-sync"
   /** The same with promise APIs (await send / for await; for sockets, async read/write). */
   | "ack-async"
+  /** ack-sync with the channel's latency option (`LATENCY_OPTION` in main.ts), when it has one. */
+  | "ack-sync-latency"
   /** One sender, one receiver, as fast as possible, up to 16 messages in flight (async mode). */
   | "throughput"
+  /** As throughput, raw, the receiver copying into one reused buffer (`recvSync({ into })`). */
+  | "throughput-into"
+  /** As throughput, through the promise API: `await send` on an async handle, `for await`. */
+  | "throughput-promise"
   /** Two senders and two receivers, each sender `count` messages. */
   | "throughput-2x2"
   /** As throughput, through batch APIs (ferry: sendMany/recvMany; sockets: coalesced writes). */
   | "throughput-batch"
-  /** As throughput, raw, without copies: the sender fills a loaned slot, the receiver reads a view. */
+  /** As throughput, raw: the sender copies its bytes into a loaned slot once, the receiver reads a view. */
   | "throughput-zerocopy";
 
 export type PayloadCodec = "raw" | "msgpack";
@@ -26,6 +32,10 @@ export interface Workload {
   codec: PayloadCodec;
   /** Messages per sender (round trips for ack-*). */
   count: number;
+  /** Untimed messages (round trips) first, per sender: the JIT, caches and page faults settle. */
+  warm: number;
+  /** Extra Channel.open options for every ferry handle of the row (the latency option). */
+  openExtra?: Record<string, unknown>;
 }
 
 export interface Result {
@@ -38,6 +48,8 @@ export interface Result {
   p99us?: number;
   p999us?: number;
   meanUs?: number;
+  /** Why a driver measured nothing (then every figure is NaN and the row shows the note). */
+  note?: string;
 }
 
 /** The realistic small object of the msgpack rows (about 100 bytes encoded). */
@@ -59,11 +71,16 @@ export function rawPayload(size: number): Uint8Array {
   return b;
 }
 
-/** Latency summary of round-trip samples in nanoseconds. */
-export function latency(samplesNs: ArrayLike<number>): Pick<Result, "p50us" | "p99us" | "p999us" | "meanUs"> {
-  const sorted = Float64Array.from(samplesNs).sort();
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] / 1000;
+/** Latency summary of round-trip samples in milliseconds (performance.now differences). */
+export function latency(samplesMs: ArrayLike<number>): Pick<Result, "p50us" | "p99us" | "p999us" | "meanUs"> {
+  const sorted = Float64Array.from(samplesMs).sort();
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] * 1000;
   let sum = 0;
   for (const v of sorted) sum += v;
-  return { p50us: at(0.5), p99us: at(0.99), p999us: at(0.999), meanUs: sum / sorted.length / 1000 };
+  return { p50us: at(0.5), p99us: at(0.99), p999us: at(0.999), meanUs: sum / sorted.length * 1000 };
+}
+
+/** A result for a driver that could not run here: NaN figures and why. */
+export function skipped(note: string): Result {
+  return { msgsPerSec: NaN, mbPerSec: NaN, note };
 }

@@ -6,7 +6,7 @@
 // - ack-sync: Deno has no blocking socket API, so it runs exactly the ack-async code (the report
 //   shows the same measurement in both rows).
 // - ack-async: one message at a time; the sender waits for a one-byte reply that the receiver
-//   writes after it decoded the message. Round trips are timed by the sender with ferry_clock_ns32.
+//   writes after it decoded the message. Round trips are timed by the sender with performance.now().
 // - throughput: one sender, one receiver; the receiver decodes every message into its own value
 //   and reports the time from its first to its last message.
 // - throughput-2x2: two sender processes and two receiver processes. A stream socket is point to
@@ -16,7 +16,6 @@
 // Variants: "per-message" writes once per send (as when every message must leave now: the
 // like-for-like comparison with ferry); "coalesced" gathers frames into 64 KiB writes (context).
 
-import { ensureClock } from "./clock.ts";
 import { fileURLToPath } from "node:url";
 import type { Result, Workload } from "./types.ts";
 import type { ReceiverReport, SenderReport, Variant } from "./unix_socket_peer.ts";
@@ -93,14 +92,20 @@ function deadline(ms: number): { promise: Promise<never>; cancel: () => void } {
 
 /** Runs one workload over Unix sockets between real processes. */
 export async function runUnixSocket(w: Workload, variant: Variant): Promise<Result> {
-  await ensureClock();
   const pairs = w.kind === "throughput-2x2" ? 2 : 1;
   const dir = await Deno.makeTempDir({ prefix: "ferry-uds-" });
   const peers: Peer[] = [];
   const limit = deadline(RUN_TIMEOUT_MS);
   try {
     const run = async () => {
-      const common = (i: number) => [`${dir}/s${i}.sock`, w.kind, w.codec, String(w.size), String(w.count)];
+      const common = (i: number) => [
+        `${dir}/s${i}.sock`,
+        w.kind,
+        w.codec,
+        String(w.size),
+        String(w.count),
+        String(w.warm),
+      ];
       const receivers: Peer[] = [];
       for (let i = 0; i < pairs; i++) peers.push(receivers[i] = new Peer(["recv", ...common(i)], false));
       // A receiver says "ready" once it listens; a sender once it is connected.
@@ -150,24 +155,8 @@ export async function runUnixSocket(w: Workload, variant: Variant): Promise<Resu
   }
 }
 
-/**
- * From the earliest first message to the latest last message over all receivers. The exact
- * 32-bit nanosecond clock is used while every span fits it (differences wrap at 4.29 s; start
- * offsets are read as signed); longer runs fall back to performance.now (microseconds).
- */
+/** From the earliest first message to the latest last message over all receivers (wall clock). */
 function spanSeconds(got: ReceiverReport[]): number {
-  const exact = got.every((r) => r.elapsedMs < 4000) &&
-    got.every((r) => Math.abs(r.firstMs - got[0].firstMs) < 2000);
-  if (exact) {
-    let start = 0;
-    let end = 0;
-    for (const r of got) {
-      const offset = (r.firstNs32 - got[0].firstNs32) | 0;
-      start = Math.min(start, offset);
-      end = Math.max(end, offset + r.elapsedNs);
-    }
-    return (end - start) / 1e9;
-  }
   const start = Math.min(...got.map((r) => r.firstMs));
   const end = Math.max(...got.map((r) => r.firstMs + r.elapsedMs));
   return (end - start) / 1000;

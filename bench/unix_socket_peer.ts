@@ -1,8 +1,9 @@
 // One process of the Unix-socket baseline (bench/unix_socket.ts starts these). A sender connects,
 // a receiver listens; both print "ready" on stdout once the connection can be made, the sender
 // starts on "go" from stdin, and each prints one JSON line with what it measured.
-//   unix_socket_peer.ts recv <socket path> <kind> <codec> <size> <count>
-//   unix_socket_peer.ts send <socket path> <kind> <codec> <size> <count> <per-message|coalesced>
+//   unix_socket_peer.ts recv <socket path> <kind> <codec> <size> <count> <warm>
+//   unix_socket_peer.ts send <socket path> <kind> <codec> <size> <count> <warm> <per-message|coalesced>
+// `warm` untimed messages go first; `count` are measured after them.
 //
 // Wire format: frames of a 4-byte little-endian payload length and the payload. The payload is
 // the raw bytes (raw rows) or the msgpackr encoding of SMALL_OBJECT (msgpack rows), with the same
@@ -10,7 +11,7 @@
 // baseline shares no code with ferry's own path). For the round trip the receiver answers every
 // message with one byte after it decoded it.
 
-import { nsClock } from "./clock.ts";
+import { now, wallMs } from "./clock.ts";
 import { Packr, Unpackr } from "msgpackr";
 import { latency, type PayloadCodec, rawPayload, SMALL_OBJECT, type WorkloadKind } from "./types.ts";
 
@@ -26,13 +27,11 @@ const MIN_READ = 16 * 1024;
 
 export type Variant = "per-message" | "coalesced";
 
-/** What a receiver prints. Times: ferry_clock_ns32 (exact, wraps at 4.29 s) and performance.now. */
+/** What a receiver prints, for the messages after the warm-up. */
 export interface ReceiverReport {
   received: number;
   /** Payload bytes received (encoded bytes for msgpack). */
   bytes: number;
-  firstNs32: number;
-  elapsedNs: number;
   /** performance.timeOrigin + performance.now() at the first message: comparable across processes. */
   firstMs: number;
   elapsedMs: number;
@@ -155,9 +154,9 @@ export async function receive(
   kind: WorkloadKind,
   codec: PayloadCodec,
   count: number,
+  warm: number,
   onListening: () => void,
 ): Promise<ReceiverReport> {
-  const clock = nsClock();
   const listener = Deno.listen({ transport: "unix", path });
   onListening();
   const conn = await listener.accept();
@@ -170,9 +169,9 @@ export async function receive(
     let received = 0;
     let bytes = 0;
     let sink = 0;
-    let firstNs32 = 0;
     let firstMs = 0;
-    while (received < count) {
+    let seen = 0;
+    while (seen < warm + count) {
       let value: Uint8Array | typeof SMALL_OBJECT;
       let len: number;
       const s = reader.take();
@@ -190,18 +189,16 @@ export async function receive(
         if (!(await reader.fill())) throw new Error(`unix socket peer: stream ended after ${received}`);
         continue;
       }
-      if (received === 0) {
-        firstNs32 = clock();
-        firstMs = performance.timeOrigin + performance.now();
+      if (seen++ === warm) firstMs = wallMs();
+      if (seen > warm) {
+        received++;
+        bytes += len;
       }
-      received++;
-      bytes += len;
       sink = (sink + (value instanceof Uint8Array ? value[value.length - 1] : value.id)) | 0;
       if (roundTrip) await writeAll(conn, ack);
     }
-    const elapsedNs = (clock() - firstNs32) >>> 0;
-    const elapsedMs = performance.timeOrigin + performance.now() - firstMs;
-    return { received, bytes, firstNs32, elapsedNs, firstMs, elapsedMs, sink };
+    const elapsedMs = wallMs() - firstMs;
+    return { received, bytes, firstMs, elapsedMs, sink };
   } finally {
     conn.close();
   }
@@ -219,24 +216,24 @@ export async function send(
   codec: PayloadCodec,
   size: number,
   count: number,
+  warm: number,
   variant: Variant,
 ): Promise<SenderReport> {
-  const clock = nsClock();
   const packr = new Packr({ moreTypes: true });
   const raw = codec === "raw" ? rawPayload(size) : undefined;
   const roundTrip = isRoundTrip(kind);
-  const samples = roundTrip ? new Float64Array(count) : undefined;
+  const samples = roundTrip ? new Float64Array(warm + count) : undefined;
   const ackBuf = new Uint8Array(16);
   let frame = new Uint8Array(4 + (raw ? raw.length : 256));
   const batch = variant === "coalesced" && !roundTrip ? new Uint8Array(COALESCE_BYTES) : undefined;
   let batched = 0;
   let bytes = 0;
-  for (let i = 0; i < count; i++) {
-    const t0 = roundTrip ? clock() : 0;
+  for (let i = 0; i < warm + count; i++) {
+    const t0 = roundTrip ? now() : 0;
     // As an application would hand it over: a value to encode (msgpack) or bytes (raw).
     const payload = raw ?? packr.pack(SMALL_OBJECT);
     const len = payload.length;
-    bytes += len;
+    if (i >= warm) bytes += len;
     if (batch && 4 + len <= batch.length) {
       if (batched + 4 + len > batch.length) {
         await writeAll(conn, batch.subarray(0, batched));
@@ -258,14 +255,15 @@ export async function send(
     if (samples) {
       const n = await conn.read(ackBuf);
       if (n !== 1 || ackBuf[0] !== ACK_BYTE) throw new Error("unix socket peer: bad or missing reply");
-      samples[i] = (clock() - t0) >>> 0;
+      samples[i] = now() - t0;
     }
   }
   if (batched > 0) await writeAll(conn, batch!.subarray(0, batched));
   if (!samples) return { sent: count, bytes };
-  let totalNs = 0;
-  for (const v of samples) totalNs += v;
-  return { sent: count, bytes, msgsPerSec: count / (totalNs / 1e9), ...latency(samples) };
+  const timed = samples.subarray(warm);
+  let totalMs = 0;
+  for (const v of timed) totalMs += v;
+  return { sent: count, bytes, msgsPerSec: count / (totalMs / 1000), ...latency(timed) };
 }
 
 async function readLine(stream: ReadableStream<Uint8Array>): Promise<string> {
@@ -281,15 +279,17 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 async function main(args: string[]) {
-  const [role, path, kind, codec, sizeArg, countArg, variant] = args;
+  const [role, path, kind, codec, sizeArg, countArg, warmArg, variant] = args;
   const size = Number(sizeArg);
   const count = Number(countArg);
+  const warm = Number(warmArg);
   if (role === "recv") {
     const report = await receive(
       path,
       kind as WorkloadKind,
       codec as PayloadCodec,
       count,
+      warm,
       () => console.log("ready"),
     );
     console.log(JSON.stringify(report));
@@ -304,6 +304,7 @@ async function main(args: string[]) {
         codec as PayloadCodec,
         size,
         count,
+        warm,
         variant as Variant,
       );
       console.log(JSON.stringify(report));

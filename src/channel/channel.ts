@@ -7,7 +7,7 @@ import * as batch from "./batch.ts";
 import { ChannelCore } from "./core.ts";
 import * as observe from "./observe.ts";
 import type { ChannelStat, StatOptions } from "./observe.ts";
-import type { OpenOptions, RecvOptions, SendMode, SendOptions } from "./options.ts";
+import type { OpenOptions, RecvOneOptions, RecvOptions, SendMode, SendOptions } from "./options.ts";
 import * as receiving from "./receive.ts";
 import * as sending from "./send.ts";
 import * as zeroCopy from "./zero_copy.ts";
@@ -213,12 +213,24 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
    * }
    * ```
    */
-  recv(options?: RecvOptions): Promise<Message<T>> {
+  recv(options?: RecvOneOptions): Promise<Message<T>> {
     return receiving.recv(this.#c, options);
   }
 
-  /** As `recv`, blocking the thread. On a zeroCopy channel it gives views, held until release. */
-  recvSync(options?: RecvOptions): Message<T> {
+  /**
+   * As `recv`, blocking the thread. On a zeroCopy channel it gives views, held until release.
+   *
+   * @example Large messages into one reused buffer
+   * ```ts
+   * import { Channel } from "@ferry/ferry";
+   *
+   * using ch = Channel.open<Uint8Array>("frames", { codec: "raw" });
+   * const frame = new Uint8Array(1024 * 1024);
+   * const msg = ch.recvSync({ into: frame }); // msg.bytes is a view of `frame` (when it fits)
+   * console.log(msg.bytes.length);
+   * ```
+   */
+  recvSync(options?: RecvOneOptions): Message<T> {
     return receiving.recvSync(this.#c, options);
   }
 
@@ -255,6 +267,15 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
    */
   loan(size: number): Uint8Array {
     return zeroCopy.loan(this.#c, size);
+  }
+
+  /**
+   * As `loan`, but when the channel or this sender's `slots` are full it waits for room on this
+   * thread, up to `timeout` (the handle's by default), then throws ChannelFullError: the
+   * zero-copy counterpart of `sendSync`, for producers that write in place as fast as they can.
+   */
+  loanSync(size: number, options?: { timeout?: number }): Uint8Array {
+    return zeroCopy.loanSync(this.#c, size, options);
   }
 
   /**

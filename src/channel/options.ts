@@ -69,6 +69,18 @@ export interface RecvOptions {
   timeout?: number;
 }
 
+/** Per-call options of the single-message receives (`recv`, `recvSync`). */
+export interface RecvOneOptions extends RecvOptions {
+  /**
+   * Copy the payload into this buffer, from its start, instead of into memory the message owns:
+   * `msg.bytes` (and a raw channel's `msg.data`) are then views of `into`, valid until you reuse
+   * it. For large messages received in a loop this saves an allocation per message (a fresh
+   * 1 MiB buffer costs several times the copy into a reused one). A payload longer than `into`
+   * gets a buffer of its own, as without the option. Not for zeroCopy handles.
+   */
+  into?: Uint8Array;
+}
+
 /** Channel and group names. */
 export const NAME_PATTERN = /^[A-Za-z0-9._!-]{1,100}$/;
 /**

@@ -5,10 +5,10 @@
 
 import { MetaFlag, RecvMeta } from "../../ffi/abi.ts";
 import { RECV_AUTO_RELEASE, RECV_NO_COPY, SIDE_RECV, Status } from "../../ffi/status.ts";
-import { ChannelClosedError } from "../errors.ts";
+import { ChannelClosedError, InvalidOptionError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { type ChannelCore, CHUNK_BYTES } from "./core.ts";
-import { abiMs, type RecvOptions, timeoutOf } from "./options.ts";
+import { abiMs, type RecvOneOptions, timeoutOf } from "./options.ts";
 import { nothingArrived, statusError } from "./status.ts";
 import { until } from "./wait.ts";
 import { inPlace, receiveInPlace } from "./zero_copy.ts";
@@ -17,33 +17,45 @@ import { inPlace, receiveInPlace } from "./zero_copy.ts";
 const CHUNK_MIN_FREE = 4 * 1024;
 
 /** See Channel.recv. */
-export async function recv<T>(c: ChannelCore<T>, options?: RecvOptions): Promise<Message<T>> {
+export async function recv<T>(c: ChannelCore<T>, options?: RecvOneOptions): Promise<Message<T>> {
   const auto = c.autoRelease;
-  const now = receive(c, auto);
+  const into = intoOf(c, options);
+  const now = receive(c, auto, into);
   if (now !== undefined) return now;
   const timeout = timeoutOf(c, options);
-  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => receive(c, auto));
+  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => receive(c, auto, into));
   if (got === undefined) throw nothingArrived(c, timeout);
   return got;
 }
 
 /** See Channel.recvSync: the core waits, on this thread. */
-export function recvSync<T>(c: ChannelCore<T>, options?: RecvOptions): Message<T> {
+export function recvSync<T>(c: ChannelCore<T>, options?: RecvOneOptions): Message<T> {
   const timeout = timeoutOf(c, options);
   const zeroCopy = c.zeroCopy;
   const auto = !zeroCopy && c.autoRelease;
-  if (!zeroCopy) ensureChunk(c);
+  const into = intoOf(c, options);
+  if (!zeroCopy && into === undefined) ensureChunk(c);
+  const dst = zeroCopy ? null : into ?? c.chunk;
   const st = c.lib.ferry_recv_wait(
     c.live(),
-    zeroCopy ? null : c.chunk,
-    zeroCopy ? 0 : c.chunk.length,
-    zeroCopy ? 0 : c.chunkUsed,
+    dst,
+    dst === null ? 0 : dst.length,
+    zeroCopy || into !== undefined ? 0 : c.chunkUsed,
     zeroCopy ? RECV_NO_COPY : auto ? RECV_AUTO_RELEASE : 0,
     c.meta,
     abiMs(timeout),
   );
   if (st === Status.TIMEOUT) throw nothingArrived(c, timeout);
-  return zeroCopy ? inPlace(c, st) : received(c, st, auto);
+  return zeroCopy ? inPlace(c, st) : received(c, st, auto, into);
+}
+
+/** The caller's `into` buffer, checked. */
+function intoOf<T>(c: ChannelCore<T>, options?: RecvOneOptions): Uint8Array | undefined {
+  const into = options?.into;
+  if (into === undefined) return undefined;
+  if (!(into instanceof Uint8Array)) throw new InvalidOptionError("into must be a Uint8Array");
+  if (c.zeroCopy) throw new InvalidOptionError("into is for copying receives; this handle is zeroCopy");
+  return into;
 }
 
 /** See Channel[Symbol.asyncIterator]. */
@@ -65,19 +77,20 @@ export async function* messages<T>(c: ChannelCore<T>): AsyncGenerator<Message<T>
   }
 }
 
-/** The next message queued now, or undefined; released at once when `auto`. */
-export function receive<T>(c: ChannelCore<T>, auto: boolean): Message<T> | undefined {
+/** The next message queued now, or undefined; released at once when `auto`; copied into `into` if given. */
+export function receive<T>(c: ChannelCore<T>, auto: boolean, into?: Uint8Array): Message<T> | undefined {
   if (c.zeroCopy) return receiveInPlace(c);
-  ensureChunk(c);
+  if (into === undefined) ensureChunk(c);
+  const dst = into ?? c.chunk;
   const st = c.lib.ferry_recv(
     c.live(),
-    c.chunk,
-    c.chunk.length,
-    c.chunkUsed,
+    dst,
+    dst.length,
+    into === undefined ? c.chunkUsed : 0,
     auto ? RECV_AUTO_RELEASE : 0,
     c.meta,
   );
-  return st === Status.EMPTY ? undefined : received(c, st, auto);
+  return st === Status.EMPTY ? undefined : received(c, st, auto, into);
 }
 
 /** Starts a new chunk when the current one has too little room left for a receive. */
@@ -88,16 +101,16 @@ export function ensureChunk<T>(c: ChannelCore<T>): void {
   }
 }
 
-/** Builds the Message for a receive that returned `st` (OK or NEED_BUFFER). */
-function received<T>(c: ChannelCore<T>, st: number, auto: boolean): Message<T> {
+/** Builds the Message for a receive that returned `st` (OK or NEED_BUFFER), into `into` if given. */
+function received<T>(c: ChannelCore<T>, st: number, auto: boolean, into?: Uint8Array): Message<T> {
   const meta = c.meta;
   const slot = meta[RecvMeta.SLOT], generation = meta[RecvMeta.GENERATION], len = meta[RecvMeta.LEN];
-  let buf = c.chunk;
-  let start = c.chunkUsed;
+  let buf = into ?? c.chunk;
+  let start = into === undefined ? c.chunkUsed : 0;
   if (st === Status.NEED_BUFFER) {
-    // Too big for what was left of the chunk: still claimed, read into a fresh chunk (or a
-    // buffer of its own if it would take more than a quarter of one).
-    if (len <= CHUNK_BYTES / 4) {
+    // Too big for what was left of the chunk (or for `into`): still claimed, read into a fresh
+    // chunk (or a buffer of its own if it would take more than a quarter of one).
+    if (into === undefined && len <= CHUNK_BYTES / 4) {
       c.chunk = buf = new Uint8Array(CHUNK_BYTES);
     } else {
       buf = new Uint8Array(len);

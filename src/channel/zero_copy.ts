@@ -8,19 +8,46 @@ import { RECV_NO_COPY, SEND_ACK, Status } from "../../ffi/status.ts";
 import { FerryError, InvalidOptionError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import type { ChannelCore, Loan } from "./core.ts";
-import { acks, checkInt, expiryOf, type SendOptions } from "./options.ts";
+import { abiMs, acks, checkInt, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
 import { ackAfter } from "./send.ts";
 import { closedError, sendError, statusError } from "./status.ts";
 
 /** See Channel.loan. */
 export function loan<T>(c: ChannelCore<T>, size: number): Uint8Array {
+  checkLoan(c, size);
+  const st = c.lib.ferry_loan(c.live(), size, c.sendOut);
+  if (st !== Status.OK) throw sendError(c, st);
+  return lent(c, size);
+}
+
+/** See Channel.loanSync: as loan, but waits for room on this thread (as sendSync does). */
+export function loanSync<T>(c: ChannelCore<T>, size: number, options?: { timeout?: number }): Uint8Array {
+  checkLoan(c, size);
+  let st = c.lib.ferry_loan(c.live(), size, c.sendOut);
+  if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+    const timeout = timeoutOf(c, options);
+    const deadline = performance.now() + timeout;
+    for (;;) {
+      const left = deadline - performance.now();
+      const timedOut = left <= 0 || c.lib.ferry_send_room_wait(c.live(), abiMs(left)) === Status.TIMEOUT;
+      st = c.lib.ferry_loan(c.live(), size, c.sendOut);
+      if (timedOut || (st !== Status.FULL_CAPACITY && st !== Status.FULL_SLOTS)) break;
+    }
+  }
+  if (st !== Status.OK) throw sendError(c, st);
+  return lent(c, size);
+}
+
+function checkLoan<T>(c: ChannelCore<T>, size: number): void {
   if (!c.raw) {
     throw new InvalidOptionError('loan needs codec: "raw"');
   }
   checkInt("loan size", size, 0, c.maxMessageSize);
+}
+
+/** The view over the slot the last ferry_loan lent (its place is in `c.sendOut`), tracked. */
+function lent<T>(c: ChannelCore<T>, size: number): Uint8Array {
   const out = c.sendOut;
-  const st = c.lib.ferry_loan(c.live(), size, out);
-  if (st !== Status.OK) throw sendError(c, st);
   const slot = out[SendOut.SLOT], generation = out[SendOut.GENERATION];
   const shared = view(c, out[SendOut.OFFSET_LO] + out[SendOut.OFFSET_HI] * 0x1_0000_0000, size);
   const bytes = new Uint8Array(shared);

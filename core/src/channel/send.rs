@@ -94,7 +94,7 @@ impl Handle {
         sent
     }
 
-    /// `publish` without waking sleepers: a batch wakes once after its last message.
+    /// `publish` without waking sleepers.
     pub(super) fn publish_quietly(
         &self,
         l: &mut Local,
@@ -103,14 +103,25 @@ impl Handle {
         ack: bool,
         expiry_ms: u32,
     ) -> (u32, u32, u64) {
+        let deadline = if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) };
+        let sent = self.mark_ready(l, k, len, ack, deadline);
+        self.link(l);
+        sent
+    }
+
+    /// Marks slot `k` READY as the lane's next message (ring entry `l.tail`) without making it
+    /// reachable: receivers find messages through the lane's tail, which `link` publishes. A death
+    /// between the two leaves READY slots past the tail, which recovery publishes in ring order
+    /// (`recover_locked`): each such message is delivered once, as after a death at
+    /// "send.ready" of a single send.
+    fn mark_ready(&self, l: &mut Local, k: u32, len: u32, ack: bool, deadline_ms: u64) -> (u32, u32, u64) {
         let s = self.seg.slot(k);
         let lane = self.seg.participant(self.me);
         let seq = l.tail;
         s.len.store(len, Relaxed);
         s.seq.store(seq, Relaxed);
         s.pid.store(self.pid, Relaxed);
-        s.deadline_ms
-            .store(if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) }, Relaxed);
+        s.deadline_ms.store(deadline_ms, Relaxed);
         lane.ring.slot[(seq % LANE_RING as u64) as usize].store(k, Relaxed);
         fault::point("send.written");
         let writing = State(s.state.load(Relaxed));
@@ -119,13 +130,20 @@ impl Handle {
         // are WRITING, so a store is the whole transition.
         s.state.store(writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0, Release);
         fault::point("send.ready");
-        // SYNC POINT: makes the ring entry reachable to receivers that load tail with Acquire.
-        lane.owner.tail.store(seq + 1, Release);
         l.tail = seq + 1;
         l.sent += 1;
-        lane.owner.sent.store(l.sent, Relaxed);
         l.inflight.push((k, writing.generation()));
         (k, writing.generation(), seq)
+    }
+
+    /// Makes every message `mark_ready` staged reachable: one tail store (and one counter store)
+    /// for however many there are, so a batch moves the line receivers poll once, not per message.
+    fn link(&self, l: &Local) {
+        let lane = self.seg.participant(self.me);
+        // SYNC POINT: makes the ring entries below the tail reachable to receivers that load
+        // tail with Acquire (their READY states were stored, Release, before this).
+        lane.owner.tail.store(l.tail, Release);
+        lane.owner.sent.store(l.sent, Relaxed);
     }
 
     /// Sends the messages laid end to end in `payloads` (lengths in `lens`) until one finds no
@@ -136,6 +154,8 @@ impl Handle {
         let mut at = 0usize;
         let mut sent = 0u32;
         let mut why = OK;
+        // The messages of one call share a send time, so one clock read serves them all.
+        let deadline = if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) };
         for (i, &len) in lens.iter().enumerate() {
             let len = len as usize;
             let Some(payload) = payloads.get(at..at + len) else {
@@ -156,11 +176,13 @@ impl Handle {
             };
             // SAFETY: as in `send_with`: slot k is WRITING by us and the payload fits its place.
             unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, len), len) };
-            self.publish_quietly(l, k, len as u32, false, expiry_ms);
+            self.mark_ready(l, k, len as u32, false, deadline);
             at += len;
             sent += 1;
         }
         if sent > 0 {
+            // One tail store and one wake for the batch.
+            self.link(l);
             self.wake(Side::Recv);
         }
         (sent, why)
