@@ -6,6 +6,9 @@
 import { WaitPolicy } from "../../ffi/abi.ts";
 import type { ChannelCore } from "./core.ts";
 
+/** Counters of this process's promise waits, for probes and tests (not part of the API). */
+export const waitStats = { spins: 0, parks: 0 };
+
 /**
  * Calls `attempt` until it returns a value or `deadline` (performance.now() ms) passes
  * (undefined). Throws what `attempt` throws: ChannelClosedError once the handle is closed.
@@ -18,7 +21,10 @@ export async function until<T, R>(
 ): Promise<R | undefined> {
   for (let i = 0; i < WaitPolicy.SPIN_ATTEMPTS; i++) {
     const r = attempt();
-    if (r !== undefined) return r;
+    if (r !== undefined) {
+      waitStats.spins++;
+      return r;
+    }
   }
   const lib = c.lib;
   for (;;) {
@@ -40,6 +46,7 @@ export async function until<T, R>(
       const slice = Math.min(Math.ceil(left), WaitPolicy.PARK_SLICE_MS);
       const wait = lib.ferry_park_wait(c.waiter, side, epoch, slice);
       c.parked[side] = wait;
+      waitStats.parks++;
       try {
         await wait;
       } finally {
