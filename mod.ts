@@ -19,7 +19,7 @@
 
 // Channels: open, send, receive, batches, zero-copy (src/channel/).
 export { Channel } from "./src/channel/channel.ts";
-export type { OpenOptions, RecvOptions, SendMode, SendOptions } from "./src/channel/options.ts";
+export type { OpenOptions, RecvOptions, SendMode, SendOptions, Spin } from "./src/channel/options.ts";
 export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/observe.ts";
 export type { CapacityPatterns } from "./src/capacity.ts";
 export type { CodecOption } from "./src/codec.ts";
