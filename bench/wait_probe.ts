@@ -14,7 +14,7 @@ type Spin = "polite" | "busy" | number;
 const spinOf = (s: string | undefined): Spin =>
   s === undefined || s === "polite" || s === "busy" ? (s ?? "polite") as Spin : Number(s);
 
-const [role, prefix, name, countArg, spinArg] = Deno.args;
+const [role, prefix, name, _count, spinArg] = Deno.args;
 
 if (role === "echo-promise" || role === "echo-sync" || role === "drain-promise" || role === "drain-sync") {
   // The peer: receives until an empty message, then prints its wait counters.
@@ -84,7 +84,13 @@ interface Row {
 
 async function roundTrip(api: "promise" | "sync", round: number): Promise<Row> {
   const pfx = `probe${Deno.pid}r${round}${api}`;
-  const ch = Channel.open<Uint8Array>("rt", { prefix: pfx, codec: "raw", mode: "ack", timeout: 60_000, spin });
+  const ch = Channel.open<Uint8Array>("rt", {
+    prefix: pfx,
+    codec: "raw",
+    mode: "ack",
+    timeout: 60_000,
+    spin,
+  });
   const { p, line } = await peer(api === "promise" ? "echo-promise" : "echo-sync", pfx, "rt");
   const lat = new Float64Array(count);
   const warm = Math.min(2000, count / 10);
@@ -119,7 +125,13 @@ async function roundTrip(api: "promise" | "sync", round: number): Promise<Row> {
 
 async function throughput(api: "promise" | "sync", round: number): Promise<Row> {
   const pfx = `probe${Deno.pid}t${round}${api}`;
-  const ch = Channel.open<Uint8Array>("tp", { prefix: pfx, codec: "raw", mode: "async", timeout: 60_000, spin });
+  const ch = Channel.open<Uint8Array>("tp", {
+    prefix: pfx,
+    codec: "raw",
+    mode: "async",
+    timeout: 60_000,
+    spin,
+  });
   const { p, line } = await peer(api === "promise" ? "drain-promise" : "drain-sync", pfx, "tp");
   const n = count * 10;
   const before = { ...waitStats };
@@ -166,7 +178,9 @@ for (let r = 0; r < rounds; r++) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
-console.log(`\nmedian [range] over ${rounds} rounds, ${count} round trips / ${count * 10} messages, spin ${spin}`);
+console.log(
+  `\nmedian [range] over ${rounds} rounds, ${count} round trips / ${count * 10} messages, spin ${spin}`,
+);
 for (const api of ["promise", "sync"]) {
   const rt = results[`rt ${api}`];
   const tp = results[`tput ${api}`];

@@ -85,7 +85,14 @@ export function trySend<T>(c: ChannelCore<T>, value: T, options?: SendOptions): 
 export function ackAfter<T>(c: ChannelCore<T>, out: Uint32Array, options?: SendOptions): Promise<void> {
   const timeout = timeoutOf(c, options);
   const spin = spinWord(options?.spin, c.spin);
-  return ackOutcome(c, out[SendOut.SLOT], out[SendOut.GENERATION], performance.now() + timeout, timeout, spin);
+  return ackOutcome(
+    c,
+    out[SendOut.SLOT],
+    out[SendOut.GENERATION],
+    performance.now() + timeout,
+    timeout,
+    spin,
+  );
 }
 
 /** `value` encoded, checked against maxMessageSize before anything is written. */

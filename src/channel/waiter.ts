@@ -56,7 +56,9 @@ export function park(h: Deno.PointerObject, side: number, epoch: number, deadlin
   const promise = new Promise<void>((r) => resolve = r);
   // The set's sleep is one slice long: a nearer deadline gets a timer of its own.
   const left = deadline - performance.now();
-  const timer = left < WaitPolicy.PARK_SLICE_MS ? setTimeout(() => unpark(token), Math.max(0, left)) : undefined;
+  const timer = left < WaitPolicy.PARK_SLICE_MS
+    ? setTimeout(() => unpark(token), Math.max(0, left))
+    : undefined;
   entries.set(token, { set, resolve, timer });
   if (!set.pumping) pump(set);
   return { token, promise };
