@@ -37,7 +37,7 @@ export async function until<T, R>(
     }
     spinMs = c.spinUs[side] / 1000;
   } else if (spin === WaitPolicy.SPIN_BUSY) {
-    // One slice at a time: the park between slices lets the event loop and the sweeps run.
+    // At most one slice: spinning blocks the event loop, so past it the wait parks (wait.rs).
     spinMs = WaitPolicy.PARK_SLICE_MS;
   } else {
     spinMs = spin / 1000;
