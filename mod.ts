@@ -25,6 +25,7 @@ export type {
   RecvOptions,
   SendMode,
   SendOptions,
+  Spin,
 } from "./src/channel/options.ts";
 export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/observe.ts";
 export type { CapacityPatterns } from "./src/capacity.ts";

@@ -167,4 +167,10 @@ export const WaitPolicy = {
   SPIN_ATTEMPTS: 200,
   /** Longest single park (wait.rs PARK_SLICE_MS); waits re-check liveness and deadlines this often. */
   PARK_SLICE_MS: 20,
+  /** Longest wait the adaptive spin tries to catch without parking (wait.rs JS_ADAPTIVE_MAX_US). */
+  ADAPTIVE_MAX_US: 50,
+  /** The `spin` option's ABI word for "polite" and "busy"; otherwise microseconds up to SPIN_MAX_US. */
+  SPIN_POLITE: 0xFFFF_FFFE,
+  SPIN_BUSY: 0xFFFF_FFFF,
+  SPIN_MAX_US: 1_000_000,
 } as const;

@@ -156,13 +156,20 @@ export const symbols = {
   ferry_ack_cancel: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
   ferry_park_prepare: { parameters: ["pointer", "u32"], result: "u32" }, // h, side (0 recv, 1 send)
   ferry_park_cancel: { parameters: ["pointer", "u32"], result: "void" }, // h, side
-  // The Sync part of a handle, for the one call made off the JS thread (valid until ferry_free).
-  ferry_waiter: { parameters: ["pointer"], result: "pointer" }, // h -> Shared *w
-  ferry_park_wait: {
-    parameters: ["pointer", "u32", "u32", "u32"], // Shared *w (from ferry_waiter), side, epoch, timeout_ms
-    result: "i32",
+  ferry_set_spin: { parameters: ["pointer", "u32"], result: "i32" }, // h, spin (WaitPolicy SPIN_*, or us)
+  // The realm's parked promise waits (core/src/waiter.rs): one set, one nonblocking wait at a time.
+  ferry_waitset_new: { parameters: [], result: "pointer" }, // -> WaitSet *s (never freed)
+  ferry_waitset_add: {
+    parameters: ["pointer", "pointer", "u32", "u32", "u32"], // s, h, side, epoch, token
+    result: "u32", // 1 added, 0 set full
+  },
+  ferry_waitset_remove: { parameters: ["pointer", "u32"], result: "void" }, // s, token
+  ferry_waitset_wait: {
+    parameters: ["pointer", "u32"], // s, timeout_ms -> waits fired
+    result: "u32",
     nonblocking: true,
   },
+  ferry_waitset_take: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // s, u32 out[cap], cap
   ferry_sweep: { parameters: ["pointer"], result: "u32" },
   ferry_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // h, u64 out[14]
   ferry_participants: { parameters: ["pointer", "buffer", "u32"], result: "u32" }, // h, u32 out[4*max], max

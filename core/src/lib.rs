@@ -13,3 +13,4 @@ pub mod state;
 pub mod status;
 pub mod sys;
 pub mod wait;
+pub mod waiter;

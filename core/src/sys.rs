@@ -245,6 +245,82 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
+/// Wakes threads of this process sleeping on `word` (a word no other process maps).
+pub fn futex_wake_private(word: &AtomicU32) {
+    // SAFETY: the futex word is a live, aligned u32 of this process.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX, 0usize, 0usize, 0u32);
+    }
+}
+
+/// One word of a `futex_waitv` (the kernel's `struct futex_waitv`).
+#[repr(C)]
+pub struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// The futex_waitv syscall number: the same on every architecture (asm-generic numbering).
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+/// `FUTEX2_SIZE_U32`: a 32-bit futex word.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+/// `FUTEX2_PRIVATE`: a word only this process maps (cheaper key).
+const FUTEX2_PRIVATE: u32 = 128;
+/// Most words one `futex_waitv` call takes (the kernel's FUTEX_WAITV_MAX).
+pub const FUTEX_WAITV_MAX: usize = 128;
+
+impl FutexWaitv {
+    /// Sleep while `word` holds `expected`; `private` for a word no other process maps.
+    pub fn new(word: &AtomicU32, expected: u32, private: bool) -> FutexWaitv {
+        let flags = FUTEX2_SIZE_U32 | if private { FUTEX2_PRIVATE } else { 0 };
+        FutexWaitv { val: u64::from(expected), uaddr: word.as_ptr() as u64, flags, reserved: 0 }
+    }
+}
+
+/// How a `futex_waitv` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WaitvEnd {
+    /// Woken on (or found changed) the word at this index, or interrupted: re-check them all.
+    Woken,
+    TimedOut,
+    /// The kernel has no futex_waitv (before 5.16): the caller must poll.
+    Unsupported,
+}
+
+/// Sleeps until one of `words` is woken or no longer holds its expected value, or CLOCK_MONOTONIC
+/// passes `deadline_ns`. Every word must stay mapped until this returns: the caller holds what
+/// keeps each mapping alive.
+pub fn futex_waitv(words: &[FutexWaitv], deadline_ns: u64) -> WaitvEnd {
+    debug_assert!(words.len() <= FUTEX_WAITV_MAX);
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `words` is a live array of `words.len()` kernel-layout entries whose addresses the
+    // caller keeps mapped for the call; the kernel reads it and the timespec only during the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0u32,
+            &ts as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return WaitvEnd::Woken;
+    }
+    match Errno::last() {
+        Errno::ETIMEDOUT => WaitvEnd::TimedOut,
+        Errno::ENOSYS => WaitvEnd::Unsupported,
+        // EAGAIN: a word had already changed; EINTR: a signal. Both: look again.
+        _ => WaitvEnd::Woken,
+    }
+}
+
 fn clock_ns(clock: ClockId) -> u64 {
     // These clocks exist on every Linux ferry runs on; clock_gettime fails only for unknown ids.
     let ts = clock_gettime(clock).unwrap_or_else(|_| TimeSpec::new(0, 0));

@@ -19,6 +19,29 @@
 //!   the FFI fast path (about 25 ns each), then a nonblocking park, whose hop to a blocking-pool
 //!   thread costs about 8 us before it sleeps: about 13 us.
 //!
+//! While messages flow, a promise wait that parks pays two thread hops when woken (the process's
+//! waiter thread, then the event loop: 20-60 us), more than the peer's turnaround. The binding so
+//! adapts its spin per handle and side, beyond the `JS_SPIN_ATTEMPTS` floor: a wait answered while
+//! spinning spins up to twice that long next time (at most `JS_ADAPTIVE_MAX_US`); a wait that had
+//! to park halves it, and one answered late (idle) drops it. Spins grow only by paying: on an
+//! oversubscribed machine (measured here, load 8 on 2 cores) a longer spin only delays the peer
+//! it waits for. Once both sides park, only a spin longer than the two hops (the `spin` option,
+//! on cores dedicated to it) takes them out of it.
+//!
+//! Parked promise waits of a JS realm all sleep in one `futex_waitv` on one blocking-pool thread
+//! (`crate::waiter`), which sweeps the channels it waits for after every return.
+//!
+//! # The `spin` option (`Spin`)
+//!
+//! The policy above is `Spin::Polite`, the default. A user who dedicates cores may ask for
+//! `Spin::For(us)`: spin (busy checks, no yield) that long before parking, or `Spin::Busy`: spin
+//! until the deadline, never park. Both cost a whole core for as long as they spin, which is what
+//! buys the tail: a peer preempted for a few microseconds is waited for, not slept through. A busy
+//! sync wait still sweeps for dead peers every `PARK_SLICE_MS`. A busy promise wait spins at most
+//! one `PARK_SLICE_MS`, then parks like a polite one: spinning blocks the event loop (timers, I/O),
+//! so it is bounded there (measured: an idle busy `recvSync` uses 1000 ms of CPU a second, an idle
+//! busy `recv` about 40 ms in its first second, a polite one 3-16 ms).
+//!
 //! `ffi/abi.ts` is the copy of the binding's numbers: tests/abi.test.ts fails when they drift from
 //! the constants here, which are the source.
 
@@ -56,6 +79,40 @@ pub const JS_PARK_HOP_NS: u32 = 8_000;
 /// Attempts the Deno binding makes before it parks (`ffi/abi.ts` `WaitPolicy.SPIN_ATTEMPTS`).
 pub const JS_SPIN_ATTEMPTS: u32 = 200;
 const _: () = assert!(within_budget(JS_SPIN_ATTEMPTS * JS_ATTEMPT_NS + JS_PARK_HOP_NS));
+/// Longest wait the binding's adaptive spin tries to catch without parking (`WaitPolicy`): twice
+/// the cost of the two thread hops a parked promise wait pays when it is woken.
+pub const JS_ADAPTIVE_MAX_US: u32 = 50;
+
+/// The `spin` option at the C ABI, one u32: microseconds (at most `SPIN_MAX_US`), or one of these.
+pub const SPIN_POLITE: u32 = 0xFFFF_FFFE;
+pub const SPIN_BUSY: u32 = 0xFFFF_FFFF;
+/// Longest spin the option takes in microseconds (one second: beyond it, "busy" says it better).
+pub const SPIN_MAX_US: u32 = 1_000_000;
+
+/// How long a wait spins before it parks (see "The `spin` option").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Spin {
+    Polite,
+    /// Microseconds of busy checks, then park.
+    For(u32),
+    /// Busy checks until the deadline.
+    Busy,
+}
+
+impl Spin {
+    /// The option from its ABI word; None for a number past `SPIN_MAX_US`.
+    pub fn from_abi(v: u32) -> Option<Spin> {
+        match v {
+            SPIN_POLITE => Some(Spin::Polite),
+            SPIN_BUSY => Some(Spin::Busy),
+            us if us <= SPIN_MAX_US => Some(Spin::For(us)),
+            _ => None,
+        }
+    }
+}
+
+/// Busy checks between two clock reads of a timed spin (a clock read costs about as much as 30).
+const CHECKS_PER_CLOCK: u32 = 32;
 
 /// The sleeper bit of participant `i` in a `WaitLine`'s mask.
 fn bit(i: u32) -> u64 {
@@ -111,6 +168,11 @@ impl WaitLine {
         sys::futex_wait(&self.word, epoch, Duration::from_millis(u64::from(ms)));
     }
 
+    /// The futex word sleepers wait on (the process's waiter waits on many at once).
+    pub fn futex_word(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.word
+    }
+
     /// Whether someone woke the line since `epoch` was read.
     pub fn woken_since(&self, epoch: u32) -> bool {
         // SYNC POINT: pairs with `wake`'s Release increment: a new epoch comes with what the waker
@@ -126,32 +188,67 @@ pub trait Park {
     fn prepare(&self) -> u32;
     /// As `WaitLine::cancel`.
     fn cancel(&self);
-    /// Sleeps up to `ms` (at most one slice) on `epoch`.
+    /// Sleeps up to `ms` (at most one slice) on `epoch`; sweeps for dead peers after.
     fn sleep(&self, epoch: u32, ms: u32);
+    /// What a slice of sleep does besides sleeping (a sweep for dead peers): a busy wait that
+    /// never sleeps calls it once a slice.
+    fn sweep(&self);
 }
 
 /// Calls `attempt` until it gives an answer or `timeout_ms` passes (u32::MAX: no limit), by the
-/// policy of this module: spin, then yield, then park on `park` in slices.
-pub fn wait_for(park: &impl Park, timeout_ms: u32, mut attempt: impl FnMut() -> Option<i32>) -> i32 {
-    for i in 0..SPIN_CHECKS + YIELD_CHECKS {
-        if let Some(r) = attempt() {
-            return r;
+/// policy of this module: spin as `spin` says, then park on `park` in slices.
+pub fn wait_for(park: &impl Park, timeout_ms: u32, spin: Spin, mut attempt: impl FnMut() -> Option<i32>) -> i32 {
+    // One process's own deadline: CLOCK_MONOTONIC, exact to the millisecond.
+    let start = sys::monotonic_ns();
+    let deadline = (timeout_ms != u32::MAX).then(|| start + u64::from(timeout_ms) * 1_000_000);
+    match spin {
+        Spin::Polite => {
+            for i in 0..SPIN_CHECKS + YIELD_CHECKS {
+                if let Some(r) = attempt() {
+                    return r;
+                }
+                if i < SPIN_CHECKS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
         }
-        if i < SPIN_CHECKS {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
+        Spin::For(_) | Spin::Busy => {
+            let spin_end = match spin {
+                Spin::For(us) => Some(start + u64::from(us) * 1_000),
+                _ => deadline,
+            };
+            let mut next_sweep = start + u64::from(PARK_SLICE_MS) * 1_000_000;
+            loop {
+                for _ in 0..CHECKS_PER_CLOCK {
+                    if let Some(r) = attempt() {
+                        return r;
+                    }
+                    std::hint::spin_loop();
+                }
+                let now = sys::monotonic_ns();
+                if deadline.is_some_and(|d| now >= d) {
+                    return TIMEOUT;
+                }
+                if spin_end.is_some_and(|e| now >= e) {
+                    break;
+                }
+                if now >= next_sweep {
+                    park.sweep();
+                    next_sweep = now + u64::from(PARK_SLICE_MS) * 1_000_000;
+                }
+            }
         }
     }
-    // One process's own deadline: CLOCK_MONOTONIC, exact to the millisecond.
-    let deadline = (timeout_ms != u32::MAX).then(|| sys::monotonic_ms() + u64::from(timeout_ms));
+    let deadline_ms = deadline.map(|d| d.div_ceil(1_000_000));
     loop {
         let epoch = park.prepare();
         if let Some(r) = attempt() {
             park.cancel();
             return r;
         }
-        let remaining = match deadline {
+        let remaining = match deadline_ms {
             None => u64::from(PARK_SLICE_MS),
             Some(d) => d.saturating_sub(sys::monotonic_ms()),
         };

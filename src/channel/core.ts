@@ -4,7 +4,7 @@
 // over a ChannelCore; Channel (channel.ts) is the public face that holds one and delegates.
 
 import { core } from "../../ffi/lib.ts";
-import { BatchMeta, InfoOut, RecvMeta, SendOut } from "../../ffi/abi.ts";
+import { BatchMeta, InfoOut, RecvMeta, SendOut, WaitPolicy } from "../../ffi/abi.ts";
 import { OPEN_EXISTING, Status } from "../../ffi/status.ts";
 import { capacityFor } from "../capacity.ts";
 import { type Codec, makeCodec } from "../codec.ts";
@@ -25,7 +25,9 @@ import {
   type OpenOptions,
   segmentName,
   type SendMode,
+  spinWord,
 } from "./options.ts";
+import { type Parked, unpark } from "./waiter.ts";
 import { closedError, openError, statusError } from "./status.ts";
 
 /** Messages one batch call moves at most. */
@@ -83,11 +85,12 @@ export class ChannelCore<T> implements Releaser {
   /** The raw codec: loans are allowed. */
   readonly raw: boolean;
 
+  /** The `spin` option's ABI word (ffi/abi.ts WaitPolicy), the core's copy set at open. */
+  readonly spin: number;
+
   readonly lib = core();
   readonly handle: Deno.PointerObject;
   closed = false;
-  /** The native handle was freed (after close, once no parked wait uses it). */
-  freed = false;
 
   // Sending (send.ts): the core's out-params of the last send, loan or commit.
   readonly sendOut = new Uint32Array(SendOut.LENGTH);
@@ -117,10 +120,12 @@ export class ChannelCore<T> implements Releaser {
   readonly views: Views;
 
   // Waiting (wait.ts).
-  /** The handle's part that the blocking-pool thread may use while parked (ferry_waiter). */
-  waiter: Deno.PointerObject | null = null;
-  /** The one nonblocking park in progress per side (SIDE_RECV, SIDE_SEND), shared by its waiters. */
-  readonly parked: [Promise<number> | null, Promise<number> | null] = [null, null];
+  /** The one park in progress per side (SIDE_RECV, SIDE_SEND), shared by its waiters. */
+  readonly parked: [Parked | null, Parked | null] = [null, null];
+  /** The polite spin's budget per side in microseconds, adapted to how soon answers came. */
+  readonly spinUs: [number, number] = [0, 0];
+  /** Quick answers after a park per side: every few, the polite spin tries its longest (wait.ts). */
+  readonly spinTries: [number, number] = [0, 0];
 
   /** The Channel this is the core of: kept reachable by whatever keeps the core (see finalizer). */
   readonly owner: object;
@@ -149,6 +154,7 @@ export class ChannelCore<T> implements Releaser {
     this.autoRelease = checkBool("autoRelease", options.autoRelease, true);
     this.zeroCopy = checkBool("zeroCopy", options.zeroCopy, false);
     const create = checkBool("create", options.create, true);
+    this.spin = spinWord(options.spin);
     if (this.zeroCopy && options.codec !== "raw") {
       throw new InvalidOptionError('zeroCopy needs codec: "raw" (views are bytes in shared memory)');
     }
@@ -181,6 +187,7 @@ export class ChannelCore<T> implements Releaser {
       });
     }
     this.handle = h;
+    if (this.spin !== WaitPolicy.SPIN_POLITE) this.lib.ferry_set_spin(h, this.spin);
     const info = new Uint32Array(2);
     this.lib.ferry_info(h, info);
     this.capacity = info[InfoOut.CAPACITY];
@@ -232,15 +239,10 @@ export class ChannelCore<T> implements Releaser {
     // Views first: ferry_close frees loaned slots and hands held messages to others, and
     // ferry_free unmaps; a view left attached would then write another message or fault.
     this.views.detachAll();
+    // Parked waits settle now and find the handle closed (ChannelClosedError). The waiting thread
+    // keeps what it sleeps on alive by itself (core/src/waiter.rs), so the handle is freed at once.
+    for (const p of this.parked) if (p !== null) unpark(p.token);
     this.lib.ferry_close(this.handle);
-    this.freeWhenIdle();
-  }
-
-  /** The native handle is freed only when no parked wait still uses it. */
-  freeWhenIdle(): void {
-    if (this.closed && !this.freed && this.parked[0] === null && this.parked[1] === null) {
-      this.freed = true;
-      this.lib.ferry_free(this.handle);
-    }
+    this.lib.ferry_free(this.handle);
   }
 }

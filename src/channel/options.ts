@@ -2,6 +2,7 @@
 // check of each (names, prefixes, modes, integers, milliseconds, expiry). Namespace and the admin
 // calls validate with the same functions, so a rule changes here and nowhere else.
 
+import { WaitPolicy } from "../../ffi/abi.ts";
 import { NO_TIMEOUT } from "../../ffi/status.ts";
 import type { CapacityPatterns } from "../capacity.ts";
 import type { CodecOption } from "../codec.ts";
@@ -13,6 +14,16 @@ import type { TrustOptions } from "../open.ts";
  * without an error reaching the sender), `"async"` once it is written into shared memory.
  */
 export type SendMode = "ack" | "async";
+
+/**
+ * How long a wait spins (retries without sleeping) before it parks, trading CPU for latency:
+ * `"polite"` (default) spins about 5 us, longer (up to 50 us) while answers keep coming that soon,
+ * and parks at once when idle; a number spins that many microseconds (0..1000000) every time;
+ * `"busy"` spins until the wait's deadline (the promise API: for at most 20 ms, then it parks, so
+ * that timers and I/O still run). A spinning wait holds a whole core: choose `"busy"` or a number
+ * only on cores you dedicate to the channel.
+ */
+export type Spin = "polite" | "busy" | number;
 
 /** Options of {@linkcode Channel.open}: the handle's defaults, and the settings of a channel it creates. */
 export interface OpenOptions<T = unknown> extends TrustOptions {
@@ -51,6 +62,8 @@ export interface OpenOptions<T = unknown> extends TrustOptions {
   zeroCopy?: boolean;
   /** false: open only an existing channel (ChannelNotFoundError when absent). Default true. */
   create?: boolean;
+  /** How this handle's waits spin before they sleep (see {@linkcode Spin}). Default "polite". */
+  spin?: Spin;
 }
 
 /** Per-call options of the send calls, over the handle's defaults. */
@@ -61,12 +74,16 @@ export interface SendOptions {
   timeout?: number;
   /** Seconds before an unreceived message is dropped. The handle's expiry by default. */
   expiry?: number;
+  /** How this call's waits spin before they sleep (see {@linkcode Spin}). The handle's by default. */
+  spin?: Spin;
 }
 
 /** Per-call options of the receive calls. */
 export interface RecvOptions {
   /** Milliseconds to wait for a message. The handle's timeout by default. */
   timeout?: number;
+  /** How this call's wait spins before it sleeps (see {@linkcode Spin}). The handle's by default. */
+  spin?: Spin;
 }
 
 /** Per-call options of the single-message receives (`recv`, `recvSync`). */
@@ -218,4 +235,19 @@ export function timeoutOf(handle: { readonly timeout: number }, options?: { time
 export function acks(handle: { readonly mode: SendMode }, options?: { mode?: SendMode }): boolean {
   const mode = options?.mode;
   return (mode === undefined ? handle.mode : checkMode(mode)) === "ack";
+}
+
+/** The `spin` option as the core takes it (ffi/abi.ts WaitPolicy), `fallback` when absent. */
+export function spinWord(value: unknown, fallback: number = WaitPolicy.SPIN_POLITE): number {
+  if (value === undefined) return fallback;
+  if (value === "polite") return WaitPolicy.SPIN_POLITE;
+  if (value === "busy") return WaitPolicy.SPIN_BUSY;
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= WaitPolicy.SPIN_MAX_US) {
+    return value;
+  }
+  throw new InvalidOptionError(
+    `spin must be "polite", "busy" or whole microseconds from 0 to ${WaitPolicy.SPIN_MAX_US}, not ${
+      JSON.stringify(value)
+    }`,
+  );
 }

@@ -8,9 +8,9 @@ import { RECV_AUTO_RELEASE, RECV_NO_COPY, SIDE_RECV, Status } from "../../ffi/st
 import { ChannelClosedError, InvalidOptionError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { type ChannelCore, CHUNK_BYTES } from "./core.ts";
-import { abiMs, type RecvOneOptions, timeoutOf } from "./options.ts";
+import { abiMs, type RecvOneOptions, spinWord, timeoutOf } from "./options.ts";
 import { nothingArrived, statusError } from "./status.ts";
-import { until } from "./wait.ts";
+import { spinning, until } from "./wait.ts";
 import { inPlace, receiveInPlace } from "./zero_copy.ts";
 
 /** Below this much room left, start a new chunk before receiving. */
@@ -19,17 +19,20 @@ const CHUNK_MIN_FREE = 4 * 1024;
 /** See Channel.recv. */
 export async function recv<T>(c: ChannelCore<T>, options?: RecvOneOptions): Promise<Message<T>> {
   const auto = c.autoRelease;
+  const spin = spinWord(options?.spin, c.spin);
   const into = intoOf(c, options);
   const now = receive(c, auto, into);
   if (now !== undefined) return now;
   const timeout = timeoutOf(c, options);
-  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => receive(c, auto, into));
+  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => receive(c, auto, into), spin);
   if (got === undefined) throw nothingArrived(c, timeout);
   return got;
 }
 
 /** See Channel.recvSync: the core waits, on this thread. */
 export function recvSync<T>(c: ChannelCore<T>, options?: RecvOneOptions): Message<T> {
+  const spin = spinWord(options?.spin, c.spin);
+  if (spin !== c.spin) return spinning(c, spin, () => recvSync(c, { ...options, spin: undefined }));
   const timeout = timeoutOf(c, options);
   const zeroCopy = c.zeroCopy;
   const auto = !zeroCopy && c.autoRelease;

@@ -6,9 +6,9 @@ import { SendOut } from "../../ffi/abi.ts";
 import { SEND_ACK, SEND_COUNT_FULL, SEND_RETRY, SIDE_SEND, Status } from "../../ffi/status.ts";
 import { MessageTooLargeError } from "../errors.ts";
 import type { ChannelCore } from "./core.ts";
-import { abiMs, acks, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
+import { abiMs, acks, expiryOf, type SendOptions, spinWord, timeoutOf } from "./options.ts";
 import { ackError, sendError } from "./status.ts";
-import { until } from "./wait.ts";
+import { spinning, until } from "./wait.ts";
 
 /** See Channel.send. */
 export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Promise<void> {
@@ -17,6 +17,7 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
   const flags = ack ? SEND_ACK : 0;
   const expiry = expiryOf(c, options);
   const timeout = timeoutOf(c, options);
+  const spin = spinWord(options?.spin, c.spin);
   const out = c.sendOut;
   const lib = c.lib;
   // `out` is shared by every send on this handle: read it in the same turn as the call that
@@ -35,15 +36,17 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
     const sent = await until(c, SIDE_SEND, deadline, () => {
       const s = attempt(SEND_RETRY);
       return s === Status.FULL_CAPACITY || s === Status.FULL_SLOTS ? undefined : s;
-    });
+    }, spin);
     st = sent ?? attempt(SEND_COUNT_FULL);
   }
   if (st !== Status.OK) throw sendError(c, st);
-  if (ack) await ackOutcome(c, slot, generation, deadline ?? performance.now() + timeout, timeout);
+  if (ack) await ackOutcome(c, slot, generation, deadline ?? performance.now() + timeout, timeout, spin);
 }
 
 /** See Channel.sendSync: the core waits, on this thread. */
 export function sendSync<T>(c: ChannelCore<T>, value: T, options?: SendOptions): void {
+  const spin = spinWord(options?.spin, c.spin);
+  if (spin !== c.spin) return spinning(c, spin, () => sendSync(c, value, { ...options, spin: undefined }));
   const bytes = encode(c, value);
   const ack = acks(c, options);
   const flags = ack ? SEND_ACK : 0;
@@ -81,7 +84,15 @@ export function trySend<T>(c: ChannelCore<T>, value: T, options?: SendOptions): 
  */
 export function ackAfter<T>(c: ChannelCore<T>, out: Uint32Array, options?: SendOptions): Promise<void> {
   const timeout = timeoutOf(c, options);
-  return ackOutcome(c, out[SendOut.SLOT], out[SendOut.GENERATION], performance.now() + timeout, timeout);
+  const spin = spinWord(options?.spin, c.spin);
+  return ackOutcome(
+    c,
+    out[SendOut.SLOT],
+    out[SendOut.GENERATION],
+    performance.now() + timeout,
+    timeout,
+    spin,
+  );
 }
 
 /** `value` encoded, checked against maxMessageSize before anything is written. */
@@ -103,13 +114,14 @@ async function ackOutcome<T>(
   generation: number,
   deadline: number,
   timeout: number,
+  spin: number,
 ): Promise<void> {
   const lib = c.lib;
   const poll = () => {
     const s = lib.ferry_ack_status(c.live(), slot, generation);
     return s === Status.PENDING ? undefined : s;
   };
-  let outcome = poll() ?? await until(c, SIDE_SEND, deadline, poll);
+  let outcome = poll() ?? await until(c, SIDE_SEND, deadline, poll, spin);
   if (outcome === undefined) outcome = lib.ferry_ack_cancel(c.live(), slot, generation);
   if (outcome !== Status.OK) throw ackError(c, outcome, timeout);
 }

@@ -16,11 +16,11 @@ mod stat;
 
 pub use stat::{ChannelStat, ParticipantInfo};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::fault;
 use crate::layout::*;
@@ -28,7 +28,7 @@ use crate::segment::{self, participant_lock_byte, OpenError, OpenRequest, Policy
 use crate::state::*;
 use crate::status::*;
 use crate::sys;
-use crate::wait::{self, Park, PARK_SLICE_MS};
+use crate::wait::{self, Park, Spin, PARK_SLICE_MS};
 
 /// `me` of a handle that only inspects (stat) and never takes part.
 pub const OBSERVER: u32 = u32::MAX;
@@ -85,8 +85,9 @@ struct Local {
 /// The part of a handle any thread may use: the mapping, this participant's index, and what
 /// parking and recovery need. Every field is immutable after `open`, a mutex, or an atomic, and
 /// the mapping is reached only through atomics (or payload bytes whose slot a `Handle` owns), so
-/// the compiler derives `Sync` here without an `unsafe impl`. Deno's blocking-pool thread parks on
-/// this part (`ferry_park_wait`) while the JS thread keeps using the `Handle`.
+/// the compiler derives `Sync` here without an `unsafe impl`. The process's waiter thread
+/// (`crate::waiter`) parks on this part while the JS thread keeps using the `Handle`; it holds the
+/// part by `Arc`, so the mapping outlives a handle freed while a wait still uses it.
 pub struct Shared {
     pub seg: Segment,
     /// This handle's participant index (OBSERVER for a handle that only inspects).
@@ -117,8 +118,10 @@ pub struct Shared {
 /// shared_between_threads::<ferry_core::channel::Shared>();
 /// ```
 pub struct Handle {
-    shared: Shared,
+    shared: Arc<Shared>,
     pid: u32,
+    /// How this handle's blocking waits spin (`wait`'s "The `spin` option"); the owner sets it.
+    spin: Cell<Spin>,
     slot_limit: u32,
     /// Borrowed once per entry point, then passed down as `&mut Local`: no helper borrows it
     /// again, so the borrow flag is set and cleared once a call and never seen taken.
@@ -159,7 +162,7 @@ impl Shared {
         self.seg.layout.max_message
     }
 
-    fn wait_line(&self, side: Side) -> &WaitLine {
+    pub(crate) fn wait_line(&self, side: Side) -> &WaitLine {
         let h = self.seg.header();
         match side {
             Side::Recv => &h.recv_wait,
@@ -220,7 +223,18 @@ impl Shared {
     /// Calls `attempt` until it gives an answer or `timeout_ms` passes (u32::MAX: no limit), by
     /// the policy of `wait`: spin, then yield, then sleep on `side`'s line in slices.
     pub fn wait_for(&self, side: Side, timeout_ms: u32, attempt: impl FnMut() -> Option<i32>) -> i32 {
-        wait::wait_for(&SideParker { shared: self, side }, timeout_ms, attempt)
+        self.wait_spinning(side, timeout_ms, Spin::Polite, attempt)
+    }
+
+    /// As `wait_for`, spinning as `spin` says before it parks.
+    pub fn wait_spinning(
+        &self,
+        side: Side,
+        timeout_ms: u32,
+        spin: Spin,
+        attempt: impl FnMut() -> Option<i32>,
+    ) -> i32 {
+        wait::wait_for(&SideParker { shared: self, side }, timeout_ms, spin, attempt)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -243,6 +257,9 @@ impl Park for SideParker<'_> {
     }
     fn sleep(&self, epoch: u32, ms: u32) {
         self.shared.park_wait(self.side, epoch, ms);
+    }
+    fn sweep(&self) {
+        self.shared.maybe_sweep();
     }
 }
 
@@ -271,8 +288,9 @@ impl Handle {
         };
         let seg = segment::open(&OpenRequest { name: o.name, mode: o.mode, create, policy })?;
         let mut h = Handle {
-            shared: Shared { seg, me: OBSERVER, recovery: Mutex::new(()), closed: AtomicBool::new(false) },
+            shared: Arc::new(Shared { seg, me: OBSERVER, recovery: Mutex::new(()), closed: AtomicBool::new(false) }),
             pid: sys::pid(),
+            spin: Cell::new(Spin::Polite),
             slot_limit: o.slot_limit,
             local: RefCell::new(Local {
                 inflight: Vec::with_capacity(LANE_RING),
@@ -326,7 +344,8 @@ impl Handle {
                 p.owner.full.load(Relaxed),
             );
             let capacity = self.seg.layout.capacity;
-            self.shared.me = i;
+            // Nobody else holds the Arc before `open` returns.
+            Arc::get_mut(&mut self.shared).expect("a handle being opened is not shared yet").me = i;
             let l = self.local.get_mut();
             (l.tail, l.sent, l.received, l.released, l.full) = (tail, sent, received, released, full);
             l.scan_cursor = (i * 7919) % capacity;
@@ -342,6 +361,21 @@ impl Handle {
     /// The part another thread may use while this one owns the handle (see `Shared`).
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The shared part, to keep: what the process's waiter holds while it waits on this handle.
+    pub fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Sets how this handle's blocking waits spin before they park.
+    pub fn set_spin(&self, spin: Spin) {
+        self.spin.set(spin);
+    }
+
+    /// As `Shared::wait_for`, spinning as this handle's `spin` option says.
+    pub fn wait(&self, side: Side, timeout_ms: u32, attempt: impl FnMut() -> Option<i32>) -> i32 {
+        self.shared.wait_spinning(side, timeout_ms, self.spin.get(), attempt)
     }
 
     /// Offset from the segment's start of slot `k`'s payload of `len` bytes.

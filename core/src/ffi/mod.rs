@@ -10,8 +10,8 @@
 //!
 //! `h` is null or a pointer returned by `ferry_open` and not yet passed to `ferry_free`, and
 //! calls taking `h` are made by one thread at a time (a `Handle` is `Send`, not `Sync`: Deno's JS
-//! thread makes them all). `w` is null or a pointer returned by `ferry_waiter` whose handle is not
-//! yet freed; any thread may use it (it reaches only the handle's `Sync` part). `g` is null or a
+//! thread makes them all). `s` is null or a pointer returned by `ferry_waitset_new` (never freed);
+//! any thread may use it (a `WaitSet` is `Sync`). `g` is null or a
 //! pointer from `ferry_group_open` not yet passed to `ferry_group_free`. Every buffer pointer is
 //! null or valid for the length passed with it (out arrays for the length each function documents,
 //! as `abi` names them) for the duration of the call. The Deno binding upholds this.
@@ -29,8 +29,9 @@ mod waits;
 
 use std::slice;
 
-use crate::channel::{Handle, Shared};
+use crate::channel::Handle;
 use crate::segment::OpenError;
+use crate::waiter::WaitSet;
 use crate::status::*;
 use abi::*;
 
@@ -45,11 +46,10 @@ pub(crate) fn handle<'a>(h: *const Handle) -> Option<&'a Handle> {
     unsafe { h.as_ref() }
 }
 
-pub(crate) fn waiter<'a>(w: *const Shared) -> Option<&'a Shared> {
-    // SAFETY: the binding passes only pointers it got from `ferry_waiter` whose handle it has not
-    // yet freed (it frees a handle only after every parked wait returned); `Shared` is `Sync`,
-    // so a reference on another thread than the handle's is sound.
-    unsafe { w.as_ref() }
+pub(crate) fn wait_set<'a>(s: *const WaitSet) -> Option<&'a WaitSet> {
+    // SAFETY: the binding passes only pointers it got from `ferry_waitset_new`, which are never
+    // freed; `WaitSet` is `Sync`, so a reference on any thread is sound.
+    unsafe { s.as_ref() }
 }
 
 pub(crate) fn bytes<'a>(p: *const u8, len: u32) -> &'a [u8] {

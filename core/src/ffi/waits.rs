@@ -1,13 +1,16 @@
 //! The calls that wait: blocking sends, receives and ack waits (on the calling thread, by the policy
-//! of `crate::wait`), and the park calls the Deno binding builds its own waits from (the sleep
-//! runs on a blocking-pool thread through `ferry_waiter`).
+//! of `crate::wait` and the handle's `spin` option), and the park calls the Deno binding builds its
+//! promise waits from (they all sleep in one `crate::waiter::WaitSet` per JS realm, on one
+//! blocking-pool thread).
 
 use super::abi::*;
 use super::batches::ferry_recv_batch;
 use super::channel::recv_into;
-use super::{bytes, bytes_mut, handle, send_result, waiter};
-use crate::channel::{Handle, Shared, Side};
+use super::{bytes, bytes_mut, handle, send_result, wait_set};
+use crate::channel::{Handle, Side};
 use crate::status::*;
+use crate::wait::Spin;
+use crate::waiter::WaitSet;
 
 /// Sends, blocking the calling thread for room up to `timeout_ms` (u32::MAX: no limit).
 #[no_mangle]
@@ -25,7 +28,7 @@ pub unsafe extern "C" fn ferry_send_wait(
     };
     let payload = bytes(buf, len);
     let mut last = TIMEOUT;
-    let r = h.wait_for(Side::Send, timeout_ms, || {
+    let r = h.wait(Side::Send, timeout_ms, || {
         match h.send_with(payload, flags & SEND_ACK != 0, expiry_ms, true) {
             Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
                 last = code;
@@ -58,7 +61,7 @@ pub unsafe extern "C" fn ferry_recv_wait(
     let Some(dst) = bytes_mut(dst, dst_cap).get_mut(dst_off as usize..) else {
         return ERR_INVALID_ARGUMENT;
     };
-    h.wait_for(Side::Recv, timeout_ms, || match recv_into(h, dst, flags, meta) {
+    h.wait(Side::Recv, timeout_ms, || match recv_into(h, dst, flags, meta) {
         EMPTY => None,
         r => Some(r),
     })
@@ -76,7 +79,7 @@ pub unsafe extern "C" fn ferry_ack_wait(
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    h.wait_for(Side::Send, timeout_ms, || match h.ack_status(slot, generation) {
+    h.wait(Side::Send, timeout_ms, || match h.ack_status(slot, generation) {
         PENDING => None,
         r => Some(r),
     })
@@ -87,7 +90,7 @@ pub unsafe extern "C" fn ferry_ack_wait(
 #[no_mangle]
 pub unsafe extern "C" fn ferry_send_room_wait(h: *const Handle, timeout_ms: u32) -> i32 {
     let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
-    h.wait_for(Side::Send, timeout_ms, || h.has_room().then_some(OK))
+    h.wait(Side::Send, timeout_ms, || h.has_room().then_some(OK))
 }
 
 /// side: 0 receive, 1 send. Returns the epoch for `ferry_park_wait`.
@@ -103,21 +106,57 @@ pub unsafe extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
     }
 }
 
-/// The part of handle `h` another thread may use (`ferry_park_wait`), valid until `ferry_free(h)`.
+/// Sets how handle `h`'s blocking waits spin before they park (`wait::Spin`, ABI word): OK, or
+/// ERR_INVALID_ARGUMENT for a word that is not one.
 #[no_mangle]
-pub unsafe extern "C" fn ferry_waiter(h: *const Handle) -> *const Shared {
-    handle(h).map_or(std::ptr::null(), |h| h.shared() as *const Shared)
-}
-
-/// Sleeps up to `timeout_ms` (one slice at most) unless woken; bound as nonblocking in Deno, so it
-/// runs on a blocking-pool thread while the JS thread goes on using the handle: it takes the
-/// `ferry_waiter` pointer, never the handle itself.
-#[no_mangle]
-pub unsafe extern "C" fn ferry_park_wait(w: *const Shared, side: u32, epoch: u32, timeout_ms: u32) -> i32 {
-    let Some(w) = waiter(w) else {
+pub unsafe extern "C" fn ferry_set_spin(h: *const Handle, spin: u32) -> i32 {
+    let (Some(h), Some(spin)) = (handle(h), Spin::from_abi(spin)) else {
         return ERR_INVALID_ARGUMENT;
     };
-    w.park_wait(Side::from_u32(side), epoch, timeout_ms)
+    h.set_spin(spin);
+    OK
+}
+
+/// A new set of parked waits for one JS realm. Never freed: a realm keeps one for its lifetime
+/// (a worker that ends leaks one small, empty set).
+#[no_mangle]
+pub extern "C" fn ferry_waitset_new() -> *const WaitSet {
+    Box::into_raw(Box::new(WaitSet::new()))
+}
+
+/// Parks handle `h`'s `side` in set `s` as wait `token`, after `ferry_park_prepare` gave `epoch`
+/// and a re-check found nothing: 1, or 0 when the set is full (the caller uses another set).
+#[no_mangle]
+pub unsafe extern "C" fn ferry_waitset_add(s: *const WaitSet, h: *const Handle, side: u32, epoch: u32, token: u32) -> u32 {
+    let (Some(s), Some(h)) = (wait_set(s), handle(h)) else { return 0 };
+    u32::from(s.add(h.shared_arc(), Side::from_u32(side), epoch, token))
+}
+
+/// Takes wait `token` out of set `s` (a close, or a wait that no longer needs it).
+#[no_mangle]
+pub unsafe extern "C" fn ferry_waitset_remove(s: *const WaitSet, token: u32) {
+    if let Some(s) = wait_set(s) {
+        s.remove(token);
+    }
+}
+
+/// Sleeps until a wait of set `s` fires or `timeout_ms` (one slice at most) passes; returns how
+/// many fired. Bound as nonblocking in Deno: it runs on a blocking-pool thread, one per set.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_waitset_wait(s: *const WaitSet, timeout_ms: u32) -> u32 {
+    wait_set(s).map_or(0, |s| s.wait(timeout_ms))
+}
+
+/// Writes up to `cap` tokens of fired waits of set `s` into `out`; returns how many.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_waitset_take(s: *const WaitSet, out: *mut u32, cap: u32) -> u32 {
+    let Some(s) = wait_set(s) else { return 0 };
+    if out.is_null() || cap == 0 {
+        return 0;
+    }
+    // SAFETY: the binding passes a u32 array of `cap` elements, alive for this call.
+    let out = unsafe { std::slice::from_raw_parts_mut(out, cap as usize) };
+    s.take(out)
 }
 
 /// As `ferry_recv_batch`, blocking the calling thread up to `timeout_ms` for the first message.
@@ -135,7 +174,7 @@ pub unsafe extern "C" fn ferry_recv_batch_wait(
     timeout_ms: u32,
 ) -> i32 {
     let Some(hr) = handle(h) else { return ERR_INVALID_ARGUMENT };
-    hr.wait_for(Side::Recv, timeout_ms, || {
+    hr.wait(Side::Recv, timeout_ms, || {
         // SAFETY: the same arguments the caller gave us, for the duration of this call.
         match unsafe { ferry_recv_batch(h, dst, dst_cap, dst_off, max, flags, meta, meta_len, count_out) } {
             EMPTY => None,
