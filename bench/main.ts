@@ -25,11 +25,11 @@ export type Transport = "ferry" | "socket" | "coalesced" | "native" | "nats";
 export const TRANSPORTS: Transport[] = ["ferry", "socket", "coalesced", "native", "nats"];
 
 /**
- * The channel option of issue 10's latency goal (spin longer before parking), passed to every
- * ferry handle of the "ack-sync-latency" row; undefined while the channel has none, and then the
- * row is left out and its goal reads "not measured". `--latency-option '{"spin": ...}'` overrides.
+ * The channel option of issue 10's latency goal, passed to every ferry handle of the
+ * "ack-sync-latency" row: `spin: "busy"` spins until the deadline instead of parking (a core per
+ * waiting side: for dedicated cores). `--latency-option '{"spin": ...}'` overrides.
  */
-export const LATENCY_OPTION: Record<string, unknown> | undefined = undefined;
+export const LATENCY_OPTION: Record<string, unknown> | undefined = { spin: "busy" };
 
 /** Median and range over rounds of one figure. */
 export interface Stat {
