@@ -53,7 +53,7 @@ impl SegmentKind for ChannelKind {
         if u32_at(&head, 8) != LAYOUT_VERSION {
             return Ok(Found::Foreign(WHY_VERSION));
         }
-        let claimed = Layout::new(u32_at(&head, 24), u32_at(&head, 28));
+        let claimed = Layout::new(u32_at(&head, 24), u32_at(&head, 28), u64_at(&head, 72));
         match claimed {
             Some(l)
                 if l.total_size == u64_at(&head, 16)
@@ -61,7 +61,8 @@ impl SegmentKind for ChannelKind {
                     && l.slot_stride == u64_at(&head, 32)
                     && l.participants_off == u64_at(&head, 40)
                     && l.slots_off == u64_at(&head, 48)
-                    && l.data_off == u64_at(&head, 56) =>
+                    && l.data_off == u64_at(&head, 56)
+                    && l.reserve_off == u64_at(&head, 80) =>
             {
                 Ok(Found::Ready(l))
             }
@@ -73,11 +74,18 @@ impl SegmentKind for ChannelKind {
         self.wanted.map_or(0, |l| l.total_size)
     }
 
+    /// Everything before the data regions; their pages are allocated slot by slot as messages
+    /// need them (channel/alloc.rs).
+    fn allocate_size(&self) -> u64 {
+        self.wanted.map_or(0, |l| l.data_off)
+    }
+
     fn write_header(&self, map: &sys::Mapping) {
-        let Some(layout) = self.wanted else { return }; // only creating opens build
-                                                        // SAFETY: the mapping is `total_size` bytes, at least size_of::<Header>() (Layout puts the
-                                                        // participants after it), and page aligned; Header is plain atomics, valid for any (here:
-                                                        // zero) bytes.
+        // Only creating opens build.
+        let Some(layout) = self.wanted else { return };
+        // SAFETY: the mapping is `total_size` bytes, at least size_of::<Header>() (Layout puts the
+        // participants after it), and page aligned; Header is plain atomics, valid for any (here:
+        // zero) bytes.
         let h = unsafe { &*(map.base as *const Header) };
         let f = &h.fixed;
         f.magic.store(MAGIC, Relaxed);
@@ -92,6 +100,8 @@ impl SegmentKind for ChannelKind {
         f.participants_off.store(layout.participants_off, Relaxed);
         f.slots_off.store(layout.slots_off, Relaxed);
         f.data_off.store(layout.data_off, Relaxed);
+        f.memory.store(layout.memory, Relaxed);
+        f.reserve_off.store(layout.reserve_off, Relaxed);
         f.created_unix_ms.store(sys::unix_ms(), Relaxed);
         // SYNC POINT: every field above is visible to whoever sees INIT_READY (Acquire in `attach`).
         f.init_state.store(INIT_READY, Release);
@@ -156,7 +166,22 @@ impl Segment {
         unsafe { &*(self.map.base.add(off) as *const Slot) }
     }
 
-    /// Start of slot `k`'s data region (`slot_stride` bytes).
+    /// What slot `k`'s data region has reserved (see `layout::Reserve`).
+    pub fn reserve(&self, k: u32) -> &Reserve {
+        assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
+        let off = self.layout.reserve_off as usize + k as usize * std::mem::size_of::<Reserve>();
+        // SAFETY: k < capacity (asserted above) and `Layout` places the whole reserve table inside
+        // the mapping, 8-byte aligned (it follows the 128-byte slot lines); Reserve is one atomic.
+        unsafe { &*(self.map.base.add(off) as *const Reserve) }
+    }
+
+    /// Offset in the file of slot `k`'s data region (`slot_stride` bytes).
+    pub fn data_offset(&self, k: u32) -> u64 {
+        self.layout.data_off + u64::from(k) * self.layout.slot_stride
+    }
+
+    /// Start of slot `k`'s data region (`slot_stride` bytes). Only its first `allocated` bytes
+    /// (`layout::Reserve`) may be touched.
     pub fn data(&self, k: u32) -> *mut u8 {
         assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
         let off = self.layout.data_off as usize + k as usize * self.layout.slot_stride as usize;

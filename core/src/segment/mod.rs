@@ -44,7 +44,7 @@ use crate::sys;
 pub const INIT_LOCK_BYTE: u64 = 0;
 /// The builder's classic POSIX lock, held while it builds: `F_GETLK` names its owner's pid (OFD
 /// locks report -1), so an opener that gives up can say which process holds it up. Far past every
-/// OFD lock byte (channels use 0..=64, group tables 0..=entries).
+/// OFD lock byte (channels use 0..=65, group tables 0..=entries).
 pub const BUILDER_PID_BYTE: u64 = u32::MAX as u64;
 
 /// First and longest pause between two tries of a held init lock: short enough that an opener
@@ -149,6 +149,11 @@ pub(crate) trait SegmentKind {
     /// Bytes of the segment this call would build. This and `write_header` are called only by an
     /// open whose `OpenSpec` creates; a kind made for opening existing segments answers 0.
     fn build_size(&self) -> u64;
+    /// Bytes from the start that the build allocates (`fallocate`), so that touching them can
+    /// never fault on a full /dev/shm; the rest of the file stays a hole. All of it by default.
+    fn allocate_size(&self) -> u64 {
+        self.build_size()
+    }
     /// Writes the header into a zeroed mapping of `build_size` bytes, its ready flag last.
     fn write_header(&self, map: &sys::Mapping);
 }
@@ -322,7 +327,7 @@ fn build<K: SegmentKind>(fd: &OwnedFd, file: &FileFacts, mode: u32, kind: &K) ->
     // Truncating to zero first clears whatever a dead builder left.
     sys::set_size(fd, 0)?;
     sys::set_size(fd, size)?;
-    if let Err(e) = sys::reserve(fd, size) {
+    if let Err(e) = sys::allocate(fd, 0, kind.allocate_size()) {
         let _ = sys::set_size(fd, 0);
         return Err(e);
     }
