@@ -65,7 +65,7 @@ fn a_sender_dead_mid_growth_is_settled_by_recovery() {
     assert_eq!(reserve(&tx, k), (3 * PAGE, 3 * PAGE));
     // What a death between the charge and the end of fallocate leaves: charged 16 pages, two more
     // pages really allocated, the slot still WRITING.
-    tx.seg.reserve(k).word.store(3 * PAGE | (16 * PAGE) << 32, Relaxed);
+    tx.seg.reserve(k).word.store((3 * PAGE) | ((16 * PAGE) << 32), Relaxed);
     ferry_core::sys::allocate(&tx.seg.fd, tx.seg.data_offset(k) + 3 * PAGE, 2 * PAGE).unwrap();
     assert_eq!(rx.stat().reserved, rx.seg.layout.data_off + 16 * PAGE, "overstated, never under");
     drop(tx);
@@ -90,7 +90,7 @@ fn a_sender_dead_mid_shrink_is_settled_by_recovery() {
     let tx = open(&n, MEMORY_DEFAULT);
     let rx = open(&n, MEMORY_DEFAULT);
     let (k, _, _) = tx.loan(64 * 1024).unwrap();
-    tx.seg.reserve(k).word.store(PAGE | (16 * PAGE) << 32, Relaxed);
+    tx.seg.reserve(k).word.store(PAGE | ((16 * PAGE) << 32), Relaxed);
     drop(tx);
     assert_eq!(rx.sweep(), 1);
     assert_eq!(reserve(&rx, k), (PAGE, PAGE));

@@ -12,8 +12,9 @@
 //! - Over the bound, the grower first trims FREE slots (claims them, punches their pages, frees
 //!   them); if that is not enough the send is `FULL_MEMORY`, nothing written, the slot given back.
 //! - While the channel holds more than its low-water mark (`low_water`), every send also shrinks
-//!   its own slot to what its message needs and trims one other free slot holding more: after a
-//!   burst of large messages, later small sends bring the channel back to the mark.
+//!   its own slot to what its message needs and trims one other free slot holding more, when they
+//!   hold more than twice that (`worth_keeping`: varying sizes do not churn): after a burst of
+//!   large messages, later small sends bring the channel back to the mark.
 //!
 //! # Crashes
 //!
@@ -174,7 +175,7 @@ impl Handle {
             // What a FULL_MEMORY sender waits for (`memory_room`), 0 once it got it.
             l.memory_short = if grown == Err(FULL_MEMORY) { need - have.charged.min(need) } else { 0 };
             grown?;
-        } else if have.charged > need {
+        } else if have.charged > Self::worth_keeping(need) {
             self.shrink(k, have, need);
         }
         if over {
@@ -291,7 +292,7 @@ impl Handle {
     /// shrinks it, frees it. Returns the bytes given back (0 if it was busy or small already).
     fn trim(&self, j: u32, to: u64) -> u64 {
         let have = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride);
-        if have.charged <= to || !self.try_claim_free(j) {
+        if have.charged <= Self::worth_keeping(to) || !self.try_claim_free(j) {
             return 0;
         }
         // Read again now that it is ours: its last owner may have changed it before freeing it.
@@ -329,6 +330,13 @@ impl Handle {
                 return;
             }
         }
+    }
+
+    /// The most a slot may hold for messages needing `need` before a trim takes the rest: twice
+    /// as much, so that messages of varying large sizes do not punch and reallocate pages on
+    /// every send (a slot with none needed keeps none).
+    fn worth_keeping(need: u64) -> u64 {
+        need.saturating_mul(2)
     }
 
     /// Returns slot `k`, WRITING by us and never published, to FREE.
