@@ -26,7 +26,11 @@ function run(args: ParsedArgs): Promise<number> {
     ["channel", `${s.name}  (/dev/shm/${s.prefix}.${s.name})`],
     ["created", `${formatTime(s.createdAt)}  (${formatAge(s.createdAt)})`],
     ["capacity", `${s.capacity} messages of at most ${formatBytes(s.maxMessageSize)}`],
-    ["memory", `${formatBytes(s.bytes)} reserved, ${formatBytes(s.resident)} resident`],
+    [
+      "memory",
+      `${formatBytes(s.bytes)} reserved, ${formatBytes(s.resident)} resident; ` +
+      `messages over 96 B may take ${formatBytes(s.memory)}`,
+    ],
     ["depth", `${s.depth} queued, not yet received`],
     ["in flight", `${s.inFlight} received, not yet released`],
     ["sent", `${s.counters.sent}`],

@@ -71,7 +71,11 @@ export const StatIndex = {
   CREATED_UNIX_MS: 11,
   PARTICIPANTS: 12,
   RESIDENT: 13,
-  LENGTH: 14,
+  /** Bytes allocated in /dev/shm now: the fixed part and the slots' reserved pages. */
+  RESERVED: 14,
+  /** The `memory` bound on the slots' pages, as recorded at creation. */
+  MEMORY: 15,
+  LENGTH: 16,
 } as const;
 
 /** One row of `ferry_participants` (4 x u32). */
@@ -88,7 +92,10 @@ export const ParticipantRow = {
 export const InfoOut = {
   CAPACITY: 0,
   MAX_MESSAGE: 1,
-  LENGTH: 2,
+  /** The `memory` bound in bytes, as recorded at creation. */
+  MEMORY_LO: 2,
+  MEMORY_HI: 3,
+  LENGTH: 4,
 } as const;
 
 /** What a failed open writes to its err_out (8 x i32, OPEN_REPORT_LEN). */

@@ -13,6 +13,7 @@ export const Status = {
   NEED_BUFFER: 8,
   CLOSED: 9,
   BUILT: 10,
+  FULL_MEMORY: 11,
   ERR_TOO_LARGE: -1,
   ERR_INVALID_NAME: -2,
   ERR_INCOMPATIBLE: -3,
@@ -64,6 +65,8 @@ export const SIDE_RECV = 0;
 export const SIDE_SEND = 1;
 /** A timeout of "no limit" through the u32 ABI. */
 export const NO_TIMEOUT = 0xffff_ffff;
+/** `ferry_open`'s memory_lo and memory_hi, both: the default bound. */
+export const MEMORY_DEFAULT = 0xffff_ffff;
 /** `lifetime` of `ferry_group_add`: until its expiry. */
 export const LIFETIME_EXPIRY = 0;
 /** `lifetime` of `ferry_group_add`: while the adding table handle is open (its process alive). */

@@ -10,6 +10,8 @@ export const symbols = {
       "u32", // name_len
       "u32", // capacity
       "u32", // max_message
+      "u32", // memory_lo (the memory bound in bytes; both halves 0xffffffff: the default)
+      "u32", // memory_hi
       "u32", // mode (permissions)
       "u32", // slot_limit
       "u32", // flags (1 observer, 2 existing only)

@@ -22,10 +22,14 @@
 //     redelivered (async);
 //   - after the drain: depth 0, nothing in flight, no dead participant listed, and the channel
 //     takes `capacity` new messages and gives them back;
+//   - memory (half the channels have a `memory` bound): the pages the file holds are never more
+//     than the channel counts (a death mid-allocation may overstate, never understate), and what
+//     it counts stays within its bound;
 //   - no worker exits in any way but the ones the round caused.
 // Soak. Many processes (more than the cores) send and receive on one channel for a bounded time,
 // mixed sizes and modes, no kills: every message delivered exactly once, resident memory of each
-// process and of the segment sampled throughout and flat.
+// process sampled throughout and flat, and the segment (under a `memory` bound that binds, so
+// senders contend for the allocator) within its bound at every sample.
 
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -53,6 +57,10 @@ export const FAULT_LIB = `${FAULT_TARGET_DIR}/release/libferry_core.so`;
 const STEP_MS = 30_000;
 const CAPACITIES = [2, 4, 8, 16, 32];
 const SEND_POINTS = ["send.claimed", "send.written", "send.ready"];
+/** A sender growing its slot's pages (charged, reserved) or shrinking them (punching, punched). */
+const ALLOC_POINTS = ["alloc.charged", "alloc.reserved", "alloc.punching", "alloc.punched"];
+/** The `memory` bound of the channels that have one: below capacity x 1 MiB from capacity 8. */
+const BOUNDED_MEMORY = 4 * (1 << 20);
 const RECV_POINTS = ["recv.claimed", "release.before"];
 const SCENARIOS = ["random", "holding", "parked", "blocked", "recovery", "opening", "create"] as const;
 type Scenario = typeof SCENARIOS[number];
@@ -301,6 +309,8 @@ interface RoundContext {
   prefix: string;
   name: string;
   capacity: number;
+  /** The channel's `memory` option, or undefined for the default. */
+  memory: number | undefined;
   dir: string;
   faultLib: string;
   figures: Figures;
@@ -347,6 +357,7 @@ class Round {
       FERRY_LIB: this.ctx.faultLib,
       FERRY_FAULT: spec.fault ?? "",
       FERRY_CHAOS_CAPACITY: String(this.ctx.capacity),
+      FERRY_CHAOS_MEMORY: this.ctx.memory === undefined ? "" : String(this.ctx.memory),
     });
     this.kids.push(kid);
     this.ctx.figures.processesSpawned++;
@@ -368,7 +379,9 @@ class Round {
     const r = this.random();
     if (r < 0.15) return `recover.slot:${this.between(1, 4 * this.ctx.capacity)}`;
     if (role === "sender") {
-      if (ack && r < 0.35) return `ack.collect:${this.between(1, 60)}`;
+      // Growths happen about once per slot per larger size, shrinks on small sends over 1 MiB.
+      if (r < 0.45) return `${this.pick(ALLOC_POINTS)}:${this.between(1, 3)}`;
+      if (ack && r < 0.6) return `ack.collect:${this.between(1, 60)}`;
       return `${this.pick(SEND_POINTS)}:${this.between(1, 250)}`;
     }
     return `${this.pick(RECV_POINTS)}:${this.between(1, 250)}`;
@@ -454,7 +467,11 @@ class Round {
     const rest = end - performance.now();
     if (rest > 0) await delay(rest);
     await this.finish();
-    ctx.log(`round ${this.index} (${scenario}, capacity ${ctx.capacity}): ${this.kids.length} processes`);
+    ctx.log(
+      `round ${this.index} (${scenario}, capacity ${ctx.capacity}, memory ${
+        ctx.memory ?? "default"
+      }): ${this.kids.length} processes`,
+    );
   }
 
   /** The round's chosen situation: a kill at a moment that is certain, not likely. */
@@ -636,11 +653,25 @@ class Round {
         m!.release();
       }
       if (ch.tryRecv() !== undefined) this.violations.push("after the refill an extra message came out");
+      this.checkMemory(ch);
       this.ctx.figures.refills++;
     } finally {
       ch.close();
     }
     return got;
+  }
+
+  /** The memory invariants: pages held never exceed what is counted, which stays within the bound. */
+  checkMemory(ch: Channel<Uint8Array>): void {
+    const { prefix, name, capacity, memory } = this.ctx;
+    const st = ch.stat();
+    const file = segmentResident(prefix, name);
+    if (file > st.bytes) {
+      this.violations.push(`memory: the file holds ${file} bytes, the channel counts only ${st.bytes}`);
+    }
+    if (memory !== undefined && st.bytes - fixedPart(prefix, capacity) > memory) {
+      this.violations.push(`memory: ${st.bytes} bytes counted, over the fixed part and the ${memory} bound`);
+    }
   }
 
   /** Reads every log and checks the delivery invariants. */
@@ -793,6 +824,18 @@ async function rssBytes(pid: number): Promise<number> {
   }
 }
 
+/** What a channel of `capacity` slots holds with no message pages: its stat's bytes, fresh. */
+function fixedPart(prefix: string, capacity: number): number {
+  const name = `fixed-${capacity}`;
+  const probe = Channel.open(name, { prefix, capacity });
+  try {
+    return probe.stat().bytes;
+  } finally {
+    probe.close();
+    Channel.unlink(name, { prefix });
+  }
+}
+
 function segmentResident(prefix: string, name: string): number {
   // Allocated blocks of the shm file: what the segment holds in memory.
   return (Deno.statSync(segmentPath(prefix, name)).blocks ?? 0) * 512;
@@ -809,7 +852,10 @@ export async function soak(
   const dir = await Deno.makeTempDir({ prefix: "ferry_soak_" });
   const cores = navigator.hardwareConcurrency;
   const capacity = 64;
-  const owner = Channel.open(name, { prefix, capacity, maxMessageSize: 64 * 1024, mode: "async" });
+  // 1 MiB for messages up to 64 KiB over 64 slots (4 MiB if all held one): the bound binds.
+  const memory = 1 << 20;
+  const owner = Channel.open(name, { prefix, capacity, maxMessageSize: 64 * 1024, memory, mode: "async" });
+  const fixed = fixedPart(prefix, capacity);
   const violations: string[] = [];
   const kids: Kid[] = [];
   // Workers open with the owner's settings: a different explicit capacity is refused.
@@ -817,6 +863,7 @@ export async function soak(
     FERRY_FAULT: "",
     FERRY_CHAOS_CAPACITY: String(capacity),
     FERRY_CHAOS_MAX_MESSAGE: String(64 * 1024),
+    FERRY_CHAOS_MEMORY: String(memory),
     ...(faultLib ? { FERRY_LIB: faultLib } : {}),
   };
   const t0 = Date.now();
@@ -846,8 +893,10 @@ export async function soak(
     const segment = [segmentResident(prefix, name), 0] as [number, number];
     const end = performance.now() + seconds * 1000 - warm;
     let lastReport = performance.now();
+    let overBound = 0;
     while (performance.now() < end) {
       for (const k of kids) samples.get(k)!.push(await rssBytes(k.pid));
+      if (owner.stat().bytes - fixed > memory) overBound++;
       for (const k of kids) if (!k.alive) throw new Error(`soak: ${k.label} died: ${k.stderr}`);
       if (performance.now() - lastReport > 10_000) {
         lastReport = performance.now();
@@ -924,8 +973,16 @@ export async function soak(
     if (duplicated) violations.push(`soak: ${duplicated} messages delivered twice`);
     if (torn) violations.push(`soak: ${torn} torn payloads`);
     if (stray) violations.push(`soak: ${stray} messages received that no sender sent`);
-    if (segment[0] !== segment[1]) {
-      violations.push(`soak: segment resident bytes went ${segment[0]} -> ${segment[1]}`);
+    // The segment's pages come and go with the messages (trimmed over the low-water mark), so
+    // they are not flat: they must stay within the bound and never exceed what the channel counts.
+    if (overBound > 0) violations.push(`soak: ${overBound} samples counted more than the memory bound`);
+    // Compared once everyone stopped: a stat sums the slots one by one, not at one instant.
+    const [held, counted] = [segmentResident(prefix, name), owner.stat().bytes];
+    if (held > counted) {
+      violations.push(`soak: the segment holds ${held} bytes, more than the ${counted} it counts`);
+    }
+    if (segment[1] - fixed > memory) {
+      violations.push(`soak: the segment holds ${segment[1]} bytes at the end`);
     }
 
     // Flat memory: the highest sample of the last third is within 32 MiB of the first third's. The
@@ -1007,6 +1064,7 @@ export async function runChaos(o: ChaosOptions): Promise<Figures> {
     }
     let channel = 0;
     let capacity = CAPACITIES[0];
+    let memory: number | undefined;
     for (let r = 0; performance.now() < deadline && (o.maxRounds === undefined || r < o.maxRounds); r++) {
       const random = rng(o.seed + r * 7919);
       const scenario = SCENARIOS[r % SCENARIOS.length];
@@ -1016,12 +1074,22 @@ export async function runChaos(o: ChaosOptions): Promise<Figures> {
         if (channel > 0) Channel.unlink(`chaos${channel}`, { prefix });
         channel++;
         capacity = CAPACITIES[Math.floor(random() * CAPACITIES.length)];
+        memory = random() < 0.5 ? BOUNDED_MEMORY : undefined;
       }
       // Not created here: the round's workers race to create it (a builder dies in "create" rounds).
       const name = `chaos${channel}`;
       const roundDir = `${dir}/${r}`;
       await Deno.mkdir(roundDir);
-      const ctx: RoundContext = { prefix, name, capacity, dir: roundDir, faultLib: o.faultLib, figures, log };
+      const ctx: RoundContext = {
+        prefix,
+        name,
+        capacity,
+        memory,
+        dir: roundDir,
+        faultLib: o.faultLib,
+        figures,
+        log,
+      };
       const round = new Round(ctx, r, Math.floor(random() * 2 ** 31));
       try {
         await round.run(scenario);

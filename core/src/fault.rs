@@ -55,6 +55,11 @@ pub const POINTS: &[&str] = &[
     "groups.building",
     "join.locked",
     "send.claimed",
+    // channel/alloc.rs, a growth (charged, then pages allocated) and a shrink (punching, punched):
+    "alloc.charged",
+    "alloc.reserved",
+    "alloc.punching",
+    "alloc.punched",
     "send.written",
     "send.ready",
     "recv.claimed",

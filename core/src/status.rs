@@ -23,6 +23,9 @@ pub const NEED_BUFFER: i32 = 8;
 pub const CLOSED: i32 = 9;
 /// `ferry_unlink_incomplete`: the segment is finished (READY), so it was kept.
 pub const BUILT: i32 = 10;
+/// The slots' reservations would pass the channel's `memory` bound, even after trimming free
+/// slots: room comes back as receivers release messages.
+pub const FULL_MEMORY: i32 = 11;
 
 pub const ERR_TOO_LARGE: i32 = -1;
 pub const ERR_INVALID_NAME: i32 = -2;

@@ -61,9 +61,25 @@ pub fn set_size(fd: &OwnedFd, size: u64) -> io::Result<()> {
     nix::unistd::ftruncate(fd, size as i64).map_err(errno)
 }
 
-/// Reserves every page now, so a full /dev/shm is ENOSPC here and never SIGBUS on a later write.
-pub fn reserve(fd: &OwnedFd, size: u64) -> io::Result<()> {
-    nix::fcntl::fallocate(fd.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, size as i64).map_err(errno)
+/// Allocates the pages of `[offset, offset + len)` now, so a full /dev/shm is ENOSPC here and
+/// never SIGBUS on a later touch. On tmpfs a failed call leaves none of the pages it added.
+pub fn allocate(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    nix::fcntl::fallocate(fd.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), offset as i64, len as i64)
+        .map_err(errno)
+}
+
+/// Gives the pages of `[offset, offset + len)` back (they read as zeros again; the size stays).
+/// Every mapping of them, in every process, loses them too: only for pages nobody touches now.
+pub fn punch(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
+    use nix::fcntl::FallocateFlags as F;
+    if len == 0 {
+        return Ok(());
+    }
+    let flags = F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_KEEP_SIZE;
+    nix::fcntl::fallocate(fd.as_raw_fd(), flags, offset as i64, len as i64).map_err(errno)
 }
 
 pub fn set_mode(fd: &OwnedFd, mode: u32) -> io::Result<()> {

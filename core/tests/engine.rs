@@ -192,6 +192,7 @@ fn an_open_that_creates_nothing_needs_no_creation_settings() {
         name: &n,
         capacity: 0,
         max_message: u32::MAX,
+        memory: ferry_core::layout::MEMORY_DEFAULT,
         mode: 0o600,
         slot_limit: 0,
         observer,

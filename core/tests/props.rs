@@ -49,6 +49,7 @@ fn open(name: &str, capacity: u32, slots: u32) -> Handle {
         name,
         capacity,
         max_message: MAX_MESSAGE,
+        memory: ferry_core::layout::MEMORY_DEFAULT,
         mode: 0o600,
         slot_limit: slots,
         observer: false,

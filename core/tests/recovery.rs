@@ -122,7 +122,7 @@ fn a_dead_receiver_is_found_under_steady_traffic() {
 fn a_builder_that_died_mid_header_is_rebuilt() {
     let n = name("build");
     let _u = Unlink(n.clone());
-    let layout = ferry_core::layout::Layout::new(4, 256).unwrap();
+    let layout = ferry_core::layout::Layout::new(4, 256, ferry_core::layout::MEMORY_DEFAULT).unwrap();
     // 0600, as ferry makes them: a segment granting more than the opener's permissions is refused.
     let mut f = std::fs::OpenOptions::new()
         .create(true)

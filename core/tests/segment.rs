@@ -17,7 +17,7 @@ fn request(name: &str, create: bool, timeout_ms: u32, mode: u32) -> OpenRequest<
     OpenRequest {
         name,
         mode,
-        create: create.then(|| Layout::new(4, 256).unwrap()),
+        create: create.then(|| Layout::new(4, 256, ferry_core::layout::MEMORY_DEFAULT).unwrap()),
         policy: Policy { trusted_owners: &[], timeout_ms },
     }
 }

@@ -9,7 +9,7 @@ import { makeMessage, type Message } from "../message.ts";
 import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
 import { abiMs, checkInt, expiryOf, type RecvOptions, timeoutOf } from "./options.ts";
 import { ensureChunk, recvSync } from "./receive.ts";
-import { nothingArrived, sendError, statusError } from "./status.ts";
+import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
 import { until } from "./wait.ts";
 import { receiveInPlace } from "./zero_copy.ts";
 
@@ -130,7 +130,7 @@ function sendStaged<T>(
     );
     at += out[0]; // ferry_send_batch: how many it sent
     if (st === Status.OK) continue;
-    if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+    if (isFull(st)) {
       if (countFull) c.lib.ferry_note_full(c.live());
       return at;
     }

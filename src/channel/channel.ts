@@ -47,6 +47,8 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
   readonly capacity: number;
   /** Largest encoded message in bytes (the creator's setting). */
   readonly maxMessageSize: number;
+  /** Most bytes the channel's message pages may take (the creator's `memory`). */
+  readonly memory: number;
   /** Default seconds before an unreceived message is dropped (0 or Infinity: never). */
   readonly expiry: number;
   /** Default milliseconds a wait may take. */
@@ -59,7 +61,7 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
   #c: ChannelCore<T>;
 
   /**
-   * Opens (creating if absent) the channel `name`. Creation settings (capacity, maxMessageSize)
+   * Opens (creating if absent) the channel `name`. Creation settings (capacity, maxMessageSize, memory)
    * come from the creator; asking for other ones than an existing channel has is an error.
    *
    * @example Opening
@@ -116,6 +118,7 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
     this.slots = c.slots;
     this.capacity = c.capacity;
     this.maxMessageSize = c.maxMessageSize;
+    this.memory = c.memory;
     this.expiry = c.expiry;
     this.timeout = c.timeout;
     this.autoRelease = c.autoRelease;

@@ -5,7 +5,7 @@
 
 import { core } from "../../ffi/lib.ts";
 import { BatchMeta, InfoOut, RecvMeta, SendOut, WaitPolicy } from "../../ffi/abi.ts";
-import { OPEN_EXISTING, Status } from "../../ffi/status.ts";
+import { MEMORY_DEFAULT, OPEN_EXISTING, Status } from "../../ffi/status.ts";
 import { capacityFor } from "../capacity.ts";
 import { type Codec, makeCodec } from "../codec.ts";
 import { InvalidOptionError } from "../errors.ts";
@@ -16,6 +16,7 @@ import {
   abiMs,
   checkBool,
   checkInt,
+  checkMemory,
   checkMode,
   checkMs,
   checkName,
@@ -68,13 +69,15 @@ const finalizer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
  * in a `#private` field, so users cannot reach it.
  */
 export class ChannelCore<T> implements Releaser {
-  // Settings, validated; capacity and maxMessageSize are the creator's, read back.
+  // Settings, validated; capacity, maxMessageSize and memory are the creator's, read back.
   readonly name: string;
   readonly prefix: string;
   readonly mode: SendMode;
   readonly slots: number;
   readonly capacity: number;
   readonly maxMessageSize: number;
+  /** Most bytes the slots' pages may take (the `memory` option). */
+  readonly memory: number;
   readonly expiry: number;
   /** `expiry` as the core takes it. */
   readonly expiryMs: number;
@@ -148,6 +151,7 @@ export class ChannelCore<T> implements Releaser {
       0,
       1 << 30,
     );
+    const memory = options.memory === undefined ? undefined : checkMemory(options.memory, maxMessageSize);
     this.expiry = options.expiry ?? DEFAULTS.expiry;
     this.expiryMs = expiryMs(this.expiry);
     this.timeout = checkMs("timeout", options.timeout ?? DEFAULTS.timeout);
@@ -169,6 +173,8 @@ export class ChannelCore<T> implements Releaser {
       bytes.length,
       capacity,
       maxMessageSize,
+      memory === undefined ? MEMORY_DEFAULT : memory % 0x1_0000_0000,
+      memory === undefined ? MEMORY_DEFAULT : Math.floor(memory / 0x1_0000_0000),
       trust.permissions,
       this.slots,
       create ? 0 : OPEN_EXISTING,
@@ -181,27 +187,30 @@ export class ChannelCore<T> implements Releaser {
       throw openError(readReport(err), {
         prefix: this.prefix,
         name: this.name,
-        bytes: capacity * maxMessageSize,
+        bytes: memory ?? capacity * maxMessageSize,
         trust,
         timeout: this.timeout,
       });
     }
     this.handle = h;
     if (this.spin !== WaitPolicy.SPIN_POLITE) this.lib.ferry_set_spin(h, this.spin);
-    const info = new Uint32Array(2);
+    const info = new Uint32Array(InfoOut.LENGTH);
     this.lib.ferry_info(h, info);
     this.capacity = info[InfoOut.CAPACITY];
     this.maxMessageSize = info[InfoOut.MAX_MESSAGE];
+    this.memory = info[InfoOut.MEMORY_LO] + info[InfoOut.MEMORY_HI] * 0x1_0000_0000;
     // Creation settings are the creator's. One this call asked for explicitly and did not get is
     // an error, not a silent substitute (the caller sized its messages or its queue on it).
     const asked = {
       capacity: explicitCapacity ? capacity : undefined,
       maxMessageSize: options.maxMessageSize,
+      memory,
     };
     for (
       const [what, wanted, got] of [
         ["capacity", asked.capacity, this.capacity],
         ["maxMessageSize", asked.maxMessageSize, this.maxMessageSize],
+        ["memory", asked.memory, this.memory],
       ] as const
     ) {
       if (wanted !== undefined && wanted !== got) {

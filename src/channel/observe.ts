@@ -4,7 +4,7 @@
 
 import { core } from "../../ffi/lib.ts";
 import { ParticipantRow, StatIndex } from "../../ffi/abi.ts";
-import { OPEN_OBSERVER, Status } from "../../ffi/status.ts";
+import { MEMORY_DEFAULT, OPEN_OBSERVER, Status } from "../../ffi/status.ts";
 import { type OpenReport, readReport, reportBuffer, trustOf, type TrustOptions } from "../open.ts";
 import { checkName, checkPrefix, DEFAULTS, segmentName } from "./options.ts";
 import { openError } from "./status.ts";
@@ -38,8 +38,14 @@ export interface ChannelStat {
   capacity: number;
   /** Largest encoded message in bytes (fixed at creation). */
   maxMessageSize: number;
-  /** Bytes the segment reserves in /dev/shm. */
+  /**
+   * Bytes the channel holds in /dev/shm now: its fixed part (header, participants, slot lines:
+   * about 40 KiB at capacity 100) and the pages its slots reserved for messages larger than 96
+   * bytes. Grows with what is queued and in flight, up to the fixed part plus `memory`.
+   */
   bytes: number;
+  /** Most bytes the slots' pages may take together (the `memory` option, fixed at creation). */
+  memory: number;
   /** Of those, bytes resident in memory now (pages ever touched). */
   resident: number;
   /** Messages queued and not yet received. */
@@ -104,7 +110,8 @@ export function readStat(h: Deno.PointerObject, name: string, prefix: string): C
     state: "ready",
     capacity: n(StatIndex.CAPACITY),
     maxMessageSize: n(StatIndex.MAX_MESSAGE),
-    bytes: n(StatIndex.TOTAL_SIZE),
+    bytes: n(StatIndex.RESERVED),
+    memory: n(StatIndex.MEMORY),
     resident: n(StatIndex.RESIDENT),
     depth: n(StatIndex.DEPTH),
     inFlight: n(StatIndex.IN_FLIGHT),
@@ -193,6 +200,8 @@ function observe(name: string, options: StatOptions): Deno.PointerObject | Chann
     bytes.length,
     0,
     0,
+    MEMORY_DEFAULT,
+    MEMORY_DEFAULT,
     trust.permissions,
     0,
     OPEN_OBSERVER,
@@ -218,6 +227,7 @@ function unbuiltStat(name: string, prefix: string, state: ChannelState, report: 
     capacity: 0,
     maxMessageSize: 0,
     bytes: report.found?.size ?? 0,
+    memory: 0,
     resident: 0,
     depth: 0,
     inFlight: 0,

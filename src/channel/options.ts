@@ -42,6 +42,16 @@ export interface OpenOptions<T = unknown> extends TrustOptions {
   channelCapacity?: CapacityPatterns;
   /** Largest encoded message in bytes. Fixed at creation. Default 1 MiB. */
   maxMessageSize?: number;
+  /**
+   * Most bytes of /dev/shm the channel may take for messages larger than 96 bytes (smaller ones
+   * live in the slot's own line and cost nothing more). Each such message needs its size rounded
+   * up to 4 KiB pages, kept by its slot for later messages. Memory is taken as messages need it:
+   * a channel that is idle, or carries small messages, costs about 40 KiB whatever this says.
+   * A send that would pass the bound waits for room like a full channel (ChannelFullError when
+   * it gives up). Fixed at creation. Default: capacity x maxMessageSize (rounded to pages), so the
+   * bound never refuses what capacity allows; at least maxMessageSize rounded up to 4 KiB.
+   */
+  memory?: number;
   /** Seconds after which an unreceived message is dropped (0 or Infinity: never). Default 60. */
   expiry?: number;
   /**
@@ -174,6 +184,26 @@ export function checkBool(what: string, value: unknown, fallback: boolean): bool
 export function checkInt(what: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(`${what} must be an integer from ${min} to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+/** Payloads up to this size live in the slot's own line (core/src/layout.rs, INLINE_BYTES). */
+const INLINE_BYTES = 96;
+/** The granule of the slots' reservations (core/src/layout.rs, PAGE). */
+const PAGE = 4096;
+
+/**
+ * The `memory` option: whole bytes, and room for one message of `maxMessageSize` (its size rounded
+ * up to pages; nothing when it fits inline), the rule of the core's `Layout::memory_floor`.
+ */
+export function checkMemory(value: number, maxMessageSize: number): number {
+  const floor = maxMessageSize <= INLINE_BYTES ? 0 : Math.ceil(maxMessageSize / PAGE) * PAGE;
+  if (!Number.isSafeInteger(value) || value < floor) {
+    throw new InvalidOptionError(
+      `memory must be an integer number of bytes of at least ${floor} (one message of ` +
+        `maxMessageSize ${maxMessageSize}, rounded up to 4 KiB pages), not ${value}`,
+    );
   }
   return value;
 }

@@ -7,7 +7,7 @@ import { SEND_ACK, SEND_COUNT_FULL, SEND_RETRY, SIDE_SEND, Status } from "../../
 import { MessageTooLargeError } from "../errors.ts";
 import type { ChannelCore } from "./core.ts";
 import { abiMs, acks, expiryOf, type SendOptions, spinWord, timeoutOf } from "./options.ts";
-import { ackError, sendError } from "./status.ts";
+import { ackError, isFull, sendError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
 
 /** See Channel.send. */
@@ -25,7 +25,7 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
   let st = lib.ferry_send(c.live(), bytes, bytes.length, flags, expiry, out);
   let slot = out[SendOut.SLOT], generation = out[SendOut.GENERATION];
   let deadline: number | undefined;
-  if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+  if (isFull(st)) {
     deadline = performance.now() + timeout;
     bytes = bytes.slice(); // the codec may reuse its buffer while we wait
     const attempt = (extra: number) => {
@@ -35,7 +35,7 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
     };
     const sent = await until(c, SIDE_SEND, deadline, () => {
       const s = attempt(SEND_RETRY);
-      return s === Status.FULL_CAPACITY || s === Status.FULL_SLOTS ? undefined : s;
+      return isFull(s) ? undefined : s;
     }, spin);
     st = sent ?? attempt(SEND_COUNT_FULL);
   }
@@ -55,7 +55,7 @@ export function sendSync<T>(c: ChannelCore<T>, value: T, options?: SendOptions):
   const out = c.sendOut;
   const lib = c.lib;
   let st = lib.ferry_send(c.live(), bytes, bytes.length, flags, expiry, out);
-  if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+  if (isFull(st)) {
     st = lib.ferry_send_wait(c.live(), bytes, bytes.length, flags, expiry, abiMs(timeout), out);
   }
   if (st !== Status.OK) throw sendError(c, st);

@@ -37,6 +37,7 @@ export interface ChannelFacts {
   readonly capacity: number;
   readonly slots: number;
   readonly maxMessageSize: number;
+  readonly memory: number;
 }
 
 /** The error for a failed open (or unlink) of a channel. */
@@ -82,6 +83,11 @@ export function openError(report: OpenReport, o: OpenContext): FerryError {
   }
 }
 
+/** Whether a send's status says "no room now": a waiting send tries again. */
+export function isFull(st: number): boolean {
+  return st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS || st === Status.FULL_MEMORY;
+}
+
 /** The error for a send (or loan, commit) that returned `st`. */
 export function sendError(ch: ChannelFacts, st: number): FerryError {
   switch (st) {
@@ -90,6 +96,12 @@ export function sendError(ch: ChannelFacts, st: number): FerryError {
         `channel '${ch.name}' is full (${ch.capacity}/${ch.capacity} messages held); ` +
           "raise capacity or receive faster",
       );
+    case Status.FULL_MEMORY:
+      return new ChannelFullError(
+        `channel '${ch.name}' holds as much message memory as its bound allows (memory: ${ch.memory} ` +
+          "bytes, for messages over 96 bytes); receive faster, send smaller messages, or create the " +
+          "channel with a larger memory",
+      );
     case Status.FULL_SLOTS:
       return new ChannelFullError(
         `this sender has ${ch.slots} unreleased messages on '${ch.name}' (slots: ${ch.slots}); ` +
@@ -97,6 +109,11 @@ export function sendError(ch: ChannelFacts, st: number): FerryError {
       );
     case Status.ERR_TOO_LARGE:
       return new MessageTooLargeError(`message exceeds maxMessageSize ${ch.maxMessageSize}`);
+    case Status.ERR_NO_SPACE:
+      return new NoSpaceError(
+        `/dev/shm has no room for this message on '${ch.name}' (it needs its size in 4 KiB pages); ` +
+          "nothing was written. Free space in /dev/shm (remove unused channels: gc), or send smaller messages",
+      );
     default:
       return statusError(ch, st);
   }

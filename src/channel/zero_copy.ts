@@ -10,7 +10,7 @@ import { makeMessage, type Message } from "../message.ts";
 import type { ChannelCore, Loan } from "./core.ts";
 import { abiMs, acks, checkInt, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
 import { ackAfter } from "./send.ts";
-import { closedError, sendError, statusError } from "./status.ts";
+import { closedError, isFull, sendError, statusError } from "./status.ts";
 
 /** See Channel.loan. */
 export function loan<T>(c: ChannelCore<T>, size: number): Uint8Array {
@@ -24,14 +24,14 @@ export function loan<T>(c: ChannelCore<T>, size: number): Uint8Array {
 export function loanSync<T>(c: ChannelCore<T>, size: number, options?: { timeout?: number }): Uint8Array {
   checkLoan(c, size);
   let st = c.lib.ferry_loan(c.live(), size, c.sendOut);
-  if (st === Status.FULL_CAPACITY || st === Status.FULL_SLOTS) {
+  if (isFull(st)) {
     const timeout = timeoutOf(c, options);
     const deadline = performance.now() + timeout;
     for (;;) {
       const left = deadline - performance.now();
       const timedOut = left <= 0 || c.lib.ferry_send_room_wait(c.live(), abiMs(left)) === Status.TIMEOUT;
       st = c.lib.ferry_loan(c.live(), size, c.sendOut);
-      if (timedOut || (st !== Status.FULL_CAPACITY && st !== Status.FULL_SLOTS)) break;
+      if (timedOut || !isFull(st)) break;
     }
   }
   if (st !== Status.OK) throw sendError(c, st);

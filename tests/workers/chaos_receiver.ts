@@ -32,6 +32,7 @@ const channel = Channel.open<Uint8Array>(name, {
   // Settings a worker that creates the channel gives it (later openers read the creator's).
   capacity: Number(Deno.env.get("FERRY_CHAOS_CAPACITY") ?? 16),
   maxMessageSize: Number(Deno.env.get("FERRY_CHAOS_MAX_MESSAGE") ?? 1 << 20),
+  ...(Deno.env.get("FERRY_CHAOS_MEMORY") ? { memory: Number(Deno.env.get("FERRY_CHAOS_MEMORY")) } : {}),
 });
 
 let paused = false;

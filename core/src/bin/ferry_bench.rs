@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 
 use ferry_core::channel::{Handle, OpenOptions, Side};
-use ferry_core::status::{EMPTY, FULL_CAPACITY, FULL_SLOTS, OK, PENDING, TIMEOUT};
+use ferry_core::status::{EMPTY, FULL_CAPACITY, FULL_MEMORY, FULL_SLOTS, OK, PENDING, TIMEOUT};
 use ferry_core::sys;
 
 const CAPACITY: u32 = 64;
@@ -80,6 +80,7 @@ fn open(name: &str, size: u32, slot_limit: u32) -> Result<Handle, String> {
         name,
         capacity: CAPACITY,
         max_message: size.max(64),
+        memory: ferry_core::layout::MEMORY_DEFAULT,
         mode: 0o600,
         slot_limit,
         observer: false,
@@ -91,7 +92,7 @@ fn open(name: &str, size: u32, slot_limit: u32) -> Result<Handle, String> {
 fn send_wait(h: &Handle, payload: &[u8], ack: bool) -> Result<(u32, u32), String> {
     let mut sent = (0, 0);
     let r = h.wait_for(Side::Send, WAIT_MS, || match h.send(payload, ack, EXPIRY_MS) {
-        Err(FULL_CAPACITY | FULL_SLOTS) => None,
+        Err(FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY) => None,
         Err(code) => Some(code),
         Ok((slot, generation, _seq)) => {
             sent = (slot, generation);

@@ -9,11 +9,13 @@
 //! senders, so no shared ticket exists whose holder could die and block everyone.
 
 mod ack;
+mod alloc;
 mod receive;
 mod recovery;
 mod send;
 mod stat;
 
+pub use alloc::{ALLOC_LOCK_BYTE, LOW_WATER};
 pub use stat::{ChannelStat, ParticipantInfo};
 
 use std::cell::{Cell, RefCell};
@@ -69,6 +71,10 @@ struct Local {
     spare: Vec<u32>,
     scan_cursor: u32,
     recv_cursor: u32,
+    /// Where the next trim looks in the reserve table (alloc.rs).
+    trim_cursor: u32,
+    /// Bytes the last send lacked under the memory bound (FULL_MEMORY); 0 when it got them.
+    memory_short: u64,
     reap_tries: u32,
     tail: u64,
     /// This lane's head as last read: reloaded only when the window looks full, so a sender
@@ -148,6 +154,9 @@ pub struct OpenOptions<'a> {
     pub name: &'a str,
     pub capacity: u32,
     pub max_message: u32,
+    /// Most bytes the slots' data regions may reserve together (layout::MEMORY_DEFAULT: as much as
+    /// every slot holding a message of the largest size).
+    pub memory: u64,
     pub mode: u32,
     pub slot_limit: u32,
     pub observer: bool,
@@ -275,7 +284,7 @@ impl Handle {
 
     /// As `open_with`, with the owners an existing segment may have besides the caller and root,
     /// and how long to wait for another process building it (segment.rs).
-    /// Only a creating open looks at `capacity` and `max_message`, and only a participant at
+    /// Only a creating open looks at `capacity`, `max_message` and `memory`, and only a participant at
     /// `slot_limit`: an observer, or an open of an existing channel, may pass anything there.
     pub fn open_with_policy(o: &OpenOptions, create: bool, policy: Policy) -> Result<Handle, OpenError> {
         let invalid = OpenError::new(ERR_INVALID_ARGUMENT, 0);
@@ -283,7 +292,7 @@ impl Handle {
             return Err(invalid);
         }
         let create = match create && !o.observer {
-            true => Some(Layout::new(o.capacity, o.max_message).ok_or(invalid)?),
+            true => Some(Layout::new(o.capacity, o.max_message, o.memory).ok_or(invalid)?),
             false => None,
         };
         let seg = segment::open(&OpenRequest { name: o.name, mode: o.mode, create, policy })?;
@@ -297,6 +306,8 @@ impl Handle {
                 spare: Vec::with_capacity(LANE_RING),
                 scan_cursor: 0,
                 recv_cursor: 0,
+                trim_cursor: 0,
+                memory_short: 0,
                 reap_tries: 0,
                 tail: 0,
                 cached_head: 0,

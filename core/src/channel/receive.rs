@@ -34,9 +34,13 @@ impl Handle {
                 self.expire(k, cur);
                 continue;
             }
-            if s.len.load(Relaxed) > self.seg.layout.max_message {
+            let len = s.len.load(Relaxed);
+            if len > self.seg.layout.max_message
+                || (len as usize > INLINE_BYTES && u64::from(len) > self.allocated(k))
+            {
                 // An overwritten length: drop the message (its bytes cannot be trusted) and say
-                // the segment is damaged, rather than copy past the slot.
+                // the segment is damaged, rather than copy past the slot or touch a page its
+                // sender did not allocate (a hole, which on a full /dev/shm would be SIGBUS).
                 // SYNC POINT: freeing publishes the slot to the next claimer's Acquire CAS in
                 // try_claim_free.
                 let _ = self.seg.slot(k).state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);

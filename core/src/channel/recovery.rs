@@ -60,6 +60,8 @@ impl Shared {
             sys::unlock_byte(&self.seg.fd, participant_lock_byte(i));
         }
         if recovered > 0 {
+            // What the dead left half charged was settled: the hint is worth recomputing.
+            self.refresh_reserved_hint();
             self.wake(Side::Recv);
             self.wake(Side::Send);
         }
@@ -113,6 +115,11 @@ impl Shared {
                 // Count a redelivery before it becomes visible: a receiver that claims it at once
                 // finds the count to take it from, and a crash here leaves the hint high (a
                 // wasted scan), never low (an unreachable message).
+                if cur.kind() == Kind::Writing {
+                    // Before it is freed, while nobody else can own it: undo a half-done growth or
+                    // shrink of its pages (alloc.rs).
+                    self.settle(k);
+                }
                 let redelivery = next.kind() == Kind::Ready && cur.kind() == Kind::Reading;
                 if redelivery {
                     // SYNC POINT: counted before the CAS makes the message visible (AcqRel keeps

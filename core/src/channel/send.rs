@@ -1,6 +1,7 @@
 //! Sending: a sender claims a FREE slot from the pool (FREE -> WRITING by it), writes the payload
 //! (inline in the slot's line up to 96 bytes, else in the slot's data region) and publishes it on
 //! its own lane (READY, then the lane's tail). Also the zero-copy loan of a slot, and batches.
+//! Between the claim and the write, `fit` (alloc.rs) makes sure the slot's pages exist.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -34,14 +35,25 @@ impl Handle {
             return Err(ERR_TOO_LARGE);
         }
         let l = &mut *self.local.borrow_mut();
-        let k = self.acquire(l, retry)?;
+        let k = self.acquire_fitted(l, retry, payload.len())?;
         // SAFETY: slot k is WRITING with us as sender (claimed by CAS in acquire), so its inline
         // bytes and data region are ours alone; the payload fits the one chosen (INLINE_BYTES,
-        // or max_message <= slot_stride).
+        // or the region's allocated bytes: `fit` made them cover it).
         unsafe {
             std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, payload.len()), payload.len())
         };
         Ok(self.publish(l, k, payload.len() as u32, ack, expiry_ms))
+    }
+
+    /// `acquire`, then `fit` for a message of `len` bytes; a slot that cannot be fitted (memory
+    /// bound, full /dev/shm) is given back and nothing was written.
+    pub(super) fn acquire_fitted(&self, l: &mut Local, retry: bool, len: usize) -> Result<u32, i32> {
+        let k = self.acquire(l, retry)?;
+        if let Err(code) = self.fit(l, k, len) {
+            self.give_back(k);
+            return Err(code);
+        }
+        Ok(k)
     }
 
     /// Claims a free slot for this sender (FREE -> WRITING by us), within its `slots` limit,
@@ -167,14 +179,15 @@ impl Handle {
                 break;
             }
             // Only the first message looks at every in-flight slot; the rest are retries.
-            let k = match self.acquire(l, i > 0) {
+            let k = match self.acquire_fitted(l, i > 0, len) {
                 Ok(k) => k,
                 Err(code) => {
                     why = code;
                     break;
                 }
             };
-            // SAFETY: as in `send_with`: slot k is WRITING by us and the payload fits its place.
+            // SAFETY: as in `send_with`: slot k is WRITING by us and the payload fits its place
+            // (fitted above).
             unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, len), len) };
             self.mark_ready(l, k, len as u32, false, deadline);
             at += len;
@@ -194,7 +207,8 @@ impl Handle {
         if len > self.seg.layout.max_message {
             return Err(ERR_TOO_LARGE);
         }
-        let k = self.acquire(&mut self.local.borrow_mut(), false)?;
+        // The loan's view spans `len` bytes: all of them allocated before the caller sees it.
+        let k = self.acquire_fitted(&mut self.local.borrow_mut(), false, len as usize)?;
         let g = State(self.seg.slot(k).state.load(Relaxed)).generation();
         Ok((k, g, self.payload_offset(k, len as usize)))
     }
@@ -262,7 +276,9 @@ impl Handle {
         }
         // A slot this sender saw released is the likely one; scan the pool only without one.
         let free = |k: u32| State(self.seg.slot(k).state.load(Relaxed)).kind() == Kind::Free;
-        l.spare.iter().any(|&k| free(k)) || (0..self.seg.layout.capacity).any(free)
+        let slot_free = l.spare.iter().any(|&k| free(k)) || (0..self.seg.layout.capacity).any(free);
+        // After FULL_MEMORY a free slot is not enough: the bytes the message lacked must be there.
+        slot_free && (l.memory_short == 0 || self.memory_room() >= l.memory_short)
     }
 
     /// Counts a send that gave up on a full channel (trySend, or a timed-out wait).

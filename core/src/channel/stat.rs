@@ -14,8 +14,13 @@ use crate::sys;
 pub struct ChannelStat {
     pub capacity: u32,
     pub max_message: u32,
-    /// Bytes of the segment (its file size).
+    /// Bytes of the segment (its file size; sparse: see `reserved`).
     pub total_size: u64,
+    /// Bytes allocated in /dev/shm now: the part allocated at creation (header, participants, slot
+    /// lines) and the pages the slots reserved for payloads.
+    pub reserved: u64,
+    /// The bound on the slots' pages (the `memory` option, as recorded at creation).
+    pub memory: u64,
     /// Messages queued (READY).
     pub depth: u64,
     /// Messages a receiver holds (READING), or released in ack mode and not yet collected (ACKED).
@@ -74,6 +79,8 @@ impl Shared {
             capacity: self.seg.layout.capacity,
             max_message: self.seg.layout.max_message,
             total_size: self.seg.layout.total_size,
+            reserved: self.seg.layout.data_off + self.reserved_sum(),
+            memory: self.seg.layout.memory,
             depth,
             in_flight,
             sent,

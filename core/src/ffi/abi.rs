@@ -25,6 +25,8 @@ pub const SIDE_RECV: u32 = 0;
 pub const SIDE_SEND: u32 = 1;
 /// A timeout of "no limit" (u32::MAX).
 pub const NO_TIMEOUT: u32 = 0xffff_ffff;
+/// `memory_lo` and `memory_hi` of `ferry_open`, both: the default bound (layout::MEMORY_DEFAULT).
+pub const MEMORY_DEFAULT: u32 = 0xffff_ffff;
 /// `lifetime` of `ferry_group_add`: until `expiry_ms` from now.
 pub const LIFETIME_EXPIRY: u32 = 0;
 /// `lifetime` of `ferry_group_add`: while the adding table handle is open (its process alive).
@@ -87,7 +89,10 @@ pub mod send_out {
 pub mod info_out {
     pub const CAPACITY: usize = 0;
     pub const MAX_MESSAGE: usize = 1;
-    pub const LENGTH: usize = 2;
+    /// The `memory` bound in bytes, as recorded at creation.
+    pub const MEMORY_LO: usize = 2;
+    pub const MEMORY_HI: usize = 3;
+    pub const LENGTH: usize = 4;
 }
 
 /// `ferry_stat` out (LENGTH x u64), `channel::ChannelStat` field by field.
@@ -106,7 +111,11 @@ pub mod stat_index {
     pub const CREATED_UNIX_MS: usize = 11;
     pub const PARTICIPANTS: usize = 12;
     pub const RESIDENT: usize = 13;
-    pub const LENGTH: usize = 14;
+    /// Bytes allocated in /dev/shm now: the fixed part and the slots' reserved pages.
+    pub const RESERVED: usize = 14;
+    /// The `memory` bound on the slots' pages, as recorded at creation.
+    pub const MEMORY: usize = 15;
+    pub const LENGTH: usize = 16;
 }
 
 /// One row of `ferry_participants` (STRIDE x u32).

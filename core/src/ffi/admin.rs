@@ -18,6 +18,8 @@ pub unsafe extern "C" fn ferry_stat(h: *const Handle, out: *mut u64) -> i32 {
     o[stat_index::CAPACITY] = u64::from(s.capacity);
     o[stat_index::MAX_MESSAGE] = u64::from(s.max_message);
     o[stat_index::TOTAL_SIZE] = s.total_size;
+    o[stat_index::RESERVED] = s.reserved;
+    o[stat_index::MEMORY] = s.memory;
     o[stat_index::DEPTH] = s.depth;
     o[stat_index::IN_FLIGHT] = s.in_flight;
     o[stat_index::SENT] = s.sent;

@@ -43,7 +43,9 @@ pub(super) fn recv_into(h: &Handle, dst: &mut [u8], flags: u32, meta: *mut u32) 
 /// the `trusted_len` uids at `trusted`, and grant no more than `mode` (segment.rs, "Trust"). On
 /// failure returns null and writes the report of `open_report` to `err_out` (`open_report`).
 ///
-/// `capacity` and `max_message` matter only when this call creates the channel (never with
+/// `capacity`, `max_message` and `memory_lo`/`memory_hi` (the `memory` bound in bytes, both
+/// 0xffffffff for the default, `layout::MEMORY_DEFAULT`) matter only when this call creates the
+/// channel (never with
 /// OPEN_OBSERVER or OPEN_EXISTING: an existing channel's come from its header, see `ferry_info`),
 /// and `slot_limit` only for a participant (not an observer).
 #[no_mangle]
@@ -52,6 +54,8 @@ pub unsafe extern "C" fn ferry_open(
     name_len: u32,
     capacity: u32,
     max_message: u32,
+    memory_lo: u32,
+    memory_hi: u32,
     mode: u32,
     slot_limit: u32,
     flags: u32,
@@ -68,6 +72,7 @@ pub unsafe extern "C" fn ferry_open(
         name: &name,
         capacity,
         max_message,
+        memory: u64::from(memory_lo) | u64::from(memory_hi) << 32,
         mode,
         slot_limit,
         observer: flags & OPEN_OBSERVER != 0,
@@ -100,7 +105,8 @@ pub unsafe extern "C" fn ferry_free(h: *mut Handle) {
     }
 }
 
-/// Capacity and largest message of the open segment into `out` (`info_out`).
+/// Capacity, largest message and memory bound (as recorded) of the open segment into `out`
+/// (`info_out`).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
     let Some(h) = handle(h) else {
@@ -109,6 +115,7 @@ pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
     let mut o = [0u32; info_out::LENGTH];
     o[info_out::CAPACITY] = h.capacity();
     o[info_out::MAX_MESSAGE] = h.max_message();
+    (o[info_out::MEMORY_LO], o[info_out::MEMORY_HI]) = lo_hi(h.seg.layout.memory);
     write_out(out, &o);
     OK
 }
@@ -127,7 +134,7 @@ pub unsafe extern "C" fn ferry_send(
         return ERR_INVALID_ARGUMENT;
     };
     let r = h.send_with(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms, flags & SEND_RETRY != 0);
-    if flags & SEND_COUNT_FULL != 0 && matches!(r, Err(FULL_CAPACITY) | Err(FULL_SLOTS)) {
+    if flags & SEND_COUNT_FULL != 0 && matches!(r, Err(FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY)) {
         h.note_full();
     }
     send_result(r, out)

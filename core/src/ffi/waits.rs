@@ -30,7 +30,7 @@ pub unsafe extern "C" fn ferry_send_wait(
     let mut last = TIMEOUT;
     let r = h.wait(Side::Send, timeout_ms, || {
         match h.send_with(payload, flags & SEND_ACK != 0, expiry_ms, true) {
-            Err(code @ (FULL_CAPACITY | FULL_SLOTS)) => {
+            Err(code @ (FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY)) => {
                 last = code;
                 None
             }

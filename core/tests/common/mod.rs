@@ -15,6 +15,7 @@ pub fn open(name: &str, capacity: u32, slots: u32) -> Handle {
         name,
         capacity,
         max_message: 256,
+        memory: ferry_core::layout::MEMORY_DEFAULT,
         mode: 0o600,
         slot_limit: slots,
         observer: false,

@@ -1,16 +1,7 @@
 //! Opening a segment without ever using one that is not ours, reading one half-built, waiting past
 //! the caller's timeout, or rebuilding one that live processes use. Channels and group tables share
-//! this protocol (`open_segment`); each kind brings its header (`SegmentKind`).
-//!
-//! # Trust
-//!
-//! /dev/shm is world-writable: whatever sits at a segment's name may have been put there by anyone.
-//! An existing object (the exclusive create failed with EEXIST, or the call only opens) is checked
-//! with `fstat` on the descriptor we opened, never the path, before anything is written, resized or
-//! chmodded (`check_ours`): it is a regular file; its owner is the caller's effective uid, root, or
-//! a uid the caller trusts; its mode has no bits outside 0o777 and none outside the caller's
-//! permissions. Anything else is ERR_FOREIGN and the file is left as it was. `shm_open` opens with
-//! O_NOFOLLOW, so a symbolic link fails with ELOOP, reported as ERR_FOREIGN too.
+//! this protocol (`open_segment`); each kind brings its header (`SegmentKind`). Whatever exists at a
+//! name is checked first (`trust`: /dev/shm is world-writable).
 //!
 //! # Building
 //!
@@ -31,10 +22,18 @@
 //! Removing an incomplete segment (`remove_incomplete`, for gc and rm) takes the init lock too,
 //! and an opener that gets the lock after the name was removed (link count 0) starts again with a
 //! fresh object, so nobody builds into a segment that nobody else can find.
+//!
+//! Trust checks live in `trust`, the channel segment (its header, its build, its accessors) in
+//! `channel`.
+
+mod channel;
+mod trust;
+
+pub use channel::{open, remove_incomplete_channel, Segment};
+pub use trust::{check_ours, FileFacts};
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use crate::fault;
@@ -45,7 +44,7 @@ use crate::sys;
 pub const INIT_LOCK_BYTE: u64 = 0;
 /// The builder's classic POSIX lock, held while it builds: `F_GETLK` names its owner's pid (OFD
 /// locks report -1), so an opener that gives up can say which process holds it up. Far past every
-/// OFD lock byte (channels use 0..=64, group tables 0..=entries).
+/// OFD lock byte (channels use 0..=65, group tables 0..=entries).
 pub const BUILDER_PID_BYTE: u64 = u32::MAX as u64;
 
 /// First and longest pause between two tries of a held init lock: short enough that an opener
@@ -56,39 +55,6 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(5);
 /// Participant `i` holds the lock on this byte for as long as its handle is open.
 pub const fn participant_lock_byte(i: u32) -> u64 {
     1 + i as u64
-}
-
-pub struct Segment {
-    pub fd: OwnedFd,
-    pub map: sys::Mapping,
-    pub layout: Layout,
-}
-
-/// What was found at a segment's name: `fstat` of the opened descriptor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileFacts {
-    pub owner: u32,
-    /// `st_mode`: the file type and the permission bits.
-    pub mode: u32,
-    pub size: u64,
-    /// Hard links: 0 once the name was removed.
-    pub links: u64,
-    pub modified_unix_s: u64,
-    /// (device, inode): which object this is, whatever name it has now.
-    pub identity: (u64, u64),
-}
-
-impl FileFacts {
-    fn of(st: &libc::stat) -> FileFacts {
-        FileFacts {
-            owner: st.st_uid,
-            mode: st.st_mode,
-            size: st.st_size.max(0) as u64,
-            links: st.st_nlink,
-            modified_unix_s: st.st_mtime.max(0) as u64,
-            identity: (st.st_dev, st.st_ino),
-        }
-    }
 }
 
 /// Why an open failed: a status code, a detail (by code: a WHY_ or FOREIGN_ reason, an errno, the
@@ -167,29 +133,6 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
-// ------------------------------------------------------------------------------------ trust
-
-/// The trust rule (see the module doc), on an opened descriptor: what was found, or ERR_FOREIGN
-/// with the reason. Reads only; `permissions` are the caller's (0..=0o777).
-pub fn check_ours(fd: &OwnedFd, permissions: u32, policy: &Policy) -> Result<FileFacts, OpenError> {
-    let st = sys::fstat(fd).map_err(io_error)?;
-    let file = FileFacts::of(&st);
-    let refuse = |why| Err(OpenError { code: ERR_FOREIGN, detail: why, file: Some(file) });
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return refuse(FOREIGN_NOT_REGULAR);
-    }
-    let owner = st.st_uid;
-    // Root can read and write any segment anyway; trusting its files costs nothing.
-    if owner != sys::euid() && owner != 0 && !policy.trusted_owners.contains(&owner) {
-        return refuse(FOREIGN_OWNER);
-    }
-    let bits = st.st_mode & 0o7777;
-    if bits & !0o777 != 0 || bits & !(permissions & 0o777) != 0 {
-        return refuse(FOREIGN_MODE);
-    }
-    Ok(file)
-}
-
 // ------------------------------------------------------------------------------------ kinds
 
 /// What differs between a channel segment and a group table: the header, its checks, the build.
@@ -206,6 +149,11 @@ pub(crate) trait SegmentKind {
     /// Bytes of the segment this call would build. This and `write_header` are called only by an
     /// open whose `OpenSpec` creates; a kind made for opening existing segments answers 0.
     fn build_size(&self) -> u64;
+    /// Bytes from the start that the build allocates (`fallocate`), so that touching them can
+    /// never fault on a full /dev/shm; the rest of the file stays a hole. All of it by default.
+    fn allocate_size(&self) -> u64 {
+        self.build_size()
+    }
     /// Writes the header into a zeroed mapping of `build_size` bytes, its ready flag last.
     fn write_header(&self, map: &sys::Mapping);
 }
@@ -379,7 +327,7 @@ fn build<K: SegmentKind>(fd: &OwnedFd, file: &FileFacts, mode: u32, kind: &K) ->
     // Truncating to zero first clears whatever a dead builder left.
     sys::set_size(fd, 0)?;
     sys::set_size(fd, size)?;
-    if let Err(e) = sys::reserve(fd, size) {
+    if let Err(e) = sys::allocate(fd, 0, kind.allocate_size()) {
         let _ = sys::set_size(fd, 0);
         return Err(e);
     }
@@ -441,159 +389,10 @@ fn remove_locked<K: SegmentKind>(fd: &OwnedFd, name: &str, kind: &K) -> i32 {
     }
 }
 
-// ------------------------------------------------------------------------------------ channels
-
-/// A channel segment: its header is `layout::Fixed`. `wanted`: the layout a creating open builds
-/// (None when the open only attaches, or only removes).
-struct ChannelKind {
-    wanted: Option<Layout>,
-}
-
-impl SegmentKind for ChannelKind {
-    type Ready = Layout;
-    const USERS: (u64, u64) = (participant_lock_byte(0), MAX_PARTICIPANTS as u64);
-    const BUILD_POINT: &'static str = "open.building";
-
-    /// Field offsets follow `Fixed`.
-    fn inspect(&self, fd: &OwnedFd, size: u64) -> io::Result<Found<Layout>> {
-        if size == 0 {
-            return Ok(Found::Unbuilt);
-        }
-        let mut head = vec![0u8; size.min(4096) as usize];
-        let n = sys::read_at(fd, &mut head, 0)?;
-        head.truncate(n);
-        if head.len() < 128 || u64_at(&head, 0) == 0 {
-            let blank = head.iter().all(|&b| b == 0);
-            return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
-        }
-        if u64_at(&head, 0) != MAGIC {
-            return Ok(Found::Foreign(WHY_MAGIC));
-        }
-        // Ours but not finished: a builder is at work or died mid-way, so fields after the magic
-        // (the version among them) may be missing. Waited for, or rebuilt under the init lock if
-        // nobody uses it.
-        if u32_at(&head, 12) != INIT_READY {
-            return Ok(Found::Unbuilt);
-        }
-        if u32_at(&head, 8) != LAYOUT_VERSION {
-            return Ok(Found::Foreign(WHY_VERSION));
-        }
-        let claimed = Layout::new(u32_at(&head, 24), u32_at(&head, 28));
-        match claimed {
-            Some(l)
-                if l.total_size == u64_at(&head, 16)
-                    && l.total_size == size
-                    && l.slot_stride == u64_at(&head, 32)
-                    && l.participants_off == u64_at(&head, 40)
-                    && l.slots_off == u64_at(&head, 48)
-                    && l.data_off == u64_at(&head, 56) =>
-            {
-                Ok(Found::Ready(l))
-            }
-            _ => Ok(Found::Foreign(WHY_SIZE)),
-        }
-    }
-
-    fn build_size(&self) -> u64 {
-        self.wanted.map_or(0, |l| l.total_size)
-    }
-
-    fn write_header(&self, map: &sys::Mapping) {
-        let Some(layout) = self.wanted else { return }; // only creating opens build
-                                                        // SAFETY: the mapping is `total_size` bytes, at least size_of::<Header>() (Layout puts the
-                                                        // participants after it), and page aligned; Header is plain atomics, valid for any (here:
-                                                        // zero) bytes.
-        let h = unsafe { &*(map.base as *const Header) };
-        let f = &h.fixed;
-        f.magic.store(MAGIC, Relaxed);
-        // SYNC POINT: the magic lands before any other field, so no reader sees fields without
-        // it (which would look like a foreign segment rather than one being built).
-        std::sync::atomic::fence(Release);
-        f.version.store(LAYOUT_VERSION, Relaxed);
-        f.total_size.store(layout.total_size, Relaxed);
-        f.capacity.store(layout.capacity, Relaxed);
-        f.max_message.store(layout.max_message, Relaxed);
-        f.slot_stride.store(layout.slot_stride, Relaxed);
-        f.participants_off.store(layout.participants_off, Relaxed);
-        f.slots_off.store(layout.slots_off, Relaxed);
-        f.data_off.store(layout.data_off, Relaxed);
-        f.created_unix_ms.store(sys::unix_ms(), Relaxed);
-        // SYNC POINT: every field above is visible to whoever sees INIT_READY (Acquire in `attach`).
-        f.init_state.store(INIT_READY, Release);
-    }
-}
-
-fn attach(fd: OwnedFd, layout: Layout) -> Result<Segment, OpenError> {
-    let map = sys::Mapping::new(&fd, layout.total_size as usize).map_err(io_error)?;
-    // SAFETY: the mapping covers the whole segment, whose size `inspect` checked against the
-    // header; Header is plain atomics.
-    let h = unsafe { &*(map.base as *const Header) };
-    // SYNC POINT: pairs with the builder's Release store of INIT_READY.
-    if h.fixed.init_state.load(Acquire) != INIT_READY || Layout::from_fixed(&h.fixed) != Some(layout) {
-        return Err(OpenError::new(ERR_INCOMPATIBLE, WHY_SIZE));
-    }
-    Ok(Segment { fd, map, layout })
-}
-
-/// Opens the channel segment `req.name`, creating and building it when absent and `req.create`
-/// is set.
-pub fn open(req: &OpenRequest) -> Result<Segment, OpenError> {
-    let spec = OpenSpec { name: req.name, create: req.create.is_some(), mode: req.mode, policy: req.policy };
-    let (fd, layout) = open_segment(&spec, &ChannelKind { wanted: req.create })?;
-    attach(fd, layout)
-}
-
-/// Removes the channel segment `name` if its builder died before finishing it (see
-/// `remove_incomplete` for the answers). `mode` and `policy` are the caller's, as for `open`.
-pub fn remove_incomplete_channel(name: &str, mode: u32, policy: &Policy) -> i32 {
-    // Removal never builds.
-    let kind = ChannelKind { wanted: None };
-    remove_incomplete(name, mode, policy, &kind)
-}
-
 pub(crate) fn exclusive_create(name: &str, mode: u32) -> io::Result<OwnedFd> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
     nix::sys::mman::shm_open(name, flags, Mode::from_bits_truncate(mode))
         .map_err(|e| io::Error::from_raw_os_error(e as i32))
-}
-
-impl Segment {
-    pub fn header(&self) -> &Header {
-        // SAFETY: `attach` checked the mapping holds a READY header at offset 0.
-        unsafe { &*(self.map.base as *const Header) }
-    }
-
-    // The three accessors below turn an index into a reference or pointer into the mapping. Their
-    // bounds checks are real `assert!`s, not `debug_assert!`s: they are what keeps an index bug
-    // from reading or writing past the array in a release build, they cost one predictable
-    // branch, and a panic aborts at the C ABI boundary (a clear crash) instead of corrupting
-    // another slot or another process's message. Every index the engine takes from shared memory
-    // (ring entries, state-word fields) is range-checked before it gets here, so another process
-    // cannot trigger them.
-
-    pub fn participant(&self, i: u32) -> &Participant {
-        assert!((i as usize) < MAX_PARTICIPANTS, "participant index {i} out of range");
-        let off = self.layout.participants_off as usize + i as usize * std::mem::size_of::<Participant>();
-        // SAFETY: i < MAX_PARTICIPANTS (asserted above) and `Layout` places the whole participant
-        // array inside the mapping; Participant is plain atomics, valid for any bytes.
-        unsafe { &*(self.map.base.add(off) as *const Participant) }
-    }
-
-    pub fn slot(&self, k: u32) -> &Slot {
-        assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
-        let off = self.layout.slots_off as usize + k as usize * std::mem::size_of::<Slot>();
-        // SAFETY: k < capacity (asserted above) and `Layout` places the whole slot array inside
-        // the mapping; Slot is atomics plus inline bytes only its owner writes.
-        unsafe { &*(self.map.base.add(off) as *const Slot) }
-    }
-
-    /// Start of slot `k`'s data region (`slot_stride` bytes).
-    pub fn data(&self, k: u32) -> *mut u8 {
-        assert!(k < self.layout.capacity, "slot index {k} out of range (capacity {})", self.layout.capacity);
-        let off = self.layout.data_off as usize + k as usize * self.layout.slot_stride as usize;
-        // SAFETY: k < capacity (asserted above), so the region lies inside the mapping.
-        unsafe { self.map.base.add(off) }
-    }
 }
