@@ -98,20 +98,17 @@ export {
   readFrame,
 } from "./src/patterns/headers.ts";
 /** Request/response and streamed replies: `serve` a service, `connect` to call it. */
-export {
-  type CallContext,
-  type CallOptions,
-  Client,
-  connect,
-  type ConnectOptions,
-  type Handler,
-  RemoteError,
-  requestChannelName,
-  serve,
-  type ServeOptions,
-  Server,
-  type StreamOptions,
-} from "./src/patterns/rpc.ts";
+export { serve, Server } from "./src/patterns/rpc/server.ts";
+export { Client, connect } from "./src/patterns/rpc/client.ts";
+export { RemoteError, requestChannelName } from "./src/patterns/rpc/wire.ts";
+export type {
+  CallContext,
+  CallOptions,
+  ConnectOptions,
+  Handler,
+  ServeOptions,
+  StreamOptions,
+} from "./src/patterns/rpc/options.ts";
 /** Publish/subscribe over groups: `publish(topic, value)`, `for await (const m of subscribe(topic))`. */
 export {
   publish,
