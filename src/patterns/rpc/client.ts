@@ -135,7 +135,12 @@ export class Client implements Disposable {
         } catch (error) {
           failure = error;
         }
-        if (pending.reply === undefined) inbox.drain();
+        if (pending.reply === undefined) {
+          // Released by the server: its reply was written first, so it is here (or the server
+          // was closing). Else only what is queued: a timeout or an abort must not wait.
+          if (failure === undefined) await inbox.settle();
+          else inbox.drain();
+        }
         if (pending.reply !== undefined) return resultOf(pending.reply, this.service, method) as R;
         if (failure === undefined) {
           throw new FerryError(

@@ -32,6 +32,8 @@ export class ReplyInbox {
   #abandoned = new Set<number>();
   #streams = 0;
   #pumping: Promise<void> | null = null;
+  /** The pump's receive in progress: settles once what it took is routed. */
+  #round: Promise<boolean> | null = null;
   #closed = false;
 
   /** Creates the reply channel, `capacity` frames of up to `maxMessageSize` bytes. */
@@ -98,13 +100,13 @@ export class ReplyInbox {
     this.#abandoned.add(id);
   }
 
-  /** A stream started: frames are received as they come while any is open. */
+  /** A stream started: frames are received as they come until streamClosed(). */
   streamOpened(): void {
     this.#streams++;
     this.#pumping ??= this.#pump();
   }
 
-  /** A stream ended. */
+  /** A stream's server let go of it: no more frames of it will come. */
   streamClosed(): void {
     this.#streams--;
   }
@@ -113,19 +115,37 @@ export class ReplyInbox {
   async #pump(): Promise<void> {
     try {
       while (this.#streams > 0 && !this.#closed) {
-        let batch: Message<Uint8Array>[];
-        try {
-          batch = await this.#channel.recvMany(64, { timeout: POLL_MS });
-        } catch (error) {
-          if (error instanceof TimeoutError) continue;
-          if (error instanceof ChannelClosedError) return;
-          throw error;
-        }
-        for (const msg of batch) this.#route(msg.bytes);
+        this.#round = this.#receiveRound();
+        if (!await this.#round) return;
       }
     } finally {
       this.#pumping = null;
+      this.#round = null;
     }
+  }
+
+  /** One receive of the pump: routes what came; false once the channel is closed. */
+  async #receiveRound(): Promise<boolean> {
+    let batch: Message<Uint8Array>[];
+    try {
+      batch = await this.#channel.recvMany(64, { timeout: POLL_MS });
+    } catch (error) {
+      if (error instanceof TimeoutError) return true;
+      if (error instanceof ChannelClosedError) return false;
+      throw error;
+    }
+    for (const msg of batch) this.#route(msg.bytes);
+    return true;
+  }
+
+  /**
+   * Routes every frame that arrived by now: those queued, and those the pump took but has not
+   * routed yet (its receive and a request's ack can wake in the same turn, in either order). Waits
+   * for the pump's receive in progress, up to POLL_MS: call it only when a frame must be there.
+   */
+  async settle(): Promise<void> {
+    this.drain();
+    await this.#round?.catch(() => {});
   }
 
   /** Sends a credit or cancel to a server's control channel; a server gone is nothing to tell. */

@@ -249,8 +249,9 @@ export async function* receiveStream<R>(
   inbox.expect(id, stream);
   // The server holds the request for the whole stream: its ack settles at the end, or with
   // PeerDiedError if the server dies. `timeout` bounds only the wait for a server to take it.
-  const acked = client.requests.send(bytes, { timeout: Infinity, expiry: expiryOf(timeout) });
-  acked.then(() => stream.acked = null, (error) => stream.acked = error).finally(() => stream.wake());
+  const released = client.requests.send(bytes, { timeout: Infinity, expiry: expiryOf(timeout) })
+    .then(() => stream.acked = null, (error) => stream.acked = error)
+    .finally(() => stream.wake());
   inbox.streamOpened();
   const onAbort = () => stream.wake();
   signal?.addEventListener("abort", onAbort);
@@ -277,7 +278,7 @@ export async function* receiveStream<R>(
       if (signal?.aborted) throw abortReason(signal);
       if (inbox.closed) throw new ChannelClosedError(`client of '${service}' is closed`);
       if (stream.acked !== undefined) {
-        inbox.drain(); // frames written before the server released (or died) are all queued now
+        await inbox.settle(); // frames written before the server released (or died) are all here now
         if (stream.head < stream.frames.length) continue;
         finished = true;
         const error = stream.acked;
@@ -299,7 +300,10 @@ export async function* receiveStream<R>(
   } finally {
     signal?.removeEventListener("abort", onAbort);
     inbox.forget(id);
-    inbox.streamClosed();
+    // Frames of this stream come until the server lets go of its request (items in flight when it
+    // was cancelled, a StreamStart still to cancel): keep receiving them till then, or they would
+    // sit in the reply channel and take the room the next replies need.
+    released.finally(() => inbox.streamClosed());
     if (!finished) {
       // Left early (break, abort, an exception in the loop): stop the generator on the server.
       if (stream.control !== undefined) inbox.sendControl(stream.control, FrameKind.Cancel, id);
