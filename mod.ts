@@ -110,19 +110,16 @@ export type {
   StreamOptions,
 } from "./src/patterns/rpc/options.ts";
 /** Publish/subscribe over groups: `publish(topic, value)`, `for await (const m of subscribe(topic))`. */
-export {
-  publish,
-  Publisher,
-  publisher,
-  type PublisherOptions,
-  type PublishOptions,
-  type PublishResult,
-  subscribe,
-  type SubscribeOptions,
-  Subscription,
-  type TopicMessage,
-  type WhenFull,
-} from "./src/patterns/pubsub.ts";
+export { publish, Publisher, publisher } from "./src/patterns/pubsub/publisher.ts";
+export { subscribe, Subscription } from "./src/patterns/pubsub/subscription.ts";
+export type {
+  PublisherOptions,
+  PublishOptions,
+  PublishResult,
+  SubscribeOptions,
+  TopicMessage,
+  WhenFull,
+} from "./src/patterns/pubsub/options.ts";
 /** Demultiplexed streams: many keyed streams over one channel, a consumer per key. */
 export { Demux, demux, type DemuxOptions, type KeyedMessage, type KeyHandler } from "./src/patterns/demux.ts";
 /** Receiving from several channels at once: `select` the first message, `merge` them all. */
