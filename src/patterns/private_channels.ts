@@ -83,6 +83,15 @@ export function openShared<T>(
 }
 
 /**
+ * A handle for writing frames to another process's private channel (a reply channel, a control
+ * channel, an inbox), which must exist: its owner made it, and a missing one means the owner is
+ * gone (ChannelNotFoundError, or another FerryError).
+ */
+export function openPeer(name: string, prefix: string): Channel<Uint8Array> {
+  return Channel.open<Uint8Array>(name, { prefix, codec: "raw", mode: "async", create: false });
+}
+
+/**
  * Removes the private channels under `prefix` whose names start with `start` and whose owner is
  * dead. Returns their names. Needs read access to /dev/shm: without it nothing is swept (the other
  * reclaimers, servers and publishers, still are).

@@ -10,10 +10,10 @@
 // for that inbox (#queued), without holding up the other inboxes as serialising whole sendGroups
 // would.
 
-import { Channel } from "../../channel/channel.ts";
+import type { Channel } from "../../channel/channel.ts";
 import { ChannelClosedError, ChannelFullError, FerryError, InvalidOptionError } from "../../errors.ts";
 import { FrameWriter } from "../headers.ts";
-import { checkBase, reclaimIfOrphaned } from "../private_channels.ts";
+import { checkBase, openPeer, reclaimIfOrphaned } from "../private_channels.ts";
 import type { PublisherOptions, PublishOptions, PublishResult } from "./options.ts";
 import { TopicGroups } from "./topics.ts";
 
@@ -254,12 +254,7 @@ export class Publisher implements Disposable {
     let inbox = inboxes?.get(name);
     if (inbox !== undefined) return inbox;
     try {
-      inbox = Channel.open<Uint8Array>(name, {
-        prefix: this.prefix,
-        codec: "raw",
-        mode: "async",
-        create: false,
-      });
+      inbox = openPeer(name, this.prefix);
     } catch (error) {
       if (!(error instanceof FerryError)) throw error;
       // A membership whose inbox is gone: its subscriber died and the inbox was removed between

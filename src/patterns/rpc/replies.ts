@@ -2,7 +2,7 @@
 // reply that waits for room in a full channel, checking meanwhile that the client lives; and the
 // reclaim of a dead client's channel, which nobody else would ever drain.
 
-import { Channel } from "../../channel/channel.ts";
+import type { Channel } from "../../channel/channel.ts";
 import type { ChannelStat } from "../../channel/observe.ts";
 import {
   ChannelClosedError,
@@ -12,7 +12,7 @@ import {
   MessageTooLargeError,
 } from "../../errors.ts";
 import { type Frame, FrameKind, FrameWriter } from "../headers.ts";
-import { ownerAlive, reclaimIfOrphaned } from "../private_channels.ts";
+import { openPeer, ownerAlive, reclaimIfOrphaned } from "../private_channels.ts";
 import { errorPayload, SWEEP_MS } from "./wire.ts";
 
 /** The reply channels a server writes to. */
@@ -84,12 +84,7 @@ export class ReplySender {
     let ch = this.#channels.get(name);
     if (ch === undefined) {
       try {
-        ch = Channel.open<Uint8Array>(name, {
-          prefix: this.#prefix,
-          codec: "raw",
-          mode: "async",
-          create: false,
-        });
+        ch = openPeer(name, this.#prefix);
       } catch (error) {
         if (error instanceof FerryError) return undefined; // the client is gone (closed or reclaimed)
         throw error;

@@ -7,7 +7,7 @@ import { Channel } from "../../channel/channel.ts";
 import { ChannelClosedError, ChannelNotFoundError, FerryError, TimeoutError } from "../../errors.ts";
 import type { Message } from "../../message.ts";
 import { type Frame, FrameKind, FrameWriter, readFrame } from "../headers.ts";
-import { privateName } from "../private_channels.ts";
+import { openPeer, privateName } from "../private_channels.ts";
 import { POLL_MS } from "./wire.ts";
 
 /** What waits for the frames of one correlation id: a call (its reply) or a stream (its frames). */
@@ -154,12 +154,7 @@ export class ReplyInbox {
     let ch = this.#controls.get(control);
     try {
       if (ch === undefined) {
-        ch = Channel.open<Uint8Array>(control, {
-          prefix: this.#prefix,
-          codec: "raw",
-          mode: "async",
-          create: false,
-        });
+        ch = openPeer(control, this.#prefix);
         this.#controls.set(control, ch);
       }
       const bytes = this.#writer.encode({ kind, id, replyTo: this.name, count });
