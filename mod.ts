@@ -105,34 +105,28 @@ export {
   readFrame,
 } from "./src/patterns/headers.ts";
 /** Request/response and streamed replies: `serve` a service, `connect` to call it. */
-export {
-  type CallContext,
-  type CallOptions,
-  Client,
-  connect,
-  type ConnectOptions,
-  type Handler,
-  RemoteError,
-  requestChannelName,
-  serve,
-  type ServeOptions,
-  Server,
-  type StreamOptions,
-} from "./src/patterns/rpc.ts";
+export { serve, Server } from "./src/patterns/rpc/server.ts";
+export { Client, connect } from "./src/patterns/rpc/client.ts";
+export { RemoteError, requestChannelName } from "./src/patterns/rpc/wire.ts";
+export type {
+  CallContext,
+  CallOptions,
+  ConnectOptions,
+  Handler,
+  ServeOptions,
+  StreamOptions,
+} from "./src/patterns/rpc/options.ts";
 /** Publish/subscribe over groups: `publish(topic, value)`, `for await (const m of subscribe(topic))`. */
-export {
-  publish,
-  Publisher,
-  publisher,
-  type PublisherOptions,
-  type PublishOptions,
-  type PublishResult,
-  subscribe,
-  type SubscribeOptions,
-  Subscription,
-  type TopicMessage,
-  type WhenFull,
-} from "./src/patterns/pubsub.ts";
+export { publish, Publisher, publisher } from "./src/patterns/pubsub/publisher.ts";
+export { subscribe, Subscription } from "./src/patterns/pubsub/subscription.ts";
+export type {
+  PublisherOptions,
+  PublishOptions,
+  PublishResult,
+  SubscribeOptions,
+  TopicMessage,
+  WhenFull,
+} from "./src/patterns/pubsub/options.ts";
 /** Demultiplexed streams: many keyed streams over one channel, a consumer per key. */
 export { Demux, demux, type DemuxOptions, type KeyedMessage, type KeyHandler } from "./src/patterns/demux.ts";
 /** Receiving from several channels at once: `select` the first message, `merge` them all. */

@@ -1,56 +1,43 @@
 // The patterns' commands of the ferry command line: call a service, list services, publish and
-// subscribe. They are entries of the command table (cli/commands.ts); each command parses its own arguments (node:util parseArgs)
-// and returns an exit code (0 ok, 1 runtime error, 2 usage error), printing errors as one line.
+// subscribe. They are entries of the command table (cli/commands.ts); each parses its own arguments
+// (node:util parseArgs) and throws for errors, which cli.ts prints as one line with its exit code
+// (cli/errors.ts). Values are read as `send` reads them (cli/values.ts): JSON, or text with --string.
 
-import { parseArgs } from "node:util";
+import { flag, type OptionSpec, parse, str } from "./args.ts";
 import type { PassThroughCommand } from "./command.ts";
-import {
-  type ChannelStat,
-  connect,
-  FerryError,
-  InvalidNameError,
-  InvalidOptionError,
-  listChannels,
-  publish,
-  subscribe,
-} from "../mod.ts";
+import { type ChannelStat, connect, FerryError, listChannels, publish, subscribe } from "../mod.ts";
 import { ownerAlive } from "../src/patterns/private_channels.ts";
+import { EXIT, UsageError, usageError } from "./errors.ts";
+import { argumentValue } from "./values.ts";
 
 /** One line per command for `cli.ts --help`. */
 export const PATTERN_HELP = [
-  ["call <service> <method> [<json>]", "call a service's method once and print its result as JSON"],
+  ["call <service> <method> [<json>]", "call a service's method once with a JSON value and print its result"],
   ["services", "services of a namespace: servers, clients, calls queued and in progress"],
-  ["pub <topic> <json>", "publish one JSON value to a topic's subscribers"],
+  ["pub <topic> <json>", "publish one JSON value (text with --string) to a topic's subscribers"],
   ["sub <topic> [--count N]", "subscribe and print each published value as a JSON line"],
 ];
 
 const USAGE: Record<string, string> = {
-  call: `Usage: deno run -A cli.ts call <service> <method> [<json>] [--timeout ms] [--prefix p] [--json]
-Calls <method> of <service> with <json> (JSON when it parses, else the text as a string; none: no
-argument) and prints the result as JSON. A handler's error prints its code and message, exit 1.
+  call:
+    `Usage: deno run -A cli.ts call <service> <method> [<json>] [--string] [--timeout ms] [--prefix p] [--json]
+Calls <method> of <service> with <json> as its argument (none: no argument) and prints the result as
+JSON. <json> is one JSON value (42, '"hello"', '{"a":1}'); text that is not JSON is a usage error
+naming the column where it stops being JSON (exit 2), and --string passes the text itself as a
+string. A handler's error prints its code and message, exit 1.
 --json prints {"service", "method", "result"}; errors are one line on stderr.`,
   services: `Usage: deno run -A cli.ts services [--prefix p] [--json]
 Lists the services of the namespace from their channels, without joining any: live servers (their
 control channels), live clients (their reply channels), calls queued (not yet taken) and calls in
 progress (taken by a server, not yet answered).`,
-  pub: `Usage: deno run -A cli.ts pub <topic> <json> [--prefix p] [--json]
-Publishes one value (JSON when it parses, else the text) to every subscriber of <topic> now and
-prints how many got it, dropped it (full "drop" inbox) or were found dead.`,
+  pub: `Usage: deno run -A cli.ts pub <topic> <json> [--string] [--prefix p] [--json]
+Publishes one JSON value to every subscriber of <topic> now and prints how many got it, dropped it
+(full "drop" inbox) or were found dead. Text that is not JSON is a usage error naming the column
+where it stops being JSON (exit 2); --string publishes the text itself as a string.`,
   sub: `Usage: deno run -A cli.ts sub <topic> [--count N] [--timeout ms] [--prefix p] [--json]
 Subscribes to <topic> and prints each value published afterwards as a JSON line (with --json, a line
 {"topic", "data", "headers", "publisher"}), until --count values or Ctrl-C. The inbox is removed on exit.`,
 };
-
-class UsageError extends Error {}
-
-function value(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
 
 function ms(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -82,37 +69,39 @@ export function services(prefix: string) {
   });
 }
 
+/** The options every pattern command accepts (each uses those its usage names). */
+const OPTIONS: Record<string, OptionSpec> = {
+  prefix: { type: "string", help: "namespace" },
+  json: { type: "boolean", help: "print JSON" },
+  timeout: { type: "string", help: "milliseconds, or inf" },
+  count: { type: "string", short: "n", help: "values to print" },
+  string: { type: "boolean", help: "the value is text, not JSON" },
+  help: { type: "boolean", short: "h", help: "this help" },
+};
+
 async function run(command: string, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      prefix: { type: "string" },
-      json: { type: "boolean" },
-      timeout: { type: "string" },
-      count: { type: "string", short: "n" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
+  // As send parses its arguments: a negative number is a value, not an option.
+  const args = parse(command, argv, OPTIONS);
+  const positionals = args.positionals;
+  if (flag(args, "help")) {
     console.log(USAGE[command]);
-    return 0;
+    return EXIT.ok;
   }
-  const prefix = values.prefix ?? "ferry";
+  const prefix = str(args, "prefix") ?? "ferry";
   switch (command) {
     case "call": {
-      const [service, method, arg] = positionals;
-      if (service === undefined || method === undefined) {
-        throw new UsageError("call needs <service> <method>");
-      }
-      using client = connect(service, { prefix, timeout: ms(values.timeout, 5000) });
-      const result = await client.call(method, value(arg));
-      console.log(values.json ? json({ service, method, result }) : json(result));
-      return 0;
+      const [service, method, text] = positionals;
+      if (service === undefined || method === undefined) throw usageError("call", "give <service> <method>");
+      // Read before connecting: a bad value must not create the service's request channel.
+      const arg = text === undefined ? undefined : argumentValue("call", text, flag(args, "string"));
+      using client = connect(service, { prefix, timeout: ms(str(args, "timeout"), 5000) });
+      const result = await client.call(method, arg);
+      console.log(flag(args, "json") ? json({ service, method, result }) : json(result));
+      return EXIT.ok;
     }
     case "services": {
       const list = services(prefix);
-      if (values.json) console.log(json({ prefix, services: list }));
+      if (flag(args, "json")) console.log(json({ prefix, services: list }));
       else if (list.length === 0) console.log(`no services in namespace '${prefix}'`);
       else {
         console.log("service".padEnd(24) + "servers  clients  queued  in progress  calls done");
@@ -125,24 +114,27 @@ async function run(command: string, argv: string[]): Promise<number> {
           );
         }
       }
-      return 0;
+      return EXIT.ok;
     }
     case "pub": {
       const [topic, text] = positionals;
-      if (topic === undefined || text === undefined) throw new UsageError("pub needs <topic> <json>");
-      const result = await publish(topic, value(text), { prefix });
+      if (topic === undefined || text === undefined) {
+        throw usageError("pub", "give <topic> and a JSON value (text with --string)");
+      }
+      const result = await publish(topic, argumentValue("pub", text, flag(args, "string")), { prefix });
       console.log(
-        values.json
+        flag(args, "json")
           ? json({ topic, ...result })
           : `published to ${result.delivered} subscribers (${result.dropped} dropped, ${result.reclaimed} found dead)`,
       );
-      return 0;
+      return EXIT.ok;
     }
     case "sub": {
       const [topic] = positionals;
-      if (topic === undefined) throw new UsageError("sub needs <topic>");
-      const count = values.count === undefined ? Infinity : Number(values.count);
-      if (!(count >= 1)) throw new UsageError(`--count must be a number >= 1, not '${values.count}'`);
+      if (topic === undefined) throw usageError("sub", "give <topic>");
+      const countText = str(args, "count");
+      const count = countText === undefined ? Infinity : Number(countText);
+      if (!(count >= 1)) throw new UsageError(`--count must be a number >= 1, not '${countText}'`);
       using sub = subscribe(topic, { prefix, whenFull: "wait" });
       console.error(`ferry: subscribed to '${topic}' (inbox ${sub.inbox})`); // stdout is for the values
       const stop = () => sub.close();
@@ -152,35 +144,21 @@ async function run(command: string, argv: string[]): Promise<number> {
         while (n < count) {
           let m;
           try {
-            m = await sub.recv({ timeout: ms(values.timeout, Infinity) });
+            m = await sub.recv({ timeout: ms(str(args, "timeout"), Infinity) });
           } catch (error) {
-            if (error instanceof FerryError && error.code === "ChannelClosed") return 0;
+            if (error instanceof FerryError && error.code === "ChannelClosed") return EXIT.ok;
             throw error;
           }
-          console.log(values.json ? json(m) : json(m.data));
+          console.log(flag(args, "json") ? json(m) : json(m.data));
           n++;
         }
       } finally {
         Deno.removeSignalListener("SIGINT", stop);
       }
-      return 0;
+      return EXIT.ok;
     }
   }
   throw new UsageError(`unknown command '${command}'`);
-}
-
-/** Runs a pattern command; undefined when `command` is not one of them. */
-export async function patternCommand(command: string, argv: string[]): Promise<number | undefined> {
-  if (!Object.hasOwn(USAGE, command)) return undefined;
-  try {
-    return await run(command, argv);
-  } catch (error) {
-    const usage = error instanceof UsageError || error instanceof InvalidNameError ||
-      error instanceof InvalidOptionError || (error as { code?: string }).code?.startsWith("ERR_PARSE");
-    const text = error instanceof Error ? error.message : String(error);
-    console.error(`ferry: ${text.replace(/\s*\n\s*/g, " ")}`);
-    return usage ? 2 : 1;
-  }
 }
 
 /** The pattern commands as entries of the command table (cli/commands.ts): each parses its own arguments. */
@@ -191,6 +169,6 @@ export const PATTERN_COMMANDS: PassThroughCommand[] = PATTERN_HELP.map(([usage, 
     usage,
     summary,
     passThrough: true,
-    run: async (argv: string[]) => (await patternCommand(name, argv))!,
+    run: (argv: string[]) => run(name, argv),
   };
 });

@@ -40,6 +40,21 @@ Deno.test("cli call prints a method's result; a handler's error exits 1 with its
   assert.match(failed.stderr, /no way \[Nope\]/);
   assert.equal((await cli("call", "math", "--prefix", s.prefix)).code, 2);
 
+  // Values are read as send reads them: JSON, or the text itself with --string.
+  const echoed = await cli("call", "math", "echo", "-1.5", "--prefix", s.prefix);
+  assert.deepEqual(JSON.parse(echoed.stdout).value, -1.5);
+  assert.equal(
+    JSON.parse((await cli("call", "math", "echo", "hi", "--string", "--prefix", s.prefix)).stdout).value,
+    "hi",
+  );
+  const notJson = await cli("call", "math", "add", "{a: 1}", "--prefix", s.prefix);
+  assert.equal(notJson.code, 2);
+  assert.match(
+    notJson.stderr,
+    /call: '\{a: 1\}' is not JSON \(.* at column 2\); --string sends text as a string/,
+  );
+  assert.equal(notJson.stdout, "");
+
   const listed = JSON.parse((await cli("services", "--json", "--prefix", s.prefix)).stdout);
   assert.deepEqual(listed.services.map((x: { service: string; servers: number }) => [x.service, x.servers]), [
     ["math", 1],
@@ -60,8 +75,11 @@ Deno.test("cli sub prints what cli pub publishes", async () => {
     (await cli("pub", "prices", '{"px": 1.5}', "--prefix", s.prefix)).stdout,
     /published to 1 subscriber/,
   );
+  const notJson = await cli("pub", "prices", "hello", "--prefix", s.prefix);
+  assert.equal(notJson.code, 2);
+  assert.match(notJson.stderr, /pub: 'hello' is not JSON \(unexpected 'h' at column 1\)/);
   assert.match(
-    (await cli("pub", "prices", "hello", "--prefix", s.prefix)).stdout,
+    (await cli("pub", "prices", "hello", "--string", "--prefix", s.prefix)).stdout,
     /published to 1 subscriber/,
   );
   const lines = [];

@@ -73,31 +73,48 @@ Deno.test('a full "drop" inbox drops and counts; a full "wait" inbox makes the p
   for (let i = 1; i < 5; i++) assert.equal(JSON.parse(await waiter.line(`message ${i}`)).data, i);
 });
 
-Deno.test("a subscriber killed: a publisher that finds its inbox full reclaims it, and so does the next subscribe", async () => {
+Deno.test("a subscriber killed leaves its topic with its process; its inbox goes with the next publish or subscribe", async () => {
   await using s = new Scope();
   using _groups = groupTableOf(s.prefix);
   const doomed = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 2 });
   const inbox = await doomed.line("inbox name");
-  await doomed.kill();
   using pub = publisher({ prefix: s.prefix });
-  assert.equal((await pub.publish(TOPIC, 1)).delivered, 1);
-  assert.equal((await pub.publish(TOPIC, 2)).delivered, 1);
-  assert.deepEqual(await pub.publish(TOPIC, 3), { delivered: 0, dropped: 0, reclaimed: 1 });
+  assert.deepEqual(await pub.publish(TOPIC, 1), { delivered: 1, dropped: 0, reclaimed: 0 });
+  await doomed.kill();
+  // Not a member any more; the publisher wrote to it, so it removes the dead inbox.
+  assert.deepEqual(await pub.publish(TOPIC, 2), { delivered: 0, dropped: 0, reclaimed: 1 });
   assert.ok(!segmentsOf(s.prefix).includes(inbox));
-  assert.deepEqual(await pub.publish(TOPIC, 4), { delivered: 0, dropped: 0, reclaimed: 0 });
+  assert.deepEqual(await pub.publish(TOPIC, 3), { delivered: 0, dropped: 0, reclaimed: 0 });
 
-  // Killed with room left: nobody notices at publish time; the next subscribe removes it.
+  // Killed before any publish: nobody holds its inbox; the next subscribe removes it.
   const quiet = await s.spawn("pubsub_sub.ts", TOPIC);
   const quietInbox = await quiet.line("inbox name");
   await quiet.kill();
   using next = subscribe(TOPIC, { prefix: s.prefix });
   assert.ok(!segmentsOf(s.prefix).includes(quietInbox));
-  // Its membership ended with it: the publisher no longer even sees it.
   assert.deepEqual(await pub.publish(TOPIC, 5), { delivered: 1, dropped: 0, reclaimed: 0 });
   assert.equal((await next.recv()).data, 5);
 });
 
-Deno.test('a "wait" publish keeps waiting past its liveness checks, and copies to one inbox keep their order', async () => {
+Deno.test("a SIGKILLed subscriber's membership is gone at the next publish, before anyone looks at its process", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  using ns = Namespace.connect({ prefix: s.prefix });
+  const doomed = await s.spawn("pubsub_sub.ts", TOPIC);
+  const inbox = await doomed.line("inbox name");
+  assert.deepEqual(ns.groupMembers(`${TOPIC}!drop`), [inbox]);
+  await doomed.kill();
+
+  // A publisher that never wrote to it holds no handle and checks no pid: the group table alone
+  // ends the membership (the kernel dropped the dead process's lock on it).
+  using pub = publisher({ prefix: s.prefix });
+  assert.deepEqual(await pub.publish(TOPIC, 1), { delivered: 0, dropped: 0, reclaimed: 0 });
+  assert.deepEqual(ns.groupMembers(`${TOPIC}!drop`), []);
+  assert.equal(ns.groupStat().counters.died, 1);
+  assert.ok(segmentsOf(s.prefix).includes(inbox)); // nothing looked at its owner yet
+});
+
+Deno.test('a "wait" publish keeps waiting past its membership checks, and copies to one inbox keep their order', async () => {
   await using s = new Scope();
   using _groups = groupTableOf(s.prefix);
   const slow = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 1, whenFull: "wait" });
@@ -105,7 +122,7 @@ Deno.test('a "wait" publish keeps waiting past its liveness checks, and copies t
   using pub = publisher({ prefix: s.prefix, timeout: 20_000 });
   assert.equal((await pub.publish(TOPIC, 0)).delivered, 1);
   const waiting = [1, 2, 3].map((i) => follow(pub.publish(TOPIC, i))); // not awaited in between
-  await delay(1500); // longer than one owner-check slice: the behaviour under test
+  await delay(1500); // longer than one membership-check slice: the behaviour under test
   assert.ok(waiting.every((w) => !w.settled));
   await slow.tell("read 4");
   for (let i = 0; i < 4; i++) assert.equal(JSON.parse(await slow.line(`message ${i}`)).data, i);
@@ -116,7 +133,7 @@ Deno.test('a "wait" subscriber killed while a publish waits for it: the publish 
   await using s = new Scope();
   using _groups = groupTableOf(s.prefix);
   const doomed = await s.spawn("pubsub_sub.ts", TOPIC, { capacity: 1, whenFull: "wait" });
-  await doomed.line("inbox name");
+  const inbox = await doomed.line("inbox name");
   using pub = publisher({ prefix: s.prefix, timeout: 20_000 });
   assert.equal((await pub.publish(TOPIC, 1)).delivered, 1);
   const blocked = follow(pub.publish(TOPIC, 2));
@@ -126,6 +143,7 @@ Deno.test('a "wait" subscriber killed while a publish waits for it: the publish 
     dropped: 0,
     reclaimed: 1,
   });
+  assert.ok(!segmentsOf(s.prefix).includes(inbox));
 });
 
 Deno.test("close() ends the membership and removes the inbox", async () => {

@@ -9,8 +9,8 @@ import { follow, Scope, segmentsOf, within } from "./helpers.ts";
 const SERVICE = "math";
 
 /** The next event a server reported (see tests/workers/rpc_server.ts). */
-async function nextEvent(events: Channel, what: string): Promise<Record<string, number>> {
-  return (await within(events.recv({ timeout: Infinity }), what)).data as Record<string, number>;
+async function nextEvent(events: Channel, what: string, ms?: number): Promise<Record<string, number>> {
+  return (await within(events.recv({ timeout: Infinity }), what, ms)).data as Record<string, number>;
 }
 
 Deno.test("a call returns the handler's value; a thrown error is a RemoteError with its code; headers travel", async () => {
@@ -190,6 +190,26 @@ Deno.test("breaking out of a stream, or aborting it, cancels the generator on th
   assert.equal((await nextEvent(events, "the generator cancelled after abort")).cancelled, server.pid);
   // The server is free again (concurrency 1): both streams ended on its side.
   assert.equal(await within(math.call("add", { a: 1, b: 2 }), "a call after the cancels"), 3);
+});
+
+Deno.test("a stream given up before any server took it is cancelled when one does, and leaves the client free", async () => {
+  await using s = new Scope();
+  using events = s.open("events", { mode: "async" });
+  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
+
+  // No server yet: the request waits in the request channel when the loop is aborted.
+  const controller = new AbortController();
+  const loop = (async () => {
+    for await (const _ of math.stream("ticks", undefined, { signal: controller.signal })) { /* none come */ }
+  })().catch((e) => e);
+  controller.abort();
+  assert.equal((await loop).name, "AbortError");
+
+  // The server that takes it is told at its first frame; else its items would fill the client's
+  // reply channel and it would wait for room there (replyTimeout) with its one place taken.
+  const server = await s.spawn("rpc_server.ts", SERVICE, { replyTimeout: 60_000 });
+  assert.equal((await nextEvent(events, "the abandoned stream cancelled", 5000)).cancelled, server.pid);
+  assert.equal(await within(math.call("add", { a: 1, b: 2 }), "a call after the abandoned stream", 5000), 3);
 });
 
 Deno.test("a server killed mid-stream ends the loop with PeerDiedError after the items it sent", async () => {

@@ -83,12 +83,20 @@ export function openShared<T>(
 }
 
 /**
+ * A handle for writing frames to another process's private channel (a reply channel, a control
+ * channel, an inbox), which must exist: its owner made it, and a missing one means the owner is
+ * gone (ChannelNotFoundError, or another FerryError).
+ */
+export function openPeer(name: string, prefix: string): Channel<Uint8Array> {
+  return Channel.open<Uint8Array>(name, { prefix, codec: "raw", mode: "async", create: false });
+}
+
+/**
  * Removes the private channels under `prefix` whose names start with `start` and whose owner is
- * dead; `onReclaim` runs for each before it is removed (pub/sub ends the membership first).
- * Returns their names. Needs read access to /dev/shm: without it nothing is swept (the other
+ * dead. Returns their names. Needs read access to /dev/shm: without it nothing is swept (the other
  * reclaimers, servers and publishers, still are).
  */
-export function sweepPrivate(prefix: string, start: string, onReclaim?: (name: string) => void): string[] {
+export function sweepPrivate(prefix: string, start: string): string[] {
   const reclaimed: string[] = [];
   let entries: Iterable<Deno.DirEntry>;
   try {
@@ -101,22 +109,15 @@ export function sweepPrivate(prefix: string, start: string, onReclaim?: (name: s
     if (!entry.name.startsWith(head)) continue;
     const name = entry.name.slice(prefix.length + 1);
     if (ownerOf(name) === undefined) continue;
-    if (reclaimIfOrphaned(name, prefix, onReclaim)) reclaimed.push(name);
+    if (reclaimIfOrphaned(name, prefix)) reclaimed.push(name);
   }
   return reclaimed;
 }
 
 /** Removes the private channel `name` if its owner is dead; true if it did. */
-export function reclaimIfOrphaned(
-  name: string,
-  prefix: string,
-  onReclaim?: (name: string) => void,
-  stat?: ChannelStat,
-): boolean {
+export function reclaimIfOrphaned(name: string, prefix: string): boolean {
   try {
-    stat ??= Channel.stat(name, { prefix });
-    if (ownerAlive(stat)) return false;
-    onReclaim?.(name);
+    if (ownerAlive(Channel.stat(name, { prefix }))) return false;
     return Channel.unlink(name, { prefix });
   } catch (error) {
     if (error instanceof FerryError) return false; // gone already, or not ours to judge

@@ -1,0 +1,306 @@
+// Publishing: a publisher sends one copy of each value to every inbox subscribed to its topic,
+// through one handle per inbox, and removes the inboxes of subscribers that died once it sees them
+// leave the topic.
+//
+// The fan-out is written here rather than with Namespace.sendGroup, for two reasons. A channel
+// keeps order per sender handle (each has its own lane), so one publisher must write to an inbox
+// through one handle: publishMany writes batches (one membership look-up per batch), which
+// sendGroup cannot, and would need a second handle. And sends that wait for room on one handle
+// keep no order among themselves, so a "wait" copy queues behind the earlier one still waiting
+// for that inbox (#queued), without holding up the other inboxes as serialising whole sendGroups
+// would.
+
+import type { Channel } from "../../channel/channel.ts";
+import { ChannelClosedError, ChannelFullError, FerryError, InvalidOptionError } from "../../errors.ts";
+import { FrameWriter } from "../headers.ts";
+import { checkBase, openPeer, reclaimIfOrphaned } from "../private_channels.ts";
+import type { PublisherOptions, PublishOptions, PublishResult } from "./options.ts";
+import { TopicGroups } from "./topics.ts";
+
+const DEFAULT_TIMEOUT = 5000;
+/** How often a publish waiting for room in an inbox looks whether its subscriber is still there. */
+const MEMBERSHIP_CHECK_MS = 1000;
+
+/** A publisher that keeps its handles on subscribers' inboxes between publishes: close it when done. */
+export function publisher(options: PublisherOptions = {}): Publisher {
+  return new Publisher(token, options);
+}
+
+/** The publisher `publish()` uses, one per namespace, for the life of the process. */
+const shared = new Map<string, Publisher>();
+
+/**
+ * Publishes `value` on `topic` to every subscriber now, through a publisher kept for the process
+ * (see `publisher()` to choose its options or close it).
+ */
+export function publish(
+  topic: string,
+  value: unknown,
+  options: PublishOptions & { prefix?: string } = {},
+): Promise<PublishResult> {
+  const prefix = options.prefix ?? "ferry";
+  let p = shared.get(prefix);
+  if (p === undefined) shared.set(prefix, p = publisher({ prefix }));
+  return p.publish(topic, value, options);
+}
+
+const token = Symbol("ferry.pubsub.publisher");
+
+/** Sends each published value to every subscriber of its topic. */
+export class Publisher implements Disposable {
+  /** The namespace. */
+  readonly prefix: string;
+  /** Milliseconds a publish waits for room in a "wait" inbox. */
+  readonly timeout: number;
+  #groups: TopicGroups;
+  #writer = new FrameWriter();
+  /** Per topic, the handles on its inboxes this publisher wrote to: one per inbox, for its order. */
+  #topics = new Map<string, Map<string, Channel<Uint8Array>>>();
+  /** Per "wait" inbox, the last copy still waiting for room (later copies queue behind it). */
+  #queued = new Map<string, Promise<void>>();
+  #closed = false;
+
+  /** @internal Use `publisher()`. */
+  constructor(key: symbol, options: PublisherOptions) {
+    if (key !== token) throw new TypeError("use publisher()");
+    this.prefix = options.prefix ?? "ferry";
+    const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0) {
+      throw new InvalidOptionError(`timeout must be milliseconds >= 0 (or Infinity), not ${timeout}`);
+    }
+    this.timeout = timeout;
+    this.#groups = TopicGroups.acquire(this.prefix);
+  }
+
+  /**
+   * Sends `value` to every subscriber of `topic` now (none: nothing happens). Resolves once every
+   * copy is written, or dropped by the subscriber's `whenFull`.
+   */
+  async publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    const { drop, wait, result } = this.#subscribers(topic);
+    if (drop.length + wait.length === 0) return result;
+    const bytes = this.#writer.encode({ subject: topic, headers: options.headers }, value);
+    for (const name of drop) {
+      const inbox = this.#inbox(topic, name, result);
+      if (inbox === undefined) continue;
+      try {
+        inbox.trySend(bytes);
+        result.delivered++;
+      } catch (error) {
+        this.#failed(error, result);
+      }
+    }
+    let waiting: Promise<void>[] | undefined;
+    for (const name of wait) {
+      const inbox = this.#inbox(topic, name, result);
+      if (inbox === undefined) continue;
+      const before = this.#queued.get(name);
+      if (before !== undefined) {
+        // An earlier publish still waits for room here: go after it, so this inbox keeps the order.
+        const copy = bytes.slice();
+        (waiting ??= []).push(
+          this.#behind(name, before.then(() => this.#waitForRoom(topic, name, inbox, copy, result))),
+        );
+        continue;
+      }
+      try {
+        inbox.trySend(bytes);
+        result.delivered++;
+      } catch (error) {
+        if (!(error instanceof ChannelFullError)) this.#failed(error, result);
+        else {(waiting ??= []).push(
+            this.#behind(name, this.#waitForRoom(topic, name, inbox, bytes.slice(), result)),
+          );}
+      }
+    }
+    if (waiting !== undefined) await Promise.all(waiting);
+    return result;
+  }
+
+  /**
+   * Publishes `values` on `topic` in order, as `publish` would one by one, but looks up the
+   * subscribers once and writes to each inbox in batches: for streams of small messages, where the
+   * membership look-up (a scan of the group table) would cost more than the messages.
+   */
+  async publishMany(
+    topic: string,
+    values: readonly unknown[],
+    options: PublishOptions = {},
+  ): Promise<PublishResult> {
+    const { drop, wait, result } = this.#subscribers(topic);
+    if (drop.length + wait.length === 0 || values.length === 0) return result;
+    const frames = values.map((v) =>
+      this.#writer.encode({ subject: topic, headers: options.headers }, v).slice()
+    );
+    for (const name of drop) {
+      const inbox = this.#inbox(topic, name, result);
+      if (inbox === undefined) continue;
+      for (let at = 0; at < frames.length;) {
+        let sent: number;
+        try {
+          sent = inbox.trySendMany(at === 0 ? frames : frames.slice(at));
+        } catch (error) {
+          this.#failed(error, result);
+          result.dropped += frames.length - at - 1;
+          break;
+        }
+        result.delivered += sent;
+        at += sent;
+        if (at < frames.length) {
+          // Full: this copy is dropped, the next ones may fit once the subscriber read some.
+          result.dropped++;
+          at++;
+        }
+      }
+    }
+    const waiting: Promise<void>[] = [];
+    for (const name of wait) {
+      const inbox = this.#inbox(topic, name, result);
+      if (inbox === undefined) continue;
+      let at = 0;
+      if (!this.#queued.has(name)) {
+        try {
+          at = inbox.trySendMany(frames);
+        } catch (error) {
+          this.#failed(error, result);
+          continue;
+        }
+        result.delivered += at;
+      }
+      // The rest waits for room in order, behind any earlier copy still waiting for this inbox.
+      for (let i = at; i < frames.length; i++) {
+        const before = this.#queued.get(name) ?? Promise.resolve();
+        waiting.push(
+          this.#behind(name, before.then(() => this.#waitForRoom(topic, name, inbox, frames[i], result))),
+        );
+      }
+    }
+    await Promise.all(waiting);
+    return result;
+  }
+
+  /**
+   * The subscribers of `topic` now, by what their full inbox does. Inboxes this publisher wrote to
+   * that are no longer among them have left: their handles are closed, and the inboxes of those
+   * that died are removed (counted in `result.reclaimed`).
+   */
+  #subscribers(topic: string): { drop: string[]; wait: string[]; result: PublishResult } {
+    checkBase("topic", topic);
+    if (this.#closed) throw new FerryError("PublisherClosed", "this publisher is closed");
+    const result: PublishResult = { delivered: 0, dropped: 0, reclaimed: 0 };
+    const drop = this.#groups.members(topic, "drop");
+    const wait = this.#groups.members(topic, "wait");
+    const known = this.#topics.get(topic);
+    if (known !== undefined && known.size > 0) {
+      const now = new Set([...drop, ...wait]);
+      for (const name of known.keys()) {
+        if (!now.has(name) && this.#leave(topic, name)) result.reclaimed++;
+      }
+    }
+    return { drop, wait, result };
+  }
+
+  /** Records `copy` as the last copy waiting for the inbox `name`, until it is sent. */
+  #behind(name: string, copy: Promise<void>): Promise<void> {
+    this.#queued.set(name, copy);
+    copy.finally(() => {
+      if (this.#queued.get(name) === copy) this.#queued.delete(name);
+    });
+    return copy;
+  }
+
+  /**
+   * Sends to a full "wait" inbox as room comes. Every MEMBERSHIP_CHECK_MS still full, it looks
+   * whether the subscriber is still subscribed: one that died (or closed) has left its topic.
+   */
+  async #waitForRoom(
+    topic: string,
+    name: string,
+    inbox: Channel<Uint8Array>,
+    bytes: Uint8Array,
+    result: PublishResult,
+  ): Promise<void> {
+    const deadline = performance.now() + this.timeout;
+    for (;;) {
+      if (this.#topics.get(topic)?.get(name) !== inbox) {
+        result.reclaimed++; // it left while this copy waited (the handle was closed)
+        return;
+      }
+      const left = deadline - performance.now();
+      try {
+        await inbox.send(bytes, { timeout: Math.max(0, Math.min(MEMBERSHIP_CHECK_MS, left)) });
+        result.delivered++;
+        return;
+      } catch (error) {
+        if (error instanceof ChannelClosedError) continue; // left meanwhile: seen at the loop's top
+        // Still full when the slice ended (send reports that as ChannelFullError).
+        if (!(error instanceof ChannelFullError)) return this.#failed(error, result);
+      }
+      if (!this.#groups.members(topic, "wait").includes(name)) {
+        this.#leave(topic, name);
+        result.reclaimed++;
+        return;
+      }
+      if (performance.now() >= deadline) {
+        result.dropped++;
+        return;
+      }
+    }
+  }
+
+  /** This publisher's handle on the inbox `name` of `topic`, opened on first use. */
+  #inbox(topic: string, name: string, result: PublishResult): Channel<Uint8Array> | undefined {
+    let inboxes = this.#topics.get(topic);
+    let inbox = inboxes?.get(name);
+    if (inbox !== undefined) return inbox;
+    try {
+      inbox = openPeer(name, this.prefix);
+    } catch (error) {
+      if (!(error instanceof FerryError)) throw error;
+      // A membership whose inbox is gone: its subscriber died and the inbox was removed between
+      // the look-up and now, or it is a membership no process holds (left by an older ferry).
+      this.#groups.discard(topic, "drop", name);
+      this.#groups.discard(topic, "wait", name);
+      result.reclaimed++;
+      return undefined;
+    }
+    if (inboxes === undefined) this.#topics.set(topic, inboxes = new Map());
+    inboxes.set(name, inbox);
+    return inbox;
+  }
+
+  /** A copy that could not be written: full ("drop"), too large for this inbox, ... */
+  #failed(error: unknown, result: PublishResult): void {
+    if (!(error instanceof FerryError)) throw error;
+    result.dropped++;
+  }
+
+  /**
+   * Forgets an inbox that left `topic`: closes this publisher's handle on it (a copy still waiting
+   * there ends) and removes the inbox if its subscriber is dead. True if it removed it.
+   */
+  #leave(topic: string, name: string): boolean {
+    const inboxes = this.#topics.get(topic);
+    const inbox = inboxes?.get(name);
+    if (inbox === undefined) return false;
+    inboxes!.delete(name);
+    if (inboxes!.size === 0) this.#topics.delete(topic);
+    inbox.close();
+    return reclaimIfOrphaned(name, this.prefix);
+  }
+
+  /** Closes the handles on subscribers' inboxes. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const inboxes of this.#topics.values()) for (const inbox of inboxes.values()) inbox.close();
+    this.#topics.clear();
+    this.#groups.release();
+    for (const [prefix, p] of shared) if (p === this) shared.delete(prefix);
+  }
+
+  /** As `close()`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
