@@ -265,7 +265,15 @@ pub fn futex_wake_all(word: &AtomicU32) {
 pub fn futex_wake_private(word: &AtomicU32) {
     // SAFETY: the futex word is a live, aligned u32 of this process.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX, 0usize, 0usize, 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        );
     }
 }
 

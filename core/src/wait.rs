@@ -197,7 +197,12 @@ pub trait Park {
 
 /// Calls `attempt` until it gives an answer or `timeout_ms` passes (u32::MAX: no limit), by the
 /// policy of this module: spin as `spin` says, then park on `park` in slices.
-pub fn wait_for(park: &impl Park, timeout_ms: u32, spin: Spin, mut attempt: impl FnMut() -> Option<i32>) -> i32 {
+pub fn wait_for(
+    park: &impl Park,
+    timeout_ms: u32,
+    spin: Spin,
+    mut attempt: impl FnMut() -> Option<i32>,
+) -> i32 {
     // One process's own deadline: CLOCK_MONOTONIC, exact to the millisecond.
     let start = sys::monotonic_ns();
     let deadline = (timeout_ms != u32::MAX).then(|| start + u64::from(timeout_ms) * 1_000_000);

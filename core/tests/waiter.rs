@@ -128,6 +128,12 @@ fn busy_and_timed_spins_answer_and_keep_their_deadline() {
         assert_eq!(rx.wait_spinning(Side::Recv, 30, spin, || None), TIMEOUT, "{spin:?}");
         assert!(start.elapsed() >= Duration::from_millis(30), "{spin:?} returned before its deadline");
         let mut n = 0;
-        assert_eq!(rx.wait_spinning(Side::Recv, 1000, spin, || (n == 3).then_some(OK).or_else(|| { n += 1; None })), OK);
+        assert_eq!(
+            rx.wait_spinning(Side::Recv, 1000, spin, || (n == 3).then_some(OK).or_else(|| {
+                n += 1;
+                None
+            })),
+            OK
+        );
     }
 }

@@ -297,7 +297,12 @@ impl Handle {
         };
         let seg = segment::open(&OpenRequest { name: o.name, mode: o.mode, create, policy })?;
         let mut h = Handle {
-            shared: Arc::new(Shared { seg, me: OBSERVER, recovery: Mutex::new(()), closed: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                seg,
+                me: OBSERVER,
+                recovery: Mutex::new(()),
+                closed: AtomicBool::new(false),
+            }),
             pid: sys::pid(),
             spin: Cell::new(Spin::Polite),
             slot_limit: o.slot_limit,

@@ -31,8 +31,8 @@ use std::slice;
 
 use crate::channel::Handle;
 use crate::segment::OpenError;
-use crate::waiter::WaitSet;
 use crate::status::*;
+use crate::waiter::WaitSet;
 use abi::*;
 
 /// A u64 as the two u32 halves the out-arrays carry it in (low, high).

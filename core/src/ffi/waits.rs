@@ -127,7 +127,13 @@ pub extern "C" fn ferry_waitset_new() -> *const WaitSet {
 /// Parks handle `h`'s `side` in set `s` as wait `token`, after `ferry_park_prepare` gave `epoch`
 /// and a re-check found nothing: 1, or 0 when the set is full (the caller uses another set).
 #[no_mangle]
-pub unsafe extern "C" fn ferry_waitset_add(s: *const WaitSet, h: *const Handle, side: u32, epoch: u32, token: u32) -> u32 {
+pub unsafe extern "C" fn ferry_waitset_add(
+    s: *const WaitSet,
+    h: *const Handle,
+    side: u32,
+    epoch: u32,
+    token: u32,
+) -> u32 {
     let (Some(s), Some(h)) = (wait_set(s), handle(h)) else { return 0 };
     u32::from(s.add(h.shared_arc(), Side::from_u32(side), epoch, token))
 }
