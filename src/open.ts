@@ -3,7 +3,8 @@
 // a failed open (core/src/ffi.rs `open_report`) read back and turned into the error that says what
 // was found and what to do. The rule itself lives in core/src/segment.rs ("Trust").
 
-import { ForeignReason, OPEN_REPORT_LEN } from "../ffi/status.ts";
+import { OpenReport as Report } from "../ffi/abi.ts";
+import { ForeignReason } from "../ffi/status.ts";
 import { ForeignSegmentError, InvalidOptionError } from "./errors.ts";
 
 /** Options of every call that opens a segment that may already exist. */
@@ -51,21 +52,21 @@ export interface OpenReport {
 
 /** @internal A buffer for the core's report of a failed open. */
 export function reportBuffer(): Int32Array {
-  return new Int32Array(OPEN_REPORT_LEN);
+  return new Int32Array(Report.LENGTH);
 }
 
 /** @internal Reads the core's report (see `reportBuffer`). */
 export function readReport(err: Int32Array): OpenReport {
-  const [status, detail, found, owner, mode, sizeLo, sizeHi, modified] = err;
-  if (found !== 1) return { status, detail };
+  const status = err[Report.STATUS], detail = err[Report.DETAIL];
+  if (err[Report.FOUND] !== 1) return { status, detail };
   return {
     status,
     detail,
     found: {
-      owner: owner >>> 0,
-      mode: mode >>> 0,
-      size: (sizeHi >>> 0) * 2 ** 32 + (sizeLo >>> 0),
-      modified: new Date((modified >>> 0) * 1000),
+      owner: err[Report.OWNER] >>> 0,
+      mode: err[Report.MODE] >>> 0,
+      size: (err[Report.SIZE_HI] >>> 0) * 2 ** 32 + (err[Report.SIZE_LO] >>> 0),
+      modified: new Date((err[Report.MTIME] >>> 0) * 1000),
     },
   };
 }

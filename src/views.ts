@@ -51,9 +51,4 @@ export class Views {
   detachAll(): void {
     for (const ticket of [...this.#live]) this.detach(ticket);
   }
-
-  /** How many views are out (for tests and stats). */
-  get size(): number {
-    return this.#live.size;
-  }
 }

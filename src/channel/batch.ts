@@ -4,13 +4,14 @@
 
 import { BatchMeta, MetaFlag } from "../../ffi/abi.ts";
 import { RECV_AUTO_RELEASE, SIDE_RECV, SIDE_SEND, Status } from "../../ffi/status.ts";
-import { MessageTooLargeError, TimeoutError } from "../errors.ts";
+import { TimeoutError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
-import { abiMs, checkInt, expiryOf, type RecvOptions, timeoutOf } from "./options.ts";
-import { ensureChunk, recvSync } from "./receive.ts";
+import { abiMs, checkInt, expiryOf, type RecvOptions, spinWord, timeoutOf } from "./options.ts";
+import { ensureChunk, recvSyncNow } from "./receive.ts";
+import { encode } from "./send.ts";
 import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
-import { until } from "./wait.ts";
+import { spinning, until } from "./wait.ts";
 import { receiveInPlace } from "./zero_copy.ts";
 
 /** See Channel.trySendMany. */
@@ -84,12 +85,7 @@ function stage<T>(c: ChannelCore<T>, values: readonly T[], reuse: boolean): Stag
   }
   let total = 0;
   for (let i = 0; i < values.length; i++) {
-    const part = c.codec.encode(values[i]);
-    if (part.length > c.maxMessageSize) {
-      throw new MessageTooLargeError(
-        `sendMany: value ${i} is ${part.length} bytes; channel '${c.name}' takes at most ${c.maxMessageSize}`,
-      );
-    }
+    const part = encode(c, values[i]);
     if (total + part.length > st.bytes.length) {
       const grown = new Uint8Array(Math.max(2 * st.bytes.length, total + part.length));
       grown.set(st.bytes.subarray(0, total));
@@ -142,12 +138,18 @@ function sendStaged<T>(
 /** See Channel.tryRecvMany. */
 export function tryRecvMany<T>(c: ChannelCore<T>, max = 64): Message<T>[] {
   checkInt("max", max, 1, BATCH_MAX);
-  const got: Message<T>[] = [];
+  return recvBatchNow(c, max) ?? [];
+}
+
+/** Up to `max` messages now (`max` checked by the caller), or undefined when there are none: a
+ * wait's repeated attempts allocate nothing while the channel is empty. */
+function recvBatchNow<T>(c: ChannelCore<T>, max: number): Message<T>[] | undefined {
   if (c.zeroCopy) {
     // Views cannot share a chunk: claimed one by one, each in place.
-    for (let m = receiveInPlace(c); m !== undefined; m = got.length < max ? receiveInPlace(c) : undefined) {
-      got.push(m);
-    }
+    let m = receiveInPlace(c);
+    if (m === undefined) return undefined;
+    const got: Message<T>[] = [];
+    for (; m !== undefined; m = got.length < max ? receiveInPlace(c) : undefined) got.push(m);
     return got;
   }
   const auto = c.autoRelease;
@@ -170,8 +172,12 @@ export function tryRecvMany<T>(c: ChannelCore<T>, max = 64): Message<T>[] {
 /** See Channel.recvManySync. */
 export function recvManySync<T>(c: ChannelCore<T>, max = 64, options?: RecvOptions): Message<T>[] {
   checkInt("max", max, 1, BATCH_MAX);
+  return spinning(c, spinWord(options?.spin, c.spin), () => recvManySyncNow(c, max, options));
+}
+
+function recvManySyncNow<T>(c: ChannelCore<T>, max: number, options?: RecvOptions): Message<T>[] {
   if (c.zeroCopy) {
-    const first = recvSync(c, options);
+    const first = recvSyncNow(c, options);
     return max === 1 ? [first] : [first, ...tryRecvMany(c, max - 1)];
   }
   const timeout = timeoutOf(c, options);
@@ -191,27 +197,31 @@ export function recvManySync<T>(c: ChannelCore<T>, max = 64, options?: RecvOptio
     abiMs(timeout),
   );
   if (st === Status.TIMEOUT) throw nothingArrived(c, timeout);
-  return batchMessages(c, st, base, auto);
+  return batchMessages(c, st, base, auto) ?? [];
 }
 
 /** See Channel.recvMany. */
 export async function recvMany<T>(c: ChannelCore<T>, max = 64, options?: RecvOptions): Promise<Message<T>[]> {
-  const now = tryRecvMany(c, max);
-  if (now.length > 0) return now;
+  checkInt("max", max, 1, BATCH_MAX);
+  const spin = spinWord(options?.spin, c.spin);
+  const now = recvBatchNow(c, max);
+  if (now !== undefined) return now;
   const timeout = timeoutOf(c, options);
-  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => {
-    const m = tryRecvMany(c, max);
-    return m.length > 0 ? m : undefined;
-  });
+  const got = await until(c, SIDE_RECV, performance.now() + timeout, () => recvBatchNow(c, max), spin);
   if (got === undefined) throw nothingArrived(c, timeout);
   return got;
 }
 
-/** Messages of a batch receive that returned `st` into the chunk from `base` on. */
-function batchMessages<T>(c: ChannelCore<T>, st: number, base: number, auto: boolean): Message<T>[] {
+/** Messages of a batch receive that returned `st` into the chunk from `base` on (undefined: none). */
+function batchMessages<T>(
+  c: ChannelCore<T>,
+  st: number,
+  base: number,
+  auto: boolean,
+): Message<T>[] | undefined {
+  if (st === Status.EMPTY) return undefined;
   const got: Message<T>[] = [];
   const meta = c.batchMeta;
-  if (st === Status.EMPTY) return got;
   if (st !== Status.OK) throw statusError(c, st);
   const chunk = c.chunk;
   const n = c.batchCount[0];

@@ -193,7 +193,6 @@ function observe(name: string, options: StatOptions): Deno.PointerObject | Chann
   const trust = trustOf(options);
   const bytes = segmentName(prefix, name);
   const err = reportBuffer();
-  // An observer creates nothing: capacity 1, size 0 and one slot only satisfy the core's checks.
   // An observer creates nothing and takes no seat: capacity, size and slots are not asked for.
   const h = core().ferry_open(
     bytes,

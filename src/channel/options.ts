@@ -168,8 +168,11 @@ export function checkChoice<C extends string>(
 
 /** The send mode option. */
 export function checkMode(value: unknown): SendMode {
-  return checkChoice("mode", value, ["ack", "async"]);
+  if (value === "ack" || value === "async") return value; // per send: no array, no search
+  return checkChoice("mode", value, SEND_MODES);
 }
+
+const SEND_MODES: readonly SendMode[] = ["ack", "async"];
 
 /** A boolean option, `fallback` when absent. */
 export function checkBool(what: string, value: unknown, fallback: boolean): boolean {
@@ -210,10 +213,7 @@ export function checkMemory(value: number, maxMessageSize: number): number {
 
 /** Milliseconds option check (Infinity allowed), shared with Namespace. */
 export function checkMs(what: string, value: number): number {
-  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
-    throw new InvalidOptionError(`${what} must be a number of milliseconds >= 0 (or Infinity), not ${value}`);
-  }
-  return value;
+  return checkSeconds(what, value, "milliseconds >= 0 (or Infinity)");
 }
 
 /** A number of seconds >= 0 (Infinity allowed); `unit` ends the error message. */

@@ -31,8 +31,11 @@ export async function recv<T>(c: ChannelCore<T>, options?: RecvOneOptions): Prom
 
 /** See Channel.recvSync: the core waits, on this thread. */
 export function recvSync<T>(c: ChannelCore<T>, options?: RecvOneOptions): Message<T> {
-  const spin = spinWord(options?.spin, c.spin);
-  if (spin !== c.spin) return spinning(c, spin, () => recvSync(c, { ...options, spin: undefined }));
+  return spinning(c, spinWord(options?.spin, c.spin), () => recvSyncNow(c, options));
+}
+
+/** recvSync with the handle's waits already spinning as the call asked. */
+export function recvSyncNow<T>(c: ChannelCore<T>, options?: RecvOneOptions): Message<T> {
   const timeout = timeoutOf(c, options);
   const zeroCopy = c.zeroCopy;
   const auto = !zeroCopy && c.autoRelease;

@@ -30,7 +30,8 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
     bytes = bytes.slice(); // the codec may reuse its buffer while we wait
     const attempt = (extra: number) => {
       const s = lib.ferry_send(c.live(), bytes, bytes.length, flags | extra, expiry, out);
-      [slot, generation] = [out[SendOut.SLOT], out[SendOut.GENERATION]];
+      slot = out[SendOut.SLOT];
+      generation = out[SendOut.GENERATION];
       return s;
     };
     const sent = await until(c, SIDE_SEND, deadline, () => {
@@ -45,8 +46,11 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
 
 /** See Channel.sendSync: the core waits, on this thread. */
 export function sendSync<T>(c: ChannelCore<T>, value: T, options?: SendOptions): void {
-  const spin = spinWord(options?.spin, c.spin);
-  if (spin !== c.spin) return spinning(c, spin, () => sendSync(c, value, { ...options, spin: undefined }));
+  spinning(c, spinWord(options?.spin, c.spin), () => sendSyncNow(c, value, options));
+}
+
+/** sendSync with the handle's waits already spinning as the call asked. */
+function sendSyncNow<T>(c: ChannelCore<T>, value: T, options?: SendOptions): void {
   const bytes = encode(c, value);
   const ack = acks(c, options);
   const flags = ack ? SEND_ACK : 0;
@@ -96,7 +100,7 @@ export function ackAfter<T>(c: ChannelCore<T>, out: Uint32Array, options?: SendO
 }
 
 /** `value` encoded, checked against maxMessageSize before anything is written. */
-function encode<T>(c: ChannelCore<T>, value: T): Uint8Array {
+export function encode<T>(c: ChannelCore<T>, value: T): Uint8Array {
   const bytes = c.codec.encode(value);
   if (bytes.length > c.maxMessageSize) {
     throw new MessageTooLargeError(

@@ -5,7 +5,7 @@
 // replaced is retired (closed once its sends in flight settle).
 
 import { Channel } from "../channel/channel.ts";
-import { checkChoice, type OpenOptions } from "../channel/options.ts";
+import { checkChoice, checkMode, type OpenOptions } from "../channel/options.ts";
 import { ChannelFullError, ChannelNotFoundError } from "../errors.ts";
 import type { GroupSendOptions, GroupSendResult } from "./options.ts";
 import type { GroupTable } from "./table.ts";
@@ -151,7 +151,7 @@ export async function sendGroup<T>(
   value: T,
   options: GroupSendOptions,
 ): Promise<GroupSendResult> {
-  const mode = checkChoice("mode", options.mode ?? handles.mode ?? "ack", ["ack", "async"], false);
+  const mode = checkMode(options.mode ?? handles.mode ?? "ack");
   // Ack sends wait by default like any ack send (a handle has one ack slot per channel by
   // default, so back-to-back sendGroups queue rather than skip); async ones when given a timeout.
   const onFull = checkChoice(

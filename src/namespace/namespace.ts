@@ -5,6 +5,7 @@
 
 import {
   checkChoice,
+  checkMode,
   checkMs,
   checkName,
   checkPrefix,
@@ -98,7 +99,7 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
     if (key !== token) throw new TypeError("use Namespace.connect()");
     const { groupMemory, groupExpiry, memberIdle, ...channelOptions } = options;
     this.prefix = checkPrefix(options.prefix ?? DEFAULTS.prefix);
-    checkChoice("mode", channelOptions.mode ?? "ack", ["ack", "async"], false);
+    checkMode(channelOptions.mode ?? "ack");
     this.groupExpiry = groupExpiry ?? DEFAULT_GROUP_EXPIRY;
     this.#expiryMs = groupExpiryMs("groupExpiry", this.groupExpiry);
     const idle = checkSeconds("memberIdle", memberIdle ?? DEFAULT_MEMBER_IDLE);
