@@ -164,9 +164,12 @@ impl Handle {
             return Ok(()); // every message is inline
         }
         let need = Layout::slot_need(len as u32, self.seg.layout.max_message);
-        let have = Reserved::read(self.seg.reserve(k), stride);
         // SYNC POINT: a hint, read Relaxed: a stale value only delays a trim.
         let over = self.seg.header().memory.reserved_hint.load(Relaxed) > self.low_water();
+        if need == 0 && !over {
+            return Ok(()); // an inline message touches no page: not even the reserve table's line
+        }
+        let have = Reserved::read(self.seg.reserve(k), stride);
         if have.allocated >= need && !over {
             return Ok(()); // the steady state: one load of the table, one of the hint
         }

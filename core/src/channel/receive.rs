@@ -34,10 +34,7 @@ impl Handle {
                 self.expire(k, cur);
                 continue;
             }
-            let len = s.len.load(Relaxed);
-            if len > self.seg.layout.max_message
-                || (len as usize > INLINE_BYTES && u64::from(len) > self.allocated(k))
-            {
+            let Ok(len) = self.trusted_len(k) else {
                 // An overwritten length: drop the message (its bytes cannot be trusted) and say
                 // the segment is damaged, rather than copy past the slot or touch a page its
                 // sender did not allocate (a hole, which on a full /dev/shm would be SIGBUS).
@@ -46,13 +43,13 @@ impl Handle {
                 let _ = self.seg.slot(k).state.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);
                 self.wake(Side::Send);
                 return Err(ERR_INCOMPATIBLE);
-            }
+            };
             l.received += 1;
             self.seg.participant(self.me).owner.received.store(l.received, Relaxed);
             return Ok(Received {
                 slot: k,
                 generation: cur.generation(),
-                len: s.len.load(Relaxed),
+                len,
                 pid: s.pid.load(Relaxed),
                 seq: s.seq.load(Relaxed),
                 redelivered: cur.redelivered(),
@@ -186,6 +183,20 @@ impl Handle {
         }
     }
 
+    /// Slot `k`'s message length if it can be trusted: within `maxMessageSize`, and within the
+    /// pages its sender allocated when it is not inline. Anything else was overwritten: copying it
+    /// would read past the slot or touch a page hole (SIGBUS on a full /dev/shm). The one check
+    /// for a claim and for every read of what was claimed.
+    pub(crate) fn trusted_len(&self, k: u32) -> Result<u32, i32> {
+        let len = self.seg.slot(k).len.load(Relaxed);
+        if len > self.seg.layout.max_message
+            || (len as usize > INLINE_BYTES && u64::from(len) > self.allocated(k))
+        {
+            return Err(ERR_INCOMPATIBLE);
+        }
+        Ok(len)
+    }
+
     /// Copies a message this handle holds into `dst` (which must be large enough).
     pub fn read(&self, k: u32, g: u32, dst: &mut [u8]) -> Result<u32, i32> {
         if k >= self.seg.layout.capacity {
@@ -198,10 +209,7 @@ impl Handle {
         if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
             return Err(ERR_NOT_HELD);
         }
-        let len = s.len.load(Relaxed);
-        if len > self.seg.layout.max_message {
-            return Err(ERR_INCOMPATIBLE); // overwritten: never copy past the slot
-        }
+        let len = self.trusted_len(k)?; // loaded again: a same-user process may write it any time
         if len as usize > dst.len() {
             return Err(NEED_BUFFER);
         }

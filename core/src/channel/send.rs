@@ -239,6 +239,11 @@ impl Handle {
         if !self.loaned(k, g) {
             return Err(ERR_NOT_HELD);
         }
+        if loaned as usize > INLINE_BYTES && u64::from(loaned) > self.allocated(k) {
+            // `loan` fitted the size it was given; a larger `loaned` would read pages nobody
+            // allocated (alloc.rs: no byte is touched before its page is reserved).
+            return Err(ERR_INVALID_ARGUMENT);
+        }
         let (from, to) = (self.payload_ptr(k, loaned as usize), self.payload_ptr(k, len as usize));
         if from != to {
             // Committed shorter than lent, across the inline limit: move it where readers look.

@@ -129,9 +129,8 @@ pub(crate) fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32
 pub(crate) fn unlink_status(name: &str) -> i32 {
     match crate::sys::shm_remove(name) {
         Ok(()) => OK,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => ERR_NOT_FOUND,
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => ERR_PERMISSION,
-        Err(_) => ERR_IO,
+        // The one errno mapping of the open path (EPERM, a sticky /dev/shm, is a permission error).
+        Err(e) => crate::segment::io_error(e).code,
     }
 }
 
