@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { Packr, Unpackr } from "npm:msgpackr@1.11.5/pack";
 import { connect, FrameKind, FrameWriter, publisher, readFrame, serve, subscribe } from "../mod.ts";
-import { textLines } from "../tests/helpers.ts";
+import { textLines } from "../cli/lines.ts";
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -116,7 +116,7 @@ class Peer {
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    this.#lines = textLines(this.child.stdout);
+    this.#lines = textLines(this.child.stdout).values();
     this.#stdin = this.child.stdin.getWriter();
   }
   static self(...args: string[]): Peer {

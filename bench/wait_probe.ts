@@ -7,6 +7,7 @@
 //
 // Numbers here are for reading, on a shared machine: never for a test's assertion.
 
+import { fileURLToPath } from "node:url";
 import { Channel } from "../mod.ts";
 import { waitStats } from "../src/channel/wait.ts";
 
@@ -40,7 +41,7 @@ if (role === "echo-promise" || role === "echo-sync" || role === "drain-promise" 
 const rounds = Number(Deno.args[0] ?? 5);
 const count = Number(Deno.args[1] ?? 20_000);
 const spin = spinOf(Deno.args[2]);
-const self = new URL(import.meta.url).pathname;
+const self = fileURLToPath(import.meta.url);
 const payload = new Uint8Array(64);
 
 async function peer(kind: string, pfx: string, ch: string) {

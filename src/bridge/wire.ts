@@ -5,11 +5,11 @@
 
 import type { MsgHdrs } from "npm:nats@2.29.3";
 import { natsModule } from "./nats.ts";
-import { Packr } from "npm:msgpackr@1.11.5/pack";
+import { makeCodec } from "../codec.ts";
 import type { Message } from "../../mod.ts";
 
-/** Packs envelope heads the way ferry's msgpack codec packs objects (records), so they read back as objects. */
-const packer = new Packr({ moreTypes: true });
+/** Envelope heads are packed by ferry's own msgpack codec, so a local receiver reads them back as it packs. */
+const packer = makeCodec<Record<string, unknown>>("msgpack");
 
 /** Header names; NATS headers are case-insensitive on the wire, ferry writes them in this case. */
 export const HEADER = {
@@ -89,7 +89,7 @@ export function arrival(
  * the msgpack codec (ferry's default), whose bytes are exactly one msgpack value.
  */
 export function envelope(a: Arrival): Uint8Array {
-  const head = packer.pack({
+  const head = packer.encode({
     redelivered: a.redelivered,
     deliveries: a.deliveries,
     sender: a.sender,
