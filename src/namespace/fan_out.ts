@@ -2,10 +2,12 @@
 // opens on its members (never creating a channel) and keeps between calls while they are used:
 // opening one costs tens of microseconds, but each holds one of its channel's 64 seats, so an
 // unused handle is closed after `memberIdle`, and one whose channel left the group or was
-// replaced is retired (closed once its sends in flight settle).
+// replaced is retired (closed once its sends in flight settle). The value is encoded once per
+// sendGroup, with the namespace's codec, and the same bytes go to every member (raw handles).
 
 import { Channel } from "../channel/channel.ts";
 import { checkChoice, checkMode, type OpenOptions } from "../channel/options.ts";
+import { type Codec, makeCodec } from "../codec.ts";
 import { ChannelFullError, ChannelNotFoundError } from "../errors.ts";
 import type { GroupSendOptions, GroupSendResult } from "./options.ts";
 import type { GroupTable } from "./table.ts";
@@ -14,8 +16,8 @@ import type { GroupTable } from "./table.ts";
 const OPEN_ATTEMPTS = 3;
 
 /** A channel handle sendGroup opened on a member, kept while it is used. */
-interface MemberHandle<T> {
-  channel: Channel<T>;
+interface MemberHandle {
+  channel: Channel<Uint8Array>;
   /** The channel's identity (inode) when opened: another one under the name means it was replaced. */
   id: bigint;
   /** The groups it was sent to through: once it is a member of none of them, it is closed. */
@@ -33,14 +35,18 @@ export class MemberHandles<T> {
   #table: GroupTable;
   #channelOptions: OpenOptions<T>;
   #idleMs: number;
-  #handles = new Map<string, MemberHandle<T>>();
+  #handles = new Map<string, MemberHandle>();
   /** Handles out of use with sends still in progress: closed when those settle, or by closeAll(). */
-  #retiring = new Set<MemberHandle<T>>();
+  #retiring = new Set<MemberHandle>();
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** The namespace's codec: a value is encoded once per sendGroup, whatever the member count. */
+  readonly codec: Codec<T>;
 
   constructor(table: GroupTable, channelOptions: OpenOptions<T>, idleMs: number) {
     this.#table = table;
     this.#channelOptions = channelOptions;
+    this.codec = makeCodec(channelOptions.codec);
     this.#idleMs = idleMs;
   }
 
@@ -54,7 +60,7 @@ export class MemberHandles<T> {
    * that channel, else a new one, opened with the namespace's channel options and never creating.
    * Throws ChannelNotFoundError for a channel that does not exist.
    */
-  member(name: string, id: bigint, group: string): MemberHandle<T> {
+  member(name: string, id: bigint, group: string): MemberHandle {
     const kept = this.#handles.get(name);
     if (kept !== undefined && kept.id !== id) this.#retire(kept); // removed, maybe created again
     let handle = this.#handles.get(name);
@@ -66,7 +72,12 @@ export class MemberHandles<T> {
             `group member '${name}' has no channel in namespace '${this.#table.prefix}' (sendGroup never creates one)`,
           );
         }
-        const channel = Channel.open<T>(name, { ...this.#channelOptions, create: false });
+        const channel = Channel.open<Uint8Array>(name, {
+          ...this.#channelOptions as OpenOptions<Uint8Array>,
+          codec: "raw", // the bytes sendGroup encoded once
+          zeroCopy: false,
+          create: false,
+        });
         // The identity before and after the open agree: the handle is on that channel, not on one
         // removed (or created) in between.
         const after = this.#table.channelId(name);
@@ -94,7 +105,7 @@ export class MemberHandles<T> {
   }
 
   /** A send through `handle` settled. */
-  done(handle: MemberHandle<T>): void {
+  done(handle: MemberHandle): void {
     handle.pending--;
     handle.lastUsed = performance.now();
     if (handle.retiring && handle.pending === 0) {
@@ -135,7 +146,7 @@ export class MemberHandles<T> {
   }
 
   /** Takes `handle` out of use; closed now, or when its last send settles. */
-  #retire(handle: MemberHandle<T>): void {
+  #retire(handle: MemberHandle): void {
     if (this.#handles.get(handle.channel.name) === handle) this.#handles.delete(handle.channel.name);
     handle.retiring = true;
     if (handle.pending === 0) handle.channel.close();
@@ -173,15 +184,24 @@ export async function sendGroup<T>(
       result.failed.push({ channel, error: error instanceof Error ? error : new Error(String(error)) });
     }
   };
-  const send = (handle: MemberHandle<T>): void | Promise<void> => {
+  // Encoded once for every member (a copy of its own: the codec may reuse its buffer while sends
+  // wait); a value the codec refuses fails every member with the same EncodeError.
+  let bytes: Uint8Array | undefined, refused: unknown;
+  try {
+    bytes = handles.codec.encode(value).slice();
+  } catch (error) {
+    refused = error;
+  }
+  const send = (handle: MemberHandle): void | Promise<void> => {
+    if (bytes === undefined) throw refused;
     const channel = handle.channel;
-    if (onFull === "skip") return channel.trySend(value, sendOptions); // throws ChannelFullError
-    return channel.send(value, sendOptions); // waits up to timeout, then ChannelFullError
+    if (onFull === "skip") return channel.trySend(bytes, sendOptions); // throws ChannelFullError
+    return channel.send(bytes, sendOptions); // waits up to timeout, then ChannelFullError
   };
   // Every member is opened and its send started in this turn; only the waits run in parallel.
   const waits: Promise<void>[] = [];
   members.forEach((channel, i) => {
-    let handle: MemberHandle<T> | undefined;
+    let handle: MemberHandle | undefined;
     let outcome: void | Promise<void>;
     try {
       handle = handles.member(channel, ids[i], group);
