@@ -42,8 +42,8 @@ Commands:
 ${lines.join("\n")}
 
 Every command but bench takes --prefix <prefix> (the namespace; default: $FERRY_PREFIX, else
-"ferry"), --permissions and --trust (which segments it accepts), --json (machine-readable output)
-and -h, --help. Channel names and prefixes: 1 to 100 of letters, digits, . _ - ! (no . in a prefix)
+"ferry"), --json (machine-readable output) and -h, --help; all but bench, bridge, call, services,
+pub and sub also take --permissions and --trust (which segments they accept). Channel names and prefixes: 1 to 100 of letters, digits, . _ - ! (no . in a prefix)
 Run \`deno run -A cli.ts <command> --help\` for a command's options.
 
 ${EXIT_CODES}`;

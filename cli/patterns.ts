@@ -3,7 +3,7 @@
 // (node:util parseArgs) and throws for errors, which cli.ts prints as one line with its exit code
 // (cli/errors.ts). Values are read as `send` reads them (cli/values.ts): JSON, or text with --string.
 
-import { flag, type OptionSpec, parse, str } from "./args.ts";
+import { flag, type OptionSpec, parse, prefixOf, str } from "./args.ts";
 import type { PassThroughCommand } from "./command.ts";
 import { type ChannelStat, connect, FerryError, listChannels, publish, subscribe } from "../mod.ts";
 import { ownerAlive } from "../src/patterns/private_channels.ts";
@@ -71,7 +71,7 @@ export function services(prefix: string) {
 
 /** The options every pattern command accepts (each uses those its usage names). */
 const OPTIONS: Record<string, OptionSpec> = {
-  prefix: { type: "string", help: "namespace" },
+  prefix: { type: "string", help: 'namespace (default: $FERRY_PREFIX, else "ferry")' },
   json: { type: "boolean", help: "print JSON" },
   timeout: { type: "string", help: "milliseconds, or inf" },
   count: { type: "string", short: "n", help: "values to print" },
@@ -87,7 +87,7 @@ async function run(command: string, argv: string[]): Promise<number> {
     console.log(USAGE[command]);
     return EXIT.ok;
   }
-  const prefix = str(args, "prefix") ?? "ferry";
+  const prefix = prefixOf(args); // --prefix, else FERRY_PREFIX, as every other command
   switch (command) {
     case "call": {
       const [service, method, text] = positionals;
