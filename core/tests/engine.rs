@@ -94,6 +94,25 @@ fn close_hands_a_held_ack_message_to_another_receiver() {
     drop(leaving);
 }
 
+/// close() frees the seat itself. A child that another thread forks holds every open file
+/// description of the process until it execs (a dup here stands in for it): closing the fd alone
+/// left the seat's lock held, and the next open of a full channel failed with TOO_MANY_PARTICIPANTS.
+#[test]
+fn close_frees_the_seat_even_while_another_reference_holds_the_fd() {
+    let n = name("seat");
+    let _u = Unlink(n.clone());
+    let mut all: Vec<Handle> = (0..ferry_core::layout::MAX_PARTICIPANTS).map(|_| open(&n, 4, 1)).collect();
+    let forked_child = all[17].seg.fd.try_clone().expect("dup");
+    let leaving = all.remove(17);
+    leaving.close();
+    drop(leaving);
+    let again = open(&n, 4, 1);
+    again.send(b"in", false, 0).unwrap();
+    let (b, _) = recv_bytes(&all[0]).unwrap();
+    assert_eq!(b, b"in");
+    drop(forked_child);
+}
+
 /// A sender that gives up on a message a closed receiver handed back withdraws it, and leaves no
 /// redelivery hint behind (else every receive would scan all slots from then on).
 #[test]

@@ -425,6 +425,10 @@ impl Handle {
             // SYNC POINT: our resets happen before anyone sees EMPTY (a joiner then need not
             // recover us).
             self.seg.participant(self.me).owner.state.store(PARTICIPANT_EMPTY, Release);
+            // The seat is free now, not when the fd is closed: a child forked by another thread
+            // of this process holds our open file description (and with it the lock) until it
+            // execs, so closing the fd alone can leave the seat taken for a while.
+            sys::unlock_byte(&self.seg.fd, participant_lock_byte(self.me));
         }
         self.wake(Side::Recv);
         self.wake(Side::Send);
