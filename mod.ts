@@ -31,7 +31,7 @@ export type { ChannelStat, ChannelState, StatOptions } from "./src/channel/obser
 export type { CapacityPatterns } from "./src/capacity.ts";
 export type { CodecOption } from "./src/codec.ts";
 export type { TrustOptions } from "./src/open.ts";
-export { Message } from "./src/message.ts";
+export { Message, type RejectOutcome } from "./src/message.ts";
 
 // Namespaces: groups and fan-out, listing and cleanup (src/namespace/).
 export { Namespace } from "./src/namespace/namespace.ts";
@@ -73,6 +73,7 @@ export {
   NoSpaceError,
   PeerDiedError,
   PermissionDeniedError,
+  RejectedError,
   SystemError,
   TimeoutError,
   TooManyParticipantsError,

@@ -14,6 +14,7 @@ export const Status = {
   CLOSED: 9,
   BUILT: 10,
   FULL_MEMORY: 11,
+  REJECTED: 12,
   ERR_TOO_LARGE: -1,
   ERR_INVALID_NAME: -2,
   ERR_INCOMPATIBLE: -3,

@@ -153,6 +153,7 @@ export const symbols = {
     result: "i32",
   },
   ferry_release: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
+  ferry_reject: { parameters: ["pointer", "u32", "u32", "i32"], result: "i32" }, // h, slot, generation, outcome
   ferry_ack_status: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
   ferry_ack_wait: { parameters: ["pointer", "u32", "u32", "u32"], result: "i32" }, // h, slot, gen, timeout_ms
   ferry_ack_cancel: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation

@@ -50,6 +50,18 @@ export class PeerDiedError extends FerryError {
   }
 }
 
+/**
+ * The receiver holding an ack-mode message rejected it (`msg.reject()`): it took the message and
+ * says it did not process it. Across a bridge: the remote side could not deliver it (its channel
+ * was full or refused it), or a remote receiver rejected it.
+ */
+export class RejectedError extends FerryError {
+  /** The message says what happened and what to do. */
+  constructor(message: string) {
+    super("Rejected", message);
+  }
+}
+
 /** The message expired before a receiver took it; it was never delivered. */
 export class ExpiredError extends FerryError {
   /** The message says what happened and what to do. */

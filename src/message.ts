@@ -4,14 +4,32 @@
 // close: from then on the view reads length 0 and the accessors throw a typed error.
 
 import type { Codec } from "./codec.ts";
-import { ChannelClosedError, FerryError } from "./errors.ts";
+import { ChannelClosedError, FerryError, InvalidOptionError } from "./errors.ts";
 import type { ViewTicket } from "./views.ts";
+import { Status } from "../ffi/status.ts";
 
 /** What a Message needs from its channel to release itself (the channel's internal handle). */
 export interface Releaser {
-  /** Detaches `view` (a zero-copy message's), then releases the slot. */
-  releaseHeld(slot: number, generation: number, view: ViewTicket | null): void;
+  /**
+   * Detaches `view` (a zero-copy message's), then releases the slot, or rejects it with `outcome`
+   * (a core status: REJECTED, PEER_DIED or EXPIRED).
+   */
+  releaseHeld(slot: number, generation: number, view: ViewTicket | null, outcome?: number): void;
 }
+
+/**
+ * What `msg.reject(outcome)` makes an ack-mode sender's `send` reject with: "Rejected"
+ * (RejectedError, the default), or, for a program that forwards messages and relays what happened
+ * to them elsewhere (as ferry's NATS bridge does), "PeerDied" (PeerDiedError) or "Expired"
+ * (ExpiredError).
+ */
+export type RejectOutcome = "Rejected" | "PeerDied" | "Expired";
+
+const rejectStatus: Record<RejectOutcome, number> = {
+  Rejected: Status.REJECTED,
+  PeerDied: Status.PEER_DIED,
+  Expired: Status.EXPIRED,
+};
 
 const token = Symbol("ferry.message");
 
@@ -168,5 +186,35 @@ export class Message<T = unknown> {
     if (owner === null) return;
     this.#owner = null;
     owner.releaseHeld(this.#slot, this.#generation, this.#view);
+  }
+
+  /**
+   * Tells the channel this receiver took the message and will not process it. An ack-mode sender's
+   * `send` rejects at once with RejectedError (or the error `outcome` names, see RejectOutcome)
+   * instead of waiting for its timeout; the message is not delivered again. An async-mode sender is
+   * not waiting for anyone, so for its messages this is `release()`. Needs `autoRelease: false`
+   * (an auto-released message is finished already: then, as after release, it does nothing).
+   *
+   * @example A worker that cannot handle a job says so to its producer
+   * ```ts
+   * import { Channel } from "@ferry/ferry";
+   *
+   * using jobs = Channel.open<{ kind: string }>("jobs", { autoRelease: false });
+   * const msg = await jobs.recv();
+   * if (msg.data.kind === "known") msg.release(); // the producer's send resolves
+   * else msg.reject(); // the producer's send rejects with RejectedError
+   * ```
+   */
+  reject(outcome: RejectOutcome = "Rejected"): void {
+    const status = Object.hasOwn(rejectStatus, outcome) ? rejectStatus[outcome] : undefined;
+    if (status === undefined) {
+      throw new InvalidOptionError(
+        `msg.reject() takes "Rejected", "PeerDied" or "Expired", not ${JSON.stringify(outcome)}`,
+      );
+    }
+    const owner = this.#owner;
+    if (owner === null) return;
+    this.#owner = null;
+    owner.releaseHeld(this.#slot, this.#generation, this.#view, status);
   }
 }

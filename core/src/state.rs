@@ -2,7 +2,7 @@
 //! transition is a single CAS and a crash leaves a state that names the dead participant.
 //!
 //! ```text
-//! bits  0..3   kind: FREE, WRITING, READY, READING, ACKED, PEER_DIED, EXPIRED
+//! bits  0..3   kind: FREE, WRITING, READY, READING, ACKED, PEER_DIED, EXPIRED, REJECTED
 //! bit   4      ACK: the sender waits for the outcome (ack mode)
 //! bit   5      REDELIVERED: a receiver died holding it and it was queued again
 //! bits  8..16  sender participant index
@@ -12,7 +12,8 @@
 //!
 //! Transitions: FREE -> WRITING (sender claims) -> READY (published) -> READING (receiver claims)
 //! -> FREE (async release) or ACKED (ack release) -> FREE (the sender collects the outcome).
-//! PEER_DIED and EXPIRED are outcomes handed back to an ack sender, which frees them.
+//! PEER_DIED, EXPIRED and REJECTED are outcomes handed back to an ack sender, which frees them
+//! (REJECTED, or PEER_DIED/EXPIRED relayed from afar, by a receiver's `reject`: ack.rs).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -24,6 +25,7 @@ pub enum Kind {
     Acked = 4,
     PeerDied = 5,
     Expired = 6,
+    Rejected = 7,
 }
 
 pub const FLAG_ACK: u64 = 1 << 4;
@@ -41,6 +43,7 @@ impl State {
             3 => Kind::Reading,
             4 => Kind::Acked,
             5 => Kind::PeerDied,
+            7 => Kind::Rejected,
             // 6 and anything a corrupt word might hold: treat as an outcome the sender frees.
             _ => Kind::Expired,
         }

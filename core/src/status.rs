@@ -26,6 +26,8 @@ pub const BUILT: i32 = 10;
 /// The slots' reservations would pass the channel's `memory` bound, even after trimming free
 /// slots: room comes back as receivers release messages.
 pub const FULL_MEMORY: i32 = 11;
+/// The receiver holding an ack-mode message rejected it (`ferry_reject`): it was not processed.
+pub const REJECTED: i32 = 12;
 
 pub const ERR_TOO_LARGE: i32 = -1;
 pub const ERR_INVALID_NAME: i32 = -2;

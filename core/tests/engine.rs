@@ -70,6 +70,39 @@ fn ack_outcome_follows_release_and_receiver_death() {
     drop(rx);
 }
 
+/// A receiver's reject hands its sender the outcome it names, frees nothing the sender still
+/// collects, and releases a message nobody waits for; a bad outcome changes nothing.
+#[test]
+fn reject_fails_the_ack_sender_with_the_outcome_it_names() {
+    let n = name("reject");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 1);
+    let rx = open(&n, 4, 1);
+    for outcome in [REJECTED, PEER_DIED, EXPIRED] {
+        let (k, g, _) = tx.send(b"x", true, 0).unwrap();
+        let (_, m) = recv_bytes(&rx).unwrap();
+        assert_eq!(rx.reject(m.slot, m.generation, OK), ERR_INVALID_ARGUMENT);
+        assert_eq!(rx.reject(m.slot, m.generation, TIMEOUT), ERR_INVALID_ARGUMENT);
+        assert_eq!(tx.ack_status(k, g), PENDING, "a refused reject changed the message");
+        assert_eq!(rx.reject(m.slot, m.generation, outcome), OK);
+        assert_eq!(rx.reject(m.slot, m.generation, outcome), ERR_NOT_HELD);
+        assert_eq!(rx.release(m.slot, m.generation), ERR_NOT_HELD);
+        assert_eq!(tx.ack_status(k, g), outcome);
+    }
+    // Async: nobody waits, so the slot is simply freed.
+    tx.send(b"a", false, 0).unwrap();
+    let (_, m) = recv_bytes(&rx).unwrap();
+    assert_eq!(rx.reject(m.slot, m.generation, REJECTED), OK);
+    assert_eq!(tx.stat().in_flight, 0);
+    // An ack sender that gave up (ACK cleared) leaves the holder a plain message: freed too.
+    let (k, g, _) = tx.send(b"late", true, 0).unwrap();
+    let (_, m) = recv_bytes(&rx).unwrap();
+    assert_eq!(tx.ack_cancel(k, g), TIMEOUT);
+    assert_eq!(rx.reject(m.slot, m.generation, REJECTED), OK);
+    assert_eq!(tx.stat().in_flight, 0);
+    assert_eq!(tx.send(b"room", true, 0).map(|_| ()), Ok(()), "the rejected slots came back");
+}
+
 /// A clean close is not a death: an ack-mode message the closing receiver held goes to another
 /// receiver, marked redelivered and still ack-mode, and its sender's wait goes on to OK.
 #[test]

@@ -553,7 +553,7 @@ impl Model {
                 Kind::Writing => !live.contains(&s.sender()),
                 Kind::Reading => !live.contains(&s.receiver()) || (s.ack() && !live.contains(&s.sender())),
                 Kind::Ready => s.ack() && !live.contains(&s.sender()),
-                Kind::Acked | Kind::PeerDied | Kind::Expired => !live.contains(&s.sender()),
+                Kind::Acked | Kind::PeerDied | Kind::Expired | Kind::Rejected => !live.contains(&s.sender()),
                 Kind::Free => false,
             };
             if dead_owner {

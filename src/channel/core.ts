@@ -232,11 +232,17 @@ export class ChannelCore<T> implements Releaser {
     return this.handle;
   }
 
-  /** Releases a held message (Message.release): detaches its view first, before the slot can be reused. */
-  releaseHeld(slot: number, generation: number, view: ViewTicket | null): void {
+  /**
+   * Releases a held message (Message.release), or with `outcome` rejects it (Message.reject):
+   * detaches its view first, before the slot can be reused.
+   */
+  releaseHeld(slot: number, generation: number, view: ViewTicket | null, outcome: number = Status.OK): void {
     if (this.closed) return; // closing detached the views and handed the messages back
     if (view !== null) this.views.detach(view);
-    const st = this.lib.ferry_release(this.live(), slot, generation);
+    const h = this.live();
+    const st = outcome === Status.OK
+      ? this.lib.ferry_release(h, slot, generation)
+      : this.lib.ferry_reject(h, slot, generation, outcome);
     if (st !== Status.OK) throw statusError(this, st);
   }
 

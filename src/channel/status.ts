@@ -15,6 +15,7 @@ import {
   NoSpaceError,
   PeerDiedError,
   PermissionDeniedError,
+  RejectedError,
   SystemError,
   TimeoutError,
   TooManyParticipantsError,
@@ -128,6 +129,10 @@ export function ackError(ch: ChannelFacts, st: number, timeout: number): FerryEr
       );
     case Status.EXPIRED:
       return new ExpiredError(`the message on '${ch.name}' expired before any receiver took it`);
+    case Status.REJECTED:
+      return new RejectedError(
+        `the receiver holding this message on '${ch.name}' rejected it (msg.reject()): it was not processed`,
+      );
     case Status.TIMEOUT:
       return new TimeoutError(
         `no receiver released the message on '${ch.name}' within ${timeout} ms (ack mode); ` +

@@ -3,6 +3,7 @@
 //   {"op":"ping"}                          -> {}
 //   {"op":"recv","timeout":ms}             -> {seq, sender, redelivered, data, size}; held if autoRelease is off
 //   {"op":"release"}                       -> {released}: releases every held message
+//   {"op":"reject","outcome":o}            -> {rejected}: msg.reject(o) on the oldest held message
 //   {"op":"trySend","n":n}                 -> {sent, error}: trySend {from: pid, i} n times, stopping at an error
 //   {"op":"send","values":[..],"opts":{}}  -> {sent}: awaits send of each value in turn
 //   {"op":"close"}                         -> {}: closes the channel; the process lives on
@@ -37,6 +38,13 @@ async function run(command: Record<string, unknown>): Promise<object> {
       const count = held.length;
       for (const message of held.splice(0)) message.release();
       return { released: count };
+    }
+    case "reject": {
+      const message = held[0];
+      if (message === undefined) throw new Error("no message is held");
+      message.reject(command.outcome as Parameters<Message["reject"]>[0]);
+      held.shift();
+      return { rejected: 1 };
     }
     case "trySend": {
       let sent = 0;

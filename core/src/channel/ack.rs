@@ -1,8 +1,10 @@
 //! Ack-mode outcomes: the sender of an ack-mode message learns whether a receiver released it
-//! (ACKED), died holding it (PEER_DIED) or let it expire (EXPIRED), and frees the slot; or it gives
-//! up waiting (`ack_cancel`).
+//! (ACKED), died holding it (PEER_DIED), let it expire (EXPIRED) or rejected it (REJECTED), and
+//! frees the slot; or it gives up waiting (`ack_cancel`). A receiver ends a held message with
+//! `reject` instead of `release` to fail its sender's wait: REJECTED, or, for a forwarder such as
+//! the NATS bridge, the PEER_DIED or EXPIRED that a receiver elsewhere met.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::{Handle, Local, Shared, Side};
 use crate::fault;
@@ -35,6 +37,7 @@ impl Handle {
                 Kind::Acked => OK,
                 Kind::PeerDied => PEER_DIED,
                 Kind::Expired => EXPIRED,
+                Kind::Rejected => REJECTED,
                 Kind::Ready if Self::expired(s, sys::coarse_ms()) => EXPIRED,
                 Kind::Ready | Kind::Reading => return PENDING,
                 Kind::Free | Kind::Writing => {
@@ -94,6 +97,40 @@ impl Handle {
                 }
                 return TIMEOUT;
             }
+        }
+    }
+
+    /// Ends a message this handle holds with a failure for its ack-mode sender: `outcome` is
+    /// REJECTED, PEER_DIED or EXPIRED, and the sender's wait returns it. A message nobody waits for
+    /// (async, or an ack sender that gave up) is freed, as `release` would. The slot is finished
+    /// either way, so it counts as released in this receiver's counters.
+    pub fn reject(&self, k: u32, g: u32, outcome: i32) -> i32 {
+        let kind = match outcome {
+            REJECTED => Kind::Rejected,
+            PEER_DIED => Kind::PeerDied,
+            EXPIRED => Kind::Expired,
+            _ => return ERR_INVALID_ARGUMENT,
+        };
+        if k >= self.seg.layout.capacity {
+            return ERR_INVALID_ARGUMENT;
+        }
+        let l = &mut *self.local.borrow_mut();
+        let st = &self.seg.slot(k).state;
+        loop {
+            let cur = State(st.load(Acquire));
+            if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
+                return ERR_NOT_HELD;
+            }
+            let next = if cur.ack() { cur.with_kind(kind) } else { cur.freed() };
+            // SYNC POINT (Release): as a release, our reads of the payload happen before the
+            // sender frees the slot; the outcome pairs with the sender's Acquire in `ack_status`.
+            if st.compare_exchange(cur.0, next.0, Release, Relaxed).is_ok() {
+                l.released += 1;
+                self.seg.participant(self.me).owner.released.store(l.released, Relaxed);
+                self.wake(Side::Send);
+                return OK;
+            }
+            // The sender cleared ACK (it stopped waiting): retry with the new word.
         }
     }
 

@@ -100,7 +100,7 @@ impl Shared {
                     // Never published: nothing torn is ever seen.
                     Kind::Writing if as_sender => cur.freed(),
                     // Outcomes nobody will collect.
-                    Kind::Acked | Kind::PeerDied | Kind::Expired if as_sender => cur.freed(),
+                    Kind::Acked | Kind::PeerDied | Kind::Expired | Kind::Rejected if as_sender => cur.freed(),
                     // Nobody waits for this outcome any more: deliver it as an async message.
                     Kind::Ready | Kind::Reading if as_sender && cur.ack() => cur.with_flag(FLAG_ACK, false),
                     Kind::Reading if cur.receiver() == i && cur.ack() && how == Leaving::Died => {

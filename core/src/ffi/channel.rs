@@ -200,6 +200,16 @@ pub unsafe extern "C" fn ferry_release(h: *const Handle, slot: u32, generation: 
     h.release(slot, generation)
 }
 
+/// Ends a held message with a failure for its ack-mode sender (`outcome`: REJECTED, PEER_DIED or
+/// EXPIRED); an async one is released.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_reject(h: *const Handle, slot: u32, generation: u32, outcome: i32) -> i32 {
+    let Some(h) = handle(h) else {
+        return ERR_INVALID_ARGUMENT;
+    };
+    h.reject(slot, generation, outcome)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn ferry_ack_status(h: *const Handle, slot: u32, generation: u32) -> i32 {
     let Some(h) = handle(h) else {
