@@ -3,7 +3,14 @@
 // installed (.ci/run installs it, so CI runs these).
 
 import assert from "node:assert/strict";
-import { type BridgeStat, type Channel, type Envelope, type Message, TimeoutError } from "../mod.ts";
+import {
+  type BridgeStat,
+  type Channel,
+  type Envelope,
+  type Message,
+  PeerDiedError,
+  RejectedError,
+} from "../mod.ts";
 import { checkPayload, Child, follow, patternPayload, Scope, within } from "./helpers.ts";
 import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
 
@@ -93,25 +100,39 @@ Deno.test({
     msg.release();
     await within(sent.promise, "A's send resolves after B's release");
 
-    // B's receiver dies holding the next one: B's bridge gets PeerDiedError and replies so; A's
-    // bridge cannot fail the producer's send through the public API, so it holds the message and
-    // the producer sees TimeoutError at its own timeout (README, "Across machines").
+    // A receiver on B rejects the next one: B's bridge's send rejects with RejectedError, it replies
+    // so, and A's bridge rejects the producer's message the same way.
     worker.close();
+    await using rejecter = await b.spawn("peer.ts", "jobs", { autoRelease: false });
+    const refused = follow(producer.send({ id: 2 }));
+    assert.deepEqual((await rejecter.ask("recv", { timeout: 10_000 })).data, { id: 2 });
+    assert.deepEqual(await rejecter.ask("reject"), { rejected: 1 });
+    await assert.rejects(within(refused.promise, "the producer's send settles"), RejectedError);
+    await rejecter.ask("close");
+
+    // B's receiver dies holding the next one: B's bridge gets PeerDiedError and replies so, and
+    // the producer's send rejects with PeerDiedError too, not TimeoutError (README, "Across machines").
     await using holder = await b.spawn("peer.ts", "jobs", { autoRelease: false });
-    const doomed = follow(producer.send({ id: 2 }));
+    const doomed = follow(producer.send({ id: 3 }));
     const held = await holder.ask("recv", { timeout: 10_000 });
-    assert.deepEqual(held.data, { id: 2 });
+    assert.deepEqual(held.data, { id: 3 });
     assert.equal(doomed.settled, false);
     await holder.kill();
-    await assert.rejects(within(doomed.promise, "the producer's send settles"), TimeoutError);
+    await assert.rejects(within(doomed.promise, "the producer's send settles"), PeerDiedError);
+    // Neither failure left anything behind on either side: the next job round-trips.
+    const again = b.open("jobs");
+    await within(
+      Promise.all([producer.send({ id: 4 }), again.recv({ timeout: 10_000 })]),
+      "a job after the failures",
+    );
 
     const statA = await bridgeA.stop();
     const statB = await bridgeB.stop();
-    assert.equal(statA.routes[0].forwarded, 1);
-    assert.equal(statA.routes[0].failed, 1);
-    assert.equal(statB.routes[0].forwarded, 1);
-    assert.equal(statB.routes[0].failed, 1);
-    assert.match(statB.routes[0].lastError ?? "", /died/);
+    assert.equal(statA.routes[0].forwarded, 2);
+    assert.equal(statA.routes[0].failed, 2);
+    assert.equal(statA.routes[0].held, 0);
+    assert.equal(statB.routes[0].forwarded, 2);
+    assert.equal(statB.routes[0].failed, 2);
   },
 });
 

@@ -39,8 +39,9 @@ export interface OutRoute {
   /**
    * Ack routes: ms to wait for the remote release, counted from when the bridge received the
    * message. Set it to the longest `timeout` your producers use on this channel (default 5000,
-   * ferry's default): a message that fails remotely is held that long, plus a second, so its
-   * producer's `send` ends in TimeoutError (see the README's table). Async routes: ms one JetStream
+   * ferry's default): a message whose outcome is unknown (no reply) or a remote timeout is held
+   * that long, plus a second, so its producer's `send` ends in TimeoutError (a remote receiver's
+   * death, an expiry or a refusal end it at once: see the README). Async routes: ms one JetStream
    * publish may take before it is retried. Default 5000.
    */
   timeout?: number;

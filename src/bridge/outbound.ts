@@ -5,7 +5,7 @@
 // `redelivered`, to the next bridge on the channel.
 
 import type { JetStreamClient, NatsConnection } from "npm:nats@2.29.3";
-import { Channel, ChannelClosedError, type Message, TimeoutError } from "../../mod.ts";
+import { Channel, ChannelClosedError, type Message, type RejectOutcome, TimeoutError } from "../../mod.ts";
 import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, Window } from "./window.ts";
@@ -175,19 +175,21 @@ export class OutboundRoute {
         this.stat.forwarded++;
         return;
       }
-      return this.#hold(
-        msg,
-        deadline,
-        `the remote side answered ${status}: ${reply.headers?.get(HEADER.error)}`,
-      );
+      const why = `the remote side answered ${status}: ${reply.headers?.get(HEADER.error)}`;
+      // A remote timeout is the producer's own: its wait ends the same way, a moment later.
+      if (status === "Timeout") return this.#hold(msg, deadline, why);
+      this.stat.failed++;
+      this.stat.lastError = why;
+      reject(msg, relayed(status));
+      return;
     }
   }
 
   /**
-   * A message the far side did not confirm. Releasing it now would resolve its producer's `send`
-   * as a success, and the public channel API has no way to fail it (there is no `msg.reject()`);
-   * so it is held until the producer's own ack wait has run out (TimeoutError there), then
-   * released to free its slot.
+   * A message whose outcome is unknown (no reply) or a timeout. Releasing it now would resolve its
+   * producer's `send` as a success, and rejecting it would say more than the bridge knows; so it is
+   * held until the producer's own ack wait has run out (TimeoutError there), then released to free
+   * its slot.
    */
   #hold(msg: Message<Uint8Array>, deadline: number, why: string): void {
     this.stat.failed++;
@@ -224,6 +226,23 @@ function release(msg: Message<Uint8Array>): void {
   } catch {
     // The channel was closed meanwhile: the message went back to the queue instead.
   }
+}
+
+function reject(msg: Message<Uint8Array>, outcome: RejectOutcome): void {
+  try {
+    msg.reject(outcome);
+  } catch {
+    // As in release: closed meanwhile, so it went back to the queue.
+  }
+}
+
+/**
+ * What the producer's send rejects with for a remote failure: the remote receiver's death or the
+ * message's expiry as they were, anything else that kept it from the remote channel (full, closed,
+ * too large there, a remote receiver's reject) as RejectedError.
+ */
+function relayed(status: string): RejectOutcome {
+  return status === "PeerDied" || status === "Expired" ? status : "Rejected";
 }
 
 /** @internal */
