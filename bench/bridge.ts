@@ -1,15 +1,19 @@
 // The bridge's bench rows: 64 B ack round trip and async throughput through two bridges (namespace
 // A -> NATS -> namespace B), next to what NATS itself does from Deno on the same machine: core
 // request/reply, core publish/subscribe, and JetStream publish + pull consume (the work an async
-// route does). Everything runs in this one process, so every row pays the same event loop;
-// rounds alternate transports and the median and range are reported.
-//   deno run -A bench/bridge.ts [--rounds 3] [--trips 500] [--messages 5000] [--json FILE]
+// route does). By default every party runs in its own process, as users run them
+// (bench/bridge_procs.ts): producer, bridge A, bridge B, consumer; requester and responder.
+// `--inline` runs them all in this one process instead, one event loop for every party. Rounds
+// alternate transports and the median and range are reported.
+//   deno run -A bench/bridge.ts [--rounds 5] [--trips 500] [--messages 5000] [--inline] [--json FILE]
 // Skipped, with a note, where nats-server is not installed.
 
 import { parseArgs } from "node:util";
 import { AckPolicy, connect, DeliverPolicy, type NatsConnection, StorageType } from "npm:nats@2.29.3";
 import { Bridge, Channel } from "../mod.ts";
 import { NatsServer, natsServerPath } from "./nats_server.ts";
+import * as procs from "./bridge_procs.ts";
+import { Peer } from "./proc.ts";
 
 const SIZE = 64;
 const payload = new Uint8Array(SIZE).fill(7);
@@ -137,14 +141,44 @@ async function bridged(url: string, tag: string, mode: "ack" | "async", count: n
   }
 }
 
+/** Core publish/subscribe with the subscriber in its own process (bench/nats_peer.ts). */
+async function pubSubProcess(
+  nc: NatsConnection,
+  subject: string,
+  messages: number,
+  warm: number,
+): Promise<Figures> {
+  const peer = new Peer(new URL("./nats_peer.ts", import.meta.url), [
+    "sub",
+    nc.getServer(),
+    subject,
+    String(messages),
+    String(warm),
+  ]);
+  try {
+    await peer.expect("ready");
+    for (let i = 0; i < warm + messages; i++) {
+      nc.publish(subject, payload);
+      // As bench/nats.ts: a flush now and then keeps the subscriber under its pending limit.
+      if (i % 256 === 255) await nc.flush();
+    }
+    await nc.flush();
+    const r = await peer.json<{ count: number; firstMs: number; lastMs: number }>();
+    return { value: r.count / ((r.lastMs - r.firstMs) / 1000), unit: "msg/s" };
+  } finally {
+    await peer.stop();
+  }
+}
+
 /** Runs the rows; returns null (with a note printed) when nats-server is missing. */
 export async function runBridgeBench(argv: string[] = []): Promise<Record<RowName, Figures[]> | null> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      rounds: { type: "string", default: "3" },
+      rounds: { type: "string", default: "5" },
       trips: { type: "string", default: "500" },
       messages: { type: "string", default: "5000" },
+      inline: { type: "boolean", default: false },
       json: { type: "string" },
     },
   });
@@ -158,18 +192,30 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
   const rows = {} as Record<RowName, Figures[]>;
   const add = (name: RowName, f: Figures) => (rows[name] ??= []).push(f);
   try {
-    // Warm-up: connections, JIT, the first stream.
-    await natsRequestReply(nc, "warm.rr", 100);
-    await bridged(server.url, "warm", "ack", 100);
+    const inline = values.inline;
+    if (inline) {
+      // Warm-up: connections, JIT, the first stream. Process rows warm up in each process instead.
+      await natsRequestReply(nc, "warm.rr", 100);
+      await bridged(server.url, "warm", "ack", 100);
+    }
+    const [tripsWarm, messagesWarm] = [Math.ceil(trips / 10), Math.ceil(messages / 10)];
     for (let r = 0; r < rounds; r++) {
       // Alternate the order each round, so neither side always runs on a warmer (or busier) machine.
-      const steps: [RowName, () => Promise<Figures>][] = [
-        ["nats request/reply", () => natsRequestReply(nc, `rr.${r}`, trips)],
-        ["bridge ack round trip", () => bridged(server.url, `ack${r}`, "ack", trips)],
-        ["nats pub/sub", () => natsPubSub(nc, `ps.${r}`, messages)],
-        ["jetstream publish+consume", () => jetStream(nc, `js.${r}`, messages)],
-        ["bridge async throughput", () => bridged(server.url, `async${r}`, "async", messages)],
-      ];
+      const steps: [RowName, () => Promise<Figures>][] = inline
+        ? [
+          ["nats request/reply", () => natsRequestReply(nc, `rr.${r}`, trips)],
+          ["bridge ack round trip", () => bridged(server.url, `ack${r}`, "ack", trips)],
+          ["nats pub/sub", () => natsPubSub(nc, `ps.${r}`, messages)],
+          ["jetstream publish+consume", () => jetStream(nc, `js.${r}`, messages)],
+          ["bridge async throughput", () => bridged(server.url, `async${r}`, "async", messages)],
+        ]
+        : [
+          ["nats request/reply", () => procs.requestReply(server.url, `rr.${r}`, trips, tripsWarm)],
+          ["bridge ack round trip", () => procs.bridged(nc, `ack${r}`, "ack", trips, tripsWarm)],
+          ["nats pub/sub", () => pubSubProcess(nc, `ps.${r}`, messages, messagesWarm)],
+          ["jetstream publish+consume", () => procs.jetStream(nc, `js.${r}`, messages, messagesWarm)],
+          ["bridge async throughput", () => procs.bridged(nc, `async${r}`, "async", messages, messagesWarm)],
+        ];
       if (r % 2 === 1) steps.reverse();
       for (const [name, step] of steps) add(name, await step());
     }
@@ -185,7 +231,8 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
   };
   const m = (name: RowName) => median(rows[name].map((x) => x.value));
   console.log(
-    `bridge bench: 64 B payloads, ${rounds} rounds, ${trips} round trips and ${messages} messages per row`,
+    `bridge bench: 64 B payloads, ${rounds} rounds, ${trips} round trips and ${messages} messages per row, ` +
+      (values.inline ? "every party in this one process" : "every party in its own process"),
   );
   for (const name of Object.keys(rows) as RowName[]) console.log(`  ${name.padEnd(28)}${fmt(rows[name])}`);
   console.log(

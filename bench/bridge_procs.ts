@@ -1,0 +1,134 @@
+// The bridge bench's process rows: every party in its own process, as users run them (producer,
+// bridge A, bridge B and consumer for the bridge; requester and responder, publisher and consumer
+// for plain NATS), so no row shares an event loop that the real deployment would not share.
+
+import { AckPolicy, DeliverPolicy, type NatsConnection, StorageType } from "npm:nats@2.29.3";
+import { Channel } from "../mod.ts";
+import { Peer } from "./proc.ts";
+
+const PEER = new URL("./bridge_peer.ts", import.meta.url);
+const NATS_PEER = new URL("./nats_peer.ts", import.meta.url);
+const BRIDGE = new URL("../cli/bridge_run.ts", import.meta.url);
+/** The in-flight window of the JetStream publisher: the bridge's default route window. */
+const WINDOW = 32;
+
+/** Round trips (µs) or throughput (msg/s), as the bench reports them. */
+export interface ProcFigures {
+  value: number;
+  unit: "us p50" | "msg/s";
+}
+
+interface Timing {
+  count: number;
+  firstMs: number;
+  lastMs: number;
+}
+
+const rate = (t: Timing): ProcFigures => ({
+  value: t.count / ((t.lastMs - t.firstMs) / 1000),
+  unit: "msg/s",
+});
+
+/** Spawns a peer and waits for its "ready". */
+async function started(script: URL, args: string[]): Promise<Peer> {
+  const peer = new Peer(script, args);
+  await peer.expect("ready");
+  return peer;
+}
+
+async function stopAll(peers: (Peer | undefined)[]): Promise<void> {
+  await Promise.all(peers.map((p) => p?.stop()));
+}
+
+/** NATS request/reply from Deno: a requester process and a responder process. */
+export async function requestReply(
+  url: string,
+  subject: string,
+  trips: number,
+  warm: number,
+): Promise<ProcFigures> {
+  const peers: Peer[] = [];
+  try {
+    peers.push(await started(NATS_PEER, ["reply", url, subject]));
+    const requester = await started(PEER, ["request", url, subject, String(trips), String(warm)]);
+    peers.push(requester);
+    const { p50Us } = await requester.json<{ p50Us: number }>();
+    return { value: p50Us, unit: "us p50" };
+  } finally {
+    await stopAll(peers);
+  }
+}
+
+/** JetStream from Deno: a publisher awaiting each PubAck in a window, a pull consumer acking each. */
+export async function jetStream(
+  nc: NatsConnection,
+  subject: string,
+  messages: number,
+  warm: number,
+): Promise<ProcFigures> {
+  const jsm = await nc.jetstreamManager();
+  const stream = `BENCH_${subject.replace(/\W/g, "_")}`;
+  await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File });
+  await jsm.consumers.add(stream, {
+    durable_name: "bench",
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+  });
+  const url = nc.getServer();
+  const peers: Peer[] = [];
+  try {
+    const consumer = await started(PEER, ["js-consume", url, stream, String(messages), String(warm)]);
+    peers.push(consumer);
+    peers.push(await started(PEER, ["js-publish", url, subject, String(warm + messages), String(WINDOW)]));
+    return rate(await consumer.json<Timing>());
+  } finally {
+    await stopAll(peers);
+    await jsm.streams.delete(stream);
+  }
+}
+
+/** A bridge process (`cli/bridge_run.ts`), once it printed its "ready" line. */
+async function bridgeProcess(url: string, prefix: string, route: string[]): Promise<Peer> {
+  const peer = new Peer(BRIDGE, ["--nats", url, "--prefix", prefix, "--json", "--stat-every", "0", ...route]);
+  const line = JSON.parse(await peer.line());
+  if (line.event !== "ready") throw new Error(`the bench's bridge said ${JSON.stringify(line)}`);
+  return peer;
+}
+
+/** Producer on A -> bridge A -> NATS -> bridge B -> consumer on B, five processes with the server. */
+export async function bridged(
+  nc: NatsConnection,
+  tag: string,
+  mode: "ack" | "async",
+  count: number,
+  warm: number,
+): Promise<ProcFigures> {
+  const [a, b] = [`benchA_${tag}`, `benchB_${tag}`];
+  const subject = `bench.${tag}`;
+  const url = nc.getServer();
+  const peers: Peer[] = [];
+  try {
+    peers.push(await bridgeProcess(url, a, ["--out", `x=${subject}:${mode}`]));
+    peers.push(await bridgeProcess(url, b, ["--in", `${subject}=x:${mode}`]));
+    const consumer = await started(PEER, ["consume", b, String(count), String(warm)]);
+    peers.push(consumer);
+    const producer = await started(PEER, ["produce", a, mode, String(count), String(warm)]);
+    peers.push(producer);
+    if (mode === "ack") {
+      const { p50Us } = await producer.json<{ p50Us: number }>();
+      return { value: p50Us, unit: "us p50" };
+    }
+    return rate(await consumer.json<Timing>());
+  } finally {
+    await stopAll(peers);
+    for (const p of [a, b]) {
+      try {
+        Channel.unlink("x", { prefix: p });
+      } catch { /* never created: a peer failed first */ }
+    }
+    if (mode === "async") {
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.delete(await jsm.streams.find(subject)).catch(() => {});
+    }
+  }
+}
