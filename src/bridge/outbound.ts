@@ -85,16 +85,36 @@ export class OutboundRoute {
         await pause(RETRY_MAX_MS, signal);
         continue;
       }
-      this.stat.inFlight++;
-      if (msg.redelivered) this.stat.redelivered++;
-      const forward = this.#route.mode === "ack" ? this.#request(msg) : this.#publish(msg);
-      forward
-        .catch((e) => this.stat.lastError = text(e))
-        .finally(() => {
-          this.stat.inFlight--;
+      this.#forward(msg);
+      // Whatever else is queued now goes out in this same turn: the NATS client writes everything
+      // issued in one turn as one socket write, where a receive per turn cost a write each.
+      while (!signal.aborted && this.#window.tryAcquire()) {
+        let next: Message<Uint8Array> | undefined;
+        try {
+          next = this.#channel.tryRecv();
+        } catch {
+          next = undefined; // the next recv above reports it
+        }
+        if (next === undefined) {
           this.#window.release();
-        });
+          break;
+        }
+        this.#forward(next);
+      }
     }
+  }
+
+  /** Starts forwarding a message that holds a place in the window; the place is freed when it ends. */
+  #forward(msg: Message<Uint8Array>): void {
+    this.stat.inFlight++;
+    if (msg.redelivered) this.stat.redelivered++;
+    const forward = this.#route.mode === "ack" ? this.#request(msg) : this.#publish(msg);
+    forward
+      .catch((e) => this.stat.lastError = text(e))
+      .finally(() => {
+        this.stat.inFlight--;
+        this.#window.release();
+      });
   }
 
   /** Async: JetStream stores it, then it is released. Retried until stored or the route closes. */

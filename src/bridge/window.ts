@@ -29,6 +29,13 @@ export class Window {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /** Takes a place if one is free now; false otherwise. */
+  tryAcquire(): boolean {
+    if (this.#free === 0) return false;
+    this.#free--;
+    return true;
+  }
+
   /** Frees a place: hands it straight to the oldest waiter, if any. */
   release(): void {
     const next = this.#waiters.shift();

@@ -23,7 +23,7 @@ export const HEADER = {
   redelivered: "Ferry-Redelivered",
   /** Ack routes: milliseconds the origin bridge still waits for the reply. */
   timeout: "Ferry-Timeout",
-  /** Ack replies: "ok", or the `code` of the FerryError the remote channel's send raised. */
+  /** Ack replies: the `code` of the FerryError the remote channel's send raised; absent: "ok". */
   status: "Ferry-Status",
   /** Ack replies that are not "ok": the remote error's message. */
   error: "Ferry-Error",
