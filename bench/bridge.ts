@@ -27,6 +27,7 @@ interface Figures {
 type RowName =
   | "nats request/reply"
   | "bridge ack round trip"
+  | "ferry ack round trip, no bridge"
   | "nats pub/sub"
   | "jetstream publish+consume"
   | "bridge async throughput";
@@ -212,6 +213,7 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
         : [
           ["nats request/reply", () => procs.requestReply(server.url, `rr.${r}`, trips, tripsWarm)],
           ["bridge ack round trip", () => procs.bridged(nc, `ack${r}`, "ack", trips, tripsWarm)],
+          ["ferry ack round trip, no bridge", () => procs.localAck(`l${r}`, trips, tripsWarm)],
           ["nats pub/sub", () => pubSubProcess(nc, `ps.${r}`, messages, messagesWarm)],
           ["jetstream publish+consume", () => procs.jetStream(nc, `js.${r}`, messages, messagesWarm)],
           ["bridge async throughput", () => procs.bridged(nc, `async${r}`, "async", messages, messagesWarm)],
@@ -234,7 +236,7 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
     `bridge bench: 64 B payloads, ${rounds} rounds, ${trips} round trips and ${messages} messages per row, ` +
       (values.inline ? "every party in this one process" : "every party in its own process"),
   );
-  for (const name of Object.keys(rows) as RowName[]) console.log(`  ${name.padEnd(28)}${fmt(rows[name])}`);
+  for (const name of Object.keys(rows) as RowName[]) console.log(`  ${name.padEnd(33)}${fmt(rows[name])}`);
   console.log(
     `  bridge ack round trip / nats request/reply: ${
       (m("bridge ack round trip") / m("nats request/reply")).toFixed(2)
@@ -248,6 +250,14 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
         (m("bridge async throughput") / m("nats pub/sub")).toFixed(2)
       }x`,
   );
+  if (rows["ferry ack round trip, no bridge"]) {
+    // What the bridge adds to NATS's round trip, next to its two local legs' floor.
+    const added = m("bridge ack round trip") - m("nats request/reply");
+    console.log(
+      `  bridge ack - nats request/reply: ${added.toFixed(0)} us; two local ack legs: ` +
+        `${(2 * m("ferry ack round trip, no bridge")).toFixed(0)} us`,
+    );
+  }
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(rows, null, 2));
   return rows;
 }

@@ -87,6 +87,31 @@ export async function jetStream(
   }
 }
 
+/**
+ * A ferry ack round trip between two processes on one namespace, promise API: what each of the two
+ * local legs of a bridged round trip (producer to bridge A, bridge B to consumer) costs at least.
+ */
+export async function localAck(tag: string, trips: number, warm: number): Promise<ProcFigures> {
+  const prefix = `benchL_${tag}`;
+  const peers: Peer[] = [];
+  try {
+    peers.push(await started(PEER, ["consume", prefix, String(trips), String(warm)]));
+    const producer = await started(PEER, ["produce", prefix, "ack", String(trips), String(warm)]);
+    peers.push(producer);
+    const { p50Us } = await producer.json<{ p50Us: number }>();
+    return { value: p50Us, unit: "us p50" };
+  } finally {
+    await stopAll(peers);
+    unlinkQuietly(prefix);
+  }
+}
+
+function unlinkQuietly(prefix: string): void {
+  try {
+    Channel.unlink("x", { prefix });
+  } catch { /* never created: a peer failed first */ }
+}
+
 /** A bridge process (`cli/bridge_run.ts`), once it printed its "ready" line. */
 async function bridgeProcess(url: string, prefix: string, route: string[]): Promise<Peer> {
   const peer = new Peer(BRIDGE, ["--nats", url, "--prefix", prefix, "--json", "--stat-every", "0", ...route]);
@@ -120,12 +145,14 @@ export async function bridged(
     }
     return rate(await consumer.json<Timing>());
   } finally {
+    const cpu = (pid: number) => {
+      const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+      return `u${Number(f[11]) * 10}/s${Number(f[12]) * 10}/thr${f[17]}`;
+    };
+    await new Promise((r) => setTimeout(r, 300));
+    console.error("cpu ms A,B", peers.slice(0, 2).map((p) => cpu(p.child.pid)).join(","));
     await stopAll(peers);
-    for (const p of [a, b]) {
-      try {
-        Channel.unlink("x", { prefix: p });
-      } catch { /* never created: a peer failed first */ }
-    }
+    for (const p of [a, b]) unlinkQuietly(p);
     if (mode === "async") {
       const jsm = await nc.jetstreamManager();
       await jsm.streams.delete(await jsm.streams.find(subject)).catch(() => {});
