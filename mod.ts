@@ -87,6 +87,7 @@ export type {
   NatsOptions,
   OutRoute,
   RouteChannelOptions,
+  TopicRoute,
 } from "./src/bridge/options.ts";
 export type { BridgeStat, RouteStat } from "./src/bridge/stat.ts";
 export type { Envelope } from "./src/bridge/wire.ts";

@@ -18,6 +18,7 @@ import {
   type NatsOptions,
   type OutRoute,
   type SendMode,
+  type TopicRoute,
 } from "../mod.ts";
 
 const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -37,6 +38,9 @@ Options:
                                 forward a local channel to a subject (repeatable; mode default ack)
   --in <subject>=<channel>[:ack|async]
                                 deliver a subject into a local channel (repeatable; default ack)
+  --topic-out <topic>=<subject> publish what is published on a local pub/sub topic on a subject
+                                (NATS core, at most once; repeatable)
+  --topic-in <subject>=<topic>  publish what is published on a subject on a local topic
   --config <file>               BridgeOptions as JSON (nats, prefix, out, in with every route
                                 option); the flags' routes are added to its routes
   --window <n>                  messages each route holds in flight at most (default 32)
@@ -73,6 +77,12 @@ function routeParts(flag: string, spec: string): [string, string, SendMode] {
   return [m[1], m[2], (m[3] ?? "ack") as SendMode];
 }
 
+function topicParts(flag: string, spec: string): [string, string] {
+  const m = /^([^=]+)=(.+)$/.exec(spec);
+  if (m === null) throw new UsageError(`--${flag} ${JSON.stringify(spec)}: expected <from>=<to>`);
+  return [m[1], m[2]];
+}
+
 function integer(flag: string, text: string | undefined, min: number): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -98,6 +108,8 @@ async function optionsOf(
       window: { type: "string" },
       timeout: { type: "string" },
       "ack-wait": { type: "string" },
+      "topic-out": { type: "string", multiple: true },
+      "topic-in": { type: "string", multiple: true },
       envelope: { type: "boolean" },
       user: { type: "string" },
       pass: { type: "string" },
@@ -138,10 +150,21 @@ async function optionsOf(
       envelope: values.envelope,
     };
   });
+  const topics: TopicRoute[] = [
+    ...(values["topic-out"] ?? []).map((spec) => {
+      const [topic, subject] = topicParts("topic-out", spec);
+      return { topic, subject, direction: "out" as const };
+    }),
+    ...(values["topic-in"] ?? []).map((spec) => {
+      const [subject, topic] = topicParts("topic-in", spec);
+      return { topic, subject, direction: "in" as const };
+    }),
+  ];
   options.out = [...(options.out ?? []), ...out];
   options.in = [...(options.in ?? []), ...inn];
-  if (options.out.length + options.in.length === 0) {
-    throw new UsageError("no routes: give --out, --in or --config");
+  options.topics = [...(options.topics ?? []), ...topics];
+  if (options.out.length + options.in.length + options.topics.length === 0) {
+    throw new UsageError("no routes: give --out, --in, --topic-out, --topic-in or --config");
   }
   if (values.prefix !== undefined) options.prefix = values.prefix;
   const nats: NatsOptions = { ...options.nats };

@@ -8,8 +8,11 @@ import {
   type Channel,
   type Envelope,
   type Message,
+  Namespace,
   PeerDiedError,
+  publisher,
   RejectedError,
+  subscribe,
 } from "../mod.ts";
 import { checkPayload, Child, follow, patternPayload, Scope, within } from "./helpers.ts";
 import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
@@ -133,6 +136,58 @@ Deno.test({
     assert.equal(statA.routes[0].held, 0);
     assert.equal(statB.routes[0].forwarded, 2);
     assert.equal(statB.routes[0].failed, 2);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, topics: a message published on A reaches B's subscribers once, with its headers, and never loops",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using server = await NatsServer.start();
+    await using a = new Scope();
+    await using b = new Scope();
+    using _groups = {
+      [Symbol.dispose]: () => [a, b].forEach((s) => Namespace.unlinkGroups({ prefix: s.prefix })),
+    };
+    // Both directions on both sides: each bridge must neither resend what it published locally nor
+    // take back what its own namespace published.
+    const both = ["--topic-out", "prices=t.prices", "--topic-in", "t.prices=prices"];
+    await using bridgeA = new BridgeProcess(server.url, a.prefix, both);
+    await using bridgeB = new BridgeProcess(server.url, b.prefix, both);
+    await within(Promise.all([bridgeA.ready, bridgeB.ready]), "both bridges start");
+
+    const remote = await b.spawn("pubsub_sub.ts", "prices");
+    await remote.line("inbox name");
+    using local = subscribe("prices", { prefix: a.prefix });
+    using pubA = publisher({ prefix: a.prefix });
+    for (let i = 0; i < 3; i++) {
+      // Delivered to the local subscriber and to bridge A's.
+      const result = await pubA.publish("prices", { i }, { headers: { traceparent: `t${i}` } });
+      assert.equal(result.delivered, 2);
+    }
+    await remote.tell("read 3");
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(JSON.parse(await remote.line(`B's copy of message ${i}`)), {
+        data: { i },
+        headers: { traceparent: `t${i}` },
+      });
+    }
+    // B's reply comes after any copy that looped (NATS and each bridge keep each publisher's
+    // order), so A's subscriber seeing it fourth proves that none did.
+    using pubB = publisher({ prefix: b.prefix });
+    await pubB.publish("prices", { from: "B" }, { headers: { "idempotency-key": "k1" } });
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await within(local.recv({ timeout: 10_000 }), `A's message ${i}`));
+    assert.deepEqual(got.map((m) => m.data), [{ i: 0 }, { i: 1 }, { i: 2 }, { from: "B" }]);
+    assert.deepEqual(got[3].headers, { "idempotency-key": "k1" });
+    assert.equal(local.tryRecv(), undefined);
+
+    const [statA] = [await bridgeA.stop(), await bridgeB.stop()];
+    assert.deepEqual(
+      statA.routes.map((r) => [r.direction, r.mode, r.channel, r.forwarded, r.failed]),
+      [["out", "topic", "prices", 3, 0], ["in", "topic", "prices", 1, 0]],
+    );
   },
 });
 

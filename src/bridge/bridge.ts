@@ -8,7 +8,15 @@ import { JetStreamError, NatsConnectionError } from "./errors.ts";
 import { loadNats, natsModule } from "./nats.ts";
 import { HighWater, openHighWaterBucket } from "./highwater.ts";
 import { InboundRoute } from "./inbound.ts";
-import { type BridgeOptions, checkDistinct, type CheckedIn, checkIn, checkOut } from "./options.ts";
+import {
+  type BridgeOptions,
+  checkDistinct,
+  type CheckedIn,
+  checkIn,
+  checkOut,
+  checkTopic,
+} from "./options.ts";
+import { TopicForwarder } from "./topics.ts";
 import { noResponders, OutboundRoute, text } from "./outbound.ts";
 import type { BridgeStat } from "./stat.ts";
 
@@ -18,7 +26,8 @@ const construct = Symbol("ferry.bridge");
 /**
  * Connects local channels to NATS. Out routes forward a local channel's messages to a subject (ack
  * mode as NATS requests, async mode through JetStream); in routes deliver a subject's messages into
- * a local channel. Start one per machine and namespace:
+ * a local channel; topic routes carry pub/sub topics to and from subjects. Start one per machine
+ * and namespace:
  *
  * ```ts
  * import { Bridge } from "./mod.ts";
@@ -40,7 +49,7 @@ export class Bridge implements AsyncDisposable {
    */
   readonly closed: Promise<Error | undefined>;
   readonly #nc: NatsConnection;
-  readonly #routes: (OutboundRoute | InboundRoute)[];
+  readonly #routes: (OutboundRoute | InboundRoute | TopicForwarder)[];
   readonly #closeTimeout: number;
   #connected = true;
   #disconnects = 0;
@@ -62,7 +71,8 @@ export class Bridge implements AsyncDisposable {
     }
     const out = (options.out ?? []).map(checkOut);
     const inn = (options.in ?? []).map((r, i) => checkIn(r, i, prefix));
-    checkDistinct(out, inn);
+    const topics = (options.topics ?? []).map(checkTopic);
+    checkDistinct(out, inn, topics);
     const closeTimeout = options.closeTimeout ?? 5000;
     if (typeof closeTimeout !== "number" || !(closeTimeout >= 0)) {
       throw new InvalidOptionError(`closeTimeout must be a number of ms >= 0, not ${closeTimeout}`);
@@ -87,7 +97,7 @@ export class Bridge implements AsyncDisposable {
         { cause: e },
       );
     }
-    const routes: (OutboundRoute | InboundRoute)[] = [];
+    const routes: (OutboundRoute | InboundRoute | TopicForwarder)[] = [];
     try {
       let js: JetStreamClient | undefined;
       const streams = new Map<string, string>();
@@ -122,19 +132,24 @@ export class Bridge implements AsyncDisposable {
           : undefined;
         routes.push(new InboundRoute(r, prefix, nc, js, stream, highWater));
       }
+      for (const r of topics) routes.push(new TopicForwarder(r, prefix, nc));
     } catch (e) {
       await Promise.all(routes.map((r) => r.close(0)));
       await nc.close();
       throw e;
     }
-    return new Bridge(construct, prefix, nc, routes, closeTimeout);
+    const bridge = new Bridge(construct, prefix, nc, routes, closeTimeout);
+    // The routes' subscriptions are known to the server once this returns: a message published on
+    // a subject right after start() reaches them.
+    await nc.flush().catch(() => {});
+    return bridge;
   }
 
   private constructor(
     key: symbol,
     prefix: string,
     nc: NatsConnection,
-    routes: (OutboundRoute | InboundRoute)[],
+    routes: (OutboundRoute | InboundRoute | TopicForwarder)[],
     closeTimeout: number,
   ) {
     if (key !== construct) throw new TypeError("use Bridge.start()");

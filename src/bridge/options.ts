@@ -4,6 +4,7 @@
 
 import type { ConnectionOptions } from "npm:nats@2.29.3";
 import { InvalidNameError, InvalidOptionError, type OpenOptions, type SendMode } from "../../mod.ts";
+import { checkBase } from "../patterns/private_channels.ts";
 
 /**
  * Options of the NATS client (npm `nats` 2.29), passed through unchanged: `servers`, `user`/`pass`,
@@ -91,6 +92,22 @@ export interface InRoute {
   open?: RouteChannelOptions;
 }
 
+/**
+ * A publish/subscribe topic (ferry's `publish`/`subscribe`) carried across NATS core: at most once,
+ * as both are. Values cross as msgpack, the publisher's headers as NATS headers.
+ */
+export interface TopicRoute {
+  /** The local topic (1 to 64 letters, digits or `. _ -`). */
+  topic: string;
+  /** The NATS subject (no wildcards). */
+  subject: string;
+  /**
+   * "out": what is published on the local topic is published on the subject (the bridge is one
+   * more subscriber). "in": what is published on the subject is published on the local topic.
+   */
+  direction: "out" | "in";
+}
+
 /** What `Bridge.start` takes. */
 export interface BridgeOptions {
   /** The NATS connection (see NatsOptions). Default: `nats://127.0.0.1:4222`. */
@@ -101,6 +118,8 @@ export interface BridgeOptions {
   out?: OutRoute[];
   /** NATS subjects delivered into local channels. */
   in?: InRoute[];
+  /** Pub/sub topics carried to and from NATS subjects. */
+  topics?: TopicRoute[];
   /** ms `close()` waits for messages in flight to finish before handing them back. Default 5000. */
   closeTimeout?: number;
 }
@@ -211,8 +230,24 @@ export function checkIn(r: InRoute, i: number, prefix: string): CheckedIn {
   };
 }
 
+/** @internal A topic route, checked. */
+export type CheckedTopic = Required<TopicRoute>;
+
+/** @internal */
+export function checkTopic(r: TopicRoute, i: number): CheckedTopic {
+  const w = where("topics", i);
+  if (r?.direction !== "out" && r?.direction !== "in") {
+    throw new InvalidOptionError(`${w}.direction must be "out" or "in", not ${JSON.stringify(r?.direction)}`);
+  }
+  return {
+    topic: checkBase(`${w}.topic`, r.topic),
+    subject: subject(w, r.subject, false),
+    direction: r.direction,
+  };
+}
+
 /** @internal Each local channel is served by one route per direction at most: two would compete. */
-export function checkDistinct(out: CheckedOut[], inn: CheckedIn[]): void {
+export function checkDistinct(out: CheckedOut[], inn: CheckedIn[], topics: CheckedTopic[] = []): void {
   for (const [list, dir] of [[out, "out"], [inn, "in"]] as const) {
     const seen = new Set<string>();
     for (const r of list) {
@@ -221,5 +256,15 @@ export function checkDistinct(out: CheckedOut[], inn: CheckedIn[]): void {
       }
       seen.add(r.channel);
     }
+  }
+  const seen = new Set<string>();
+  for (const r of topics) {
+    const key = `${r.direction} ${r.topic}`;
+    if (seen.has(key)) {
+      throw new InvalidOptionError(
+        `bridge topics lists topic '${r.topic}' twice "${r.direction}": each would forward every message`,
+      );
+    }
+    seen.add(key);
   }
 }

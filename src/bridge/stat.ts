@@ -4,14 +4,14 @@ import type { SendMode } from "../../mod.ts";
 
 /** One route's counters since the bridge started. */
 export interface RouteStat {
-  /** "out": local channel to NATS; "in": NATS to local channel. */
+  /** "out": local channel (or topic) to NATS; "in": NATS to local channel (or topic). */
   direction: "out" | "in";
-  /** The local channel. */
+  /** The local channel; for a topic route, the topic. */
   channel: string;
   /** The NATS subject. */
   subject: string;
-  /** "ack" (NATS request/reply) or "async" (JetStream). */
-  mode: SendMode;
+  /** "ack" (NATS request/reply), "async" (JetStream), or "topic" (pub/sub over NATS core). */
+  mode: SendMode | "topic";
   /**
    * Messages finished: out, released locally after NATS confirmed them (JetStream stored it, or the
    * remote receiver released it); in, sent into the local channel and confirmed back to NATS.
@@ -58,7 +58,7 @@ export interface BridgeStat {
 /** @internal A route's live counters. */
 export function newRouteStat(
   direction: "out" | "in",
-  r: { channel: string; subject: string; mode: SendMode },
+  r: { channel: string; subject: string; mode: SendMode | "topic" },
 ): RouteStat {
   return {
     direction,
