@@ -9,11 +9,11 @@
 // Skipped, with a note, where nats-server is not installed.
 
 import { parseArgs } from "node:util";
-import { AckPolicy, connect, DeliverPolicy, type NatsConnection, StorageType } from "npm:nats@2.29.3";
+import { connect, type NatsConnection } from "npm:nats@2.29.3";
 import { Bridge, Channel } from "../mod.ts";
 import { NatsServer, natsServerPath } from "./nats_server.ts";
 import * as procs from "./bridge_procs.ts";
-import { Peer } from "./proc.ts";
+import { publishToSubscriber } from "./nats.ts";
 
 const SIZE = 64;
 const payload = new Uint8Array(SIZE).fill(7);
@@ -22,6 +22,8 @@ interface Figures {
   /** Round trips: p50 in microseconds. Throughput: messages per second. */
   value: number;
   unit: "us p50" | "msg/s";
+  /** Bridged rows in processes: CPU µs per message spent by bridge A and bridge B. */
+  cpuUs?: { a: number; b: number };
 }
 
 type RowName =
@@ -71,14 +73,7 @@ async function natsPubSub(nc: NatsConnection, subject: string, messages: number)
 
 /** What an async route does, done directly: windowed JetStream publishes, a pull consumer acking each. */
 async function jetStream(nc: NatsConnection, subject: string, messages: number): Promise<Figures> {
-  const jsm = await nc.jetstreamManager();
-  const stream = `BENCH_${subject.replace(/\W/g, "_")}`;
-  await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File });
-  await jsm.consumers.add(stream, {
-    durable_name: "bench",
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-  });
+  const { jsm, stream } = await procs.benchStream(nc, subject);
   const js = nc.jetstream();
   const receiver = await connect({ servers: nc.getServer() });
   const consumer = await receiver.jetstream().consumers.get(stream, "bench");
@@ -149,26 +144,7 @@ async function pubSubProcess(
   messages: number,
   warm: number,
 ): Promise<Figures> {
-  const peer = new Peer(new URL("./nats_peer.ts", import.meta.url), [
-    "sub",
-    nc.getServer(),
-    subject,
-    String(messages),
-    String(warm),
-  ]);
-  try {
-    await peer.expect("ready");
-    for (let i = 0; i < warm + messages; i++) {
-      nc.publish(subject, payload);
-      // As bench/nats.ts: a flush now and then keeps the subscriber under its pending limit.
-      if (i % 256 === 255) await nc.flush();
-    }
-    await nc.flush();
-    const r = await peer.json<{ count: number; firstMs: number; lastMs: number }>();
-    return { value: r.count / ((r.lastMs - r.firstMs) / 1000), unit: "msg/s" };
-  } finally {
-    await peer.stop();
-  }
+  return { value: await publishToSubscriber(nc, subject, payload, messages, warm), unit: "msg/s" };
 }
 
 /** Runs the rows; returns null (with a note printed) when nats-server is missing. */
@@ -250,6 +226,14 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
         (m("bridge async throughput") / m("nats pub/sub")).toFixed(2)
       }x`,
   );
+  for (const name of ["bridge ack round trip", "bridge async throughput"] as const) {
+    const cpu = rows[name].flatMap((f) => f.cpuUs === undefined ? [] : [f.cpuUs]);
+    if (cpu.length === 0) continue;
+    console.log(
+      `  ${name}: CPU per message in bridge A ${median(cpu.map((c) => c.a)).toFixed(0)} us, ` +
+        `bridge B ${median(cpu.map((c) => c.b)).toFixed(0)} us (medians)`,
+    );
+  }
   if (rows["ferry ack round trip, no bridge"]) {
     // What the bridge adds to NATS's round trip, next to its two local legs' floor.
     const added = m("bridge ack round trip") - m("nats request/reply");

@@ -2,7 +2,13 @@
 // bridge A, bridge B and consumer for the bridge; requester and responder, publisher and consumer
 // for plain NATS), so no row shares an event loop that the real deployment would not share.
 
-import { AckPolicy, DeliverPolicy, type NatsConnection, StorageType } from "npm:nats@2.29.3";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamManager,
+  type NatsConnection,
+  StorageType,
+} from "npm:nats@2.29.3";
 import { Channel } from "../mod.ts";
 import { Peer } from "./proc.ts";
 
@@ -16,6 +22,14 @@ const WINDOW = 32;
 export interface ProcFigures {
   value: number;
   unit: "us p50" | "msg/s";
+  /** Bridged rows: CPU time (user + system) bridge A and bridge B spent per message, in µs. */
+  cpuUs?: { a: number; b: number };
+}
+
+/** CPU time (user + system) a peer process used so far, in ms (Linux /proc; 10 ms ticks). */
+function cpuMs(peer: Peer): number {
+  const fields = Deno.readTextFileSync(`/proc/${peer.child.pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 interface Timing {
@@ -59,13 +73,11 @@ export async function requestReply(
   }
 }
 
-/** JetStream from Deno: a publisher awaiting each PubAck in a window, a pull consumer acking each. */
-export async function jetStream(
+/** A file-backed stream taking `subject`, with a durable pull consumer "bench" acking explicitly. */
+export async function benchStream(
   nc: NatsConnection,
   subject: string,
-  messages: number,
-  warm: number,
-): Promise<ProcFigures> {
+): Promise<{ jsm: JetStreamManager; stream: string }> {
   const jsm = await nc.jetstreamManager();
   const stream = `BENCH_${subject.replace(/\W/g, "_")}`;
   await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File });
@@ -74,6 +86,17 @@ export async function jetStream(
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
   });
+  return { jsm, stream };
+}
+
+/** JetStream from Deno: a publisher awaiting each PubAck in a window, a pull consumer acking each. */
+export async function jetStream(
+  nc: NatsConnection,
+  subject: string,
+  messages: number,
+  warm: number,
+): Promise<ProcFigures> {
+  const { jsm, stream } = await benchStream(nc, subject);
   const url = nc.getServer();
   const peers: Peer[] = [];
   try {
@@ -137,20 +160,17 @@ export async function bridged(
     peers.push(await bridgeProcess(url, b, ["--in", `${subject}=x:${mode}`]));
     const consumer = await started(PEER, ["consume", b, String(count), String(warm)]);
     peers.push(consumer);
+    // The bridges' CPU from here to the end, per message: where a bridged message's time goes.
+    const [cpuA, cpuB] = [cpuMs(peers[0]), cpuMs(peers[1])];
     const producer = await started(PEER, ["produce", a, mode, String(count), String(warm)]);
     peers.push(producer);
-    if (mode === "ack") {
-      const { p50Us } = await producer.json<{ p50Us: number }>();
-      return { value: p50Us, unit: "us p50" };
-    }
-    return rate(await consumer.json<Timing>());
+    const figures: ProcFigures = mode === "ack"
+      ? { value: (await producer.json<{ p50Us: number }>()).p50Us, unit: "us p50" }
+      : rate(await consumer.json<Timing>());
+    const perMessage = (ms: number) => ms * 1000 / (count + warm);
+    figures.cpuUs = { a: perMessage(cpuMs(peers[0]) - cpuA), b: perMessage(cpuMs(peers[1]) - cpuB) };
+    return figures;
   } finally {
-    const cpu = (pid: number) => {
-      const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-      return `u${Number(f[11]) * 10}/s${Number(f[12]) * 10}/thr${f[17]}`;
-    };
-    await new Promise((r) => setTimeout(r, 300));
-    console.error("cpu ms A,B", peers.slice(0, 2).map((p) => cpu(p.child.pid)).join(","));
     await stopAll(peers);
     for (const p of [a, b]) unlinkQuietly(p);
     if (mode === "async") {

@@ -4,7 +4,7 @@
 // the bridge's tests). The driver process is the requester or publisher, a nats_peer.ts process
 // the other side. Skipped with a note where nats-server is not installed.
 
-import { connect } from "npm:nats@2.29.3";
+import { connect, type NatsConnection } from "npm:nats@2.29.3";
 import { now } from "./clock.ts";
 import { NatsServer, natsServerPath } from "./nats_server.ts";
 import { Peer } from "./proc.ts";
@@ -53,7 +53,27 @@ export async function runNats(w: Workload): Promise<Result> {
       return { msgsPerSec: 1e6 / lat.meanUs!, mbPerSec: w.size / lat.meanUs!, ...lat };
     }
     const count = Math.min(w.count, MAX_MESSAGES), warm = Math.min(w.warm, MAX_MESSAGES / 10);
-    peer = new Peer(PEER, ["sub", url, subject, String(count), String(warm)]);
+    const msgsPerSec = await publishToSubscriber(nc, subject, payload, count, warm);
+    return { msgsPerSec, mbPerSec: msgsPerSec * w.size / 1e6 };
+  } finally {
+    await peer?.stop();
+    await nc.close();
+  }
+}
+
+/**
+ * Core publish/subscribe throughput: `nc` publishes `warm + count` messages to a nats_peer.ts
+ * subscriber process, which times the last `count`. Messages per second.
+ */
+export async function publishToSubscriber(
+  nc: NatsConnection,
+  subject: string,
+  payload: Uint8Array,
+  count: number,
+  warm: number,
+): Promise<number> {
+  const peer = new Peer(PEER, ["sub", nc.getServer(), subject, String(count), String(warm)]);
+  try {
     await peer.expect("ready");
     for (let i = 0; i < warm + count; i++) {
       nc.publish(subject, payload);
@@ -63,10 +83,8 @@ export async function runNats(w: Workload): Promise<Result> {
     }
     await nc.flush();
     const r = await peer.json<{ count: number; firstMs: number; lastMs: number }>();
-    const seconds = (r.lastMs - r.firstMs) / 1000;
-    return { msgsPerSec: r.count / seconds, mbPerSec: r.count * w.size / seconds / 1e6 };
+    return r.count / ((r.lastMs - r.firstMs) / 1000);
   } finally {
-    await peer?.stop();
-    await nc.close();
+    await peer.stop();
   }
 }
