@@ -26,8 +26,8 @@ impl Handle {
         }
         let s = self.seg.slot(k);
         loop {
-            // SYNC POINT: pairs with the receiver's Release in `release_in` (ACKED) or recovery's
-            // AcqRel CAS (PEER_DIED).
+            // SYNC POINT: pairs with the receiver's Release in `release_in` (ACKED) or `reject`
+            // (REJECTED, or a relayed PEER_DIED/EXPIRED), or recovery's AcqRel CAS (PEER_DIED).
             let cur = State(s.state.load(Acquire));
             if cur.generation() != g || cur.sender() != self.me {
                 Self::forget_inflight(l, k, g);
@@ -117,6 +117,7 @@ impl Handle {
         let l = &mut *self.local.borrow_mut();
         let st = &self.seg.slot(k).state;
         loop {
+            // SYNC POINT: Acquire, as in `read`: our claim was itself an Acquire CAS; re-checked here.
             let cur = State(st.load(Acquire));
             if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
                 return ERR_NOT_HELD;
