@@ -181,3 +181,13 @@ export const WaitPolicy = {
   SPIN_BUSY: 0xFFFF_FFFF,
   SPIN_MAX_US: 1_000_000,
 } as const;
+
+/** The layout's numbers the binding needs (core/src/layout.rs, where each is documented). */
+export const Layout = {
+  /** The most participants (open handles) a channel takes. */
+  MAX_PARTICIPANTS: 64,
+  /** Payloads up to this size live in the slot's own line. */
+  INLINE_BYTES: 96,
+  /** The granule of the slots' data reservations. */
+  PAGE: 4096,
+} as const;

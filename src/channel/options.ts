@@ -2,7 +2,7 @@
 // check of each (names, prefixes, modes, integers, milliseconds, expiry). Namespace and the admin
 // calls validate with the same functions, so a rule changes here and nowhere else.
 
-import { WaitPolicy } from "../../ffi/abi.ts";
+import { Layout, WaitPolicy } from "../../ffi/abi.ts";
 import { NO_TIMEOUT } from "../../ffi/status.ts";
 import type { CapacityPatterns } from "../capacity.ts";
 import type { CodecOption } from "../codec.ts";
@@ -191,10 +191,7 @@ export function checkInt(what: string, value: number, min: number, max: number):
   return value;
 }
 
-/** Payloads up to this size live in the slot's own line (core/src/layout.rs, INLINE_BYTES). */
-const INLINE_BYTES = 96;
-/** The granule of the slots' reservations (core/src/layout.rs, PAGE). */
-const PAGE = 4096;
+const { INLINE_BYTES, PAGE } = Layout;
 
 /**
  * The `memory` option: whole bytes, and room for one message of `maxMessageSize` (its size rounded
