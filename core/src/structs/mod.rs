@@ -50,7 +50,8 @@ use std::time::{Duration, Instant};
 use crate::fault;
 use crate::layout::INIT_READY;
 use crate::segment::{
-    io_error, open_segment, u32_at, u64_at, Found, OpenError, OpenSpec, Policy, SegmentKind, INIT_LOCK_BYTE,
+    io_error, open_segment, ready_header, u32_at, u64_at, Found, OpenError, OpenSpec, Policy, SegmentKind,
+    INIT_LOCK_BYTE,
 };
 use crate::status::*;
 use crate::sys;
@@ -142,25 +143,10 @@ impl SegmentKind for StoreKind {
 
     /// Field offsets follow `StoreFixed`. Ready: the nonce.
     fn inspect(&self, fd: &OwnedFd, size: u64) -> io::Result<Found<u32>> {
-        if size == 0 {
-            return Ok(Found::Unbuilt);
-        }
-        let mut head = vec![0u8; size.min(128) as usize];
-        let n = sys::read_at(fd, &mut head, 0)?;
-        head.truncate(n);
-        if head.len() < 128 || u64_at(&head, 0) == 0 {
-            let blank = head.iter().all(|&b| b == 0);
-            return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
-        }
-        if u64_at(&head, 0) != STORE_MAGIC {
-            return Ok(Found::Foreign(WHY_MAGIC));
-        }
-        if u32_at(&head, 12) != INIT_READY {
-            return Ok(Found::Unbuilt);
-        }
-        if u32_at(&head, 8) != STORE_LAYOUT_VERSION {
-            return Ok(Found::Foreign(WHY_VERSION));
-        }
+        let head = match ready_header(fd, size, STORE_MAGIC, STORE_LAYOUT_VERSION)? {
+            Ok(head) => head,
+            Err(found) => return Ok(found),
+        };
         let consistent = u64_at(&head, 16) == TOTAL_SIZE
             && size == TOTAL_SIZE
             && u32_at(&head, 24) == CAPACITY
@@ -231,7 +217,7 @@ impl StructStore {
     }
 
     fn word(&self, at: usize) -> &AtomicU32 {
-        debug_assert!(at % 4 == 0 && at + 4 <= DATA_OFF);
+        debug_assert!(at.is_multiple_of(4) && at + 4 <= DATA_OFF);
         // SAFETY: `at` is a 4-aligned offset inside the ends or checks array, within the mapping
         // (TOTAL_SIZE bytes); AtomicU32 is valid for any bytes.
         unsafe { &*(self.map.base.add(at) as *const AtomicU32) }
