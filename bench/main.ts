@@ -13,7 +13,7 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { runFerry } from "./ferry.ts";
+import { cleanUpFerry, runFerry } from "./ferry.ts";
 import { runNative } from "./native.ts";
 import { natsMissing, runNats, stopNats } from "./nats.ts";
 import { runUnixSocket } from "./unix_socket.ts";
@@ -88,6 +88,8 @@ function plan(quick: boolean, latencyOption: boolean): Plan[] {
   }
   if (latencyOption) rows.push(row("ack-sync-latency", "raw", 64, 50_000));
   for (const [codec, size, , msgs] of payloads) rows.push(row("throughput", codec, size, msgs));
+  // The same small object, every message standalone: what sharing shapes gains, in the same run.
+  rows.push(row("throughput", "msgpack-plain", 0, 300_000));
   rows.push(row("throughput-into", "raw", 64 * KiB, 20_000));
   rows.push(row("throughput-into", "raw", MiB, 2_000));
   rows.push(row("throughput-promise", "raw", 64, 300_000));
@@ -103,6 +105,7 @@ function plan(quick: boolean, latencyOption: boolean): Plan[] {
 
 export function payloadLabel(r: { codec: PayloadCodec; size: number }): string {
   if (r.codec === "msgpack") return "msgpack obj";
+  if (r.codec === "msgpack-plain") return "msgpack plain";
   return r.size >= MiB ? `${r.size / MiB} MiB` : r.size >= KiB ? `${r.size / KiB} KiB` : `${r.size} B`;
 }
 
@@ -116,6 +119,8 @@ function drivers(p: Plan, only: Set<string>): Driver[] {
   const unbatched = (w: Workload): Workload => ({ ...w, kind: "throughput" });
   const k = p.kind;
   const list: Driver[] = [["ferry", runFerry]];
+  // The standalone codec's row compares ferry with itself (the msgpack row has the baselines).
+  if (p.codec === "msgpack-plain") return only.has("ferry") ? list : [];
   const socketRow = k === "ack-sync" || k === "ack-async" || k === "throughput" || k === "throughput-2x2";
   if (socketRow) list.push(["socket", (w) => runUnixSocket(w, "per-message")]);
   if (k === "throughput" || k === "throughput-2x2" || k === "throughput-batch") {
@@ -397,6 +402,7 @@ export async function runBench(args: string[]): Promise<void> {
     }
   } finally {
     await stopNats();
+    cleanUpFerry();
   }
   const load = loadAverage();
   if (load !== undefined) loads.push(load);

@@ -115,6 +115,14 @@ export const OpenReport = {
   LENGTH: 8,
 } as const;
 
+/** `ferry_structs_read` out (3 x u32). */
+export const StructsRead = {
+  NONCE: 0,
+  COUNT: 1,
+  COPIED: 2,
+  LENGTH: 3,
+} as const;
+
 /** `ferry_group_info` out (2 x u32). */
 export const GroupInfo = {
   ENTRIES: 0,

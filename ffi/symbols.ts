@@ -239,4 +239,43 @@ export const symbols = {
   },
   ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
   ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
+  ferry_structs_open: {
+    parameters: [
+      "buffer", // const u8 *prefix
+      "u32", // prefix_len
+      "u32", // create (1: build the store if absent)
+      "u32", // mode (permissions)
+      "u32", // timeout_ms for a store another process is building (0xffffffff: none)
+      "buffer", // const u32 *trusted (owner uids accepted besides the caller and root)
+      "u32", // trusted_len
+      "buffer", // i32 err_out[8] (OPEN_REPORT_LEN)
+    ],
+    result: "pointer",
+  },
+  ferry_structs_free: { parameters: ["pointer"], result: "void" },
+  ferry_structs_read: {
+    parameters: [
+      "pointer", // s
+      "u32", // from (first entry to copy)
+      "buffer", // u8 *data (the entries' bytes, end to end)
+      "u32", // data_len
+      "buffer", // u32 *lens (each copied entry's length)
+      "u32", // lens_max
+      "buffer", // u32 out[3] (StructsRead)
+    ],
+    result: "i32",
+  },
+  ferry_structs_append: {
+    parameters: [
+      "pointer", // s
+      "u32", // nonce (the store's, as last read)
+      "u32", // expected (entries the store holds, as last read)
+      "buffer", // const u8 *data (the new entries' bytes, end to end)
+      "u32", // data_len
+      "buffer", // const u32 *lens
+      "u32", // n (entries)
+      "u32", // timeout_ms for the append lock
+    ],
+    result: "i32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -55,6 +55,7 @@ Deno.test("status codes: ffi/status.ts is core/src/status.rs, reasons and group 
   );
   assert.deepEqual(pick(top, (k) => k.startsWith("FOREIGN_"), "FOREIGN_"), { ...status.ForeignReason });
   assert.deepEqual(Object.fromEntries(modules.get("group")!), { ...status.GroupStatus });
+  assert.deepEqual(Object.fromEntries(modules.get("structs")!), { ...status.StructsStatus });
 });
 
 Deno.test("call flags: every constant of core/src/ffi/abi.rs has its copy in ffi/status.ts", () => {

@@ -74,4 +74,9 @@ pub const POINTS: &[&str] = &[
     "group.reclaiming",
     "group.freeing-dead",
     "group.closing",
+    // structs/ (structs::FAULT_POINTS, in the order an append passes them):
+    "structs.building",
+    "structs.locked",
+    "structs.written",
+    "structs.published",
 ];

@@ -59,7 +59,10 @@ export interface OpenOptions<T = unknown> extends TrustOptions {
    * channel another process is still building: TimeoutError when it is not ready in time.
    */
   timeout?: number;
-  /** How values become bytes: "msgpack" (default), "raw" (Uint8Array payloads) or your own codec. */
+  /**
+   * How values become bytes: "msgpack" (default; object shapes shared through the namespace),
+   * "msgpack-plain" (each message standalone msgpack), "raw" (Uint8Array payloads) or your own codec.
+   */
   codec?: CodecOption<T>;
   /** Release each message when it is received (or after the `for await` body). Default true. */
   autoRelease?: boolean;
