@@ -405,7 +405,7 @@ class Round {
     return this.spawn({
       role: "receiver",
       mode,
-      fault: !fault ? undefined : midRun ? `recv.run:${this.between(1, 100)}` : this.fault("receiver", false),
+      fault: !fault ? undefined : midRun ? `recv.run:${this.between(1, 20)}` : this.fault("receiver", false),
     }, ready);
   }
 
