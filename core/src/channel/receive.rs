@@ -1,6 +1,7 @@
 //! Receiving: a receiver claims the message at a lane's head (READY -> READING by it, one CAS:
 //! exactly-once delivery, FIFO per sender), copies or lends it, and releases it (async: FREE; ack:
-//! ACKED, for its sender to collect). Redelivered messages are looked for first.
+//! ACKED, for its sender to collect). Redelivered messages are looked for first. A batch claims a
+//! run of one lane's messages and moves the lane's head past the run once (`claim_run`).
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
