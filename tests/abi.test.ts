@@ -75,6 +75,13 @@ Deno.test("out-array indexes: each module of core/src/ffi/abi.rs is the object o
   assert.deepEqual(copies, [...modules.keys()].map(pascal).sort(), "no index table without its Rust source");
 });
 
+Deno.test("message meta: a batch entry's fields up to FLAGS sit where a single receive's do", () => {
+  // src/channel/receive.ts messageOf reads both through RecvMeta's names.
+  for (const field of ["SLOT", "GENERATION", "LEN", "PID", "SEQ_LO", "SEQ_HI", "FLAGS"] as const) {
+    assert.equal(abi.BatchMeta[field], abi.RecvMeta[field], field);
+  }
+});
+
 Deno.test("wait policy: ffi/abi.ts WaitPolicy is the binding's share of core/src/wait.rs", () => {
   const { top } = parse(rust("wait.rs"));
   assert.deepEqual({ ...abi.WaitPolicy }, {

@@ -63,6 +63,7 @@ pub const POINTS: &[&str] = &[
     "send.written",
     "send.ready",
     "recv.claimed",
+    "recv.run",
     "release.before",
     "ack.collect",
     "recover.slot",

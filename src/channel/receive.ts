@@ -8,6 +8,7 @@ import { RECV_AUTO_RELEASE, RECV_NO_COPY, SIDE_RECV, Status } from "../../ffi/st
 import { ChannelClosedError, InvalidOptionError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { type ChannelCore, CHUNK_BYTES } from "./core.ts";
+import type { ViewTicket } from "../views.ts";
 import { abiMs, type RecvOneOptions, spinWord, timeoutOf } from "./options.ts";
 import { nothingArrived, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
@@ -110,36 +111,78 @@ export function ensureChunk<T>(c: ChannelCore<T>): void {
 /** Builds the Message for a receive that returned `st` (OK or NEED_BUFFER), into `into` if given. */
 function received<T>(c: ChannelCore<T>, st: number, auto: boolean, into?: Uint8Array): Message<T> {
   const meta = c.meta;
-  const slot = meta[RecvMeta.SLOT], generation = meta[RecvMeta.GENERATION], len = meta[RecvMeta.LEN];
   let buf = into ?? c.chunk;
   let start = into === undefined ? c.chunkUsed : 0;
   if (st === Status.NEED_BUFFER) {
-    // Too big for what was left of the chunk (or for `into`): still claimed, read into a fresh
-    // chunk (or a buffer of its own if it would take more than a quarter of one).
-    if (into === undefined && len <= CHUNK_BYTES / 4) {
-      c.chunk = buf = new Uint8Array(CHUNK_BYTES);
-    } else {
-      buf = new Uint8Array(len);
-    }
+    buf = readHeld(
+      c,
+      meta[RecvMeta.SLOT],
+      meta[RecvMeta.GENERATION],
+      meta[RecvMeta.LEN],
+      auto,
+      into !== undefined,
+    );
     start = 0;
-    const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, start);
-    if (n < 0) throw statusError(c, n);
-    if (auto) c.lib.ferry_release(c.live(), slot, generation);
   } else if (st !== Status.OK) {
     throw statusError(c, st);
+  } else if (buf === c.chunk) {
+    c.chunkUsed = start + meta[RecvMeta.LEN];
   }
-  if (buf === c.chunk) c.chunkUsed = start + len;
+  return messageOf(c, meta, 0, buf, start, !auto, null);
+}
+
+/**
+ * A message the core left claimed because it did not fit what was left of the chunk (or `into`):
+ * read into a fresh chunk, or into a buffer of its own when it would take more than a quarter of
+ * one or `own` says so; released at once when `auto`. Its payload starts at 0 of what is returned.
+ */
+export function readHeld<T>(
+  c: ChannelCore<T>,
+  slot: number,
+  generation: number,
+  len: number,
+  auto: boolean,
+  own: boolean,
+): Uint8Array {
+  let buf: Uint8Array;
+  if (!own && len <= CHUNK_BYTES / 4) {
+    c.chunk = buf = new Uint8Array(CHUNK_BYTES);
+    c.chunkUsed = len;
+  } else {
+    buf = new Uint8Array(len);
+  }
+  const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
+  if (n < 0) throw statusError(c, n);
+  if (auto) c.lib.ferry_release(c.live(), slot, generation);
+  return buf;
+}
+
+/**
+ * The Message described by the core's meta from `meta[e]` on (a RecvMeta, or one BatchMeta entry:
+ * their fields up to FLAGS sit at the same places, which tests/abi.test.ts checks), its payload at
+ * `buf[start..]`. `held`: the app releases it (else the core already did); `view`: a zero-copy
+ * message's ticket.
+ */
+export function messageOf<T>(
+  c: ChannelCore<T>,
+  meta: Uint32Array,
+  e: number,
+  buf: Uint8Array,
+  start: number,
+  held: boolean,
+  view: ViewTicket | null,
+): Message<T> {
   return makeMessage<T>(
     c.codec,
     buf,
     start,
-    start + len,
-    meta[RecvMeta.SEQ_LO] + meta[RecvMeta.SEQ_HI] * 0x1_0000_0000,
-    meta[RecvMeta.PID],
-    (meta[RecvMeta.FLAGS] & MetaFlag.REDELIVERED) !== 0,
-    auto ? null : c,
-    slot,
-    generation,
-    null,
+    start + meta[e + RecvMeta.LEN],
+    meta[e + RecvMeta.SEQ_LO] + meta[e + RecvMeta.SEQ_HI] * 0x1_0000_0000,
+    meta[e + RecvMeta.PID],
+    (meta[e + RecvMeta.FLAGS] & MetaFlag.REDELIVERED) !== 0,
+    held ? c : null,
+    meta[e + RecvMeta.SLOT],
+    meta[e + RecvMeta.GENERATION],
+    view,
   );
 }

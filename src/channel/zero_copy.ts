@@ -3,12 +3,13 @@
 // of the payload, held until release. Every such view is tracked in the handle's registry
 // (views.ts) and detached before its slot can be reused or its mapping unmapped.
 
-import { MetaFlag, RecvMeta, SendOut } from "../../ffi/abi.ts";
+import { RecvMeta, SendOut } from "../../ffi/abi.ts";
 import { RECV_NO_COPY, SEND_ACK, Status } from "../../ffi/status.ts";
 import { FerryError, InvalidOptionError } from "../errors.ts";
-import { makeMessage, type Message } from "../message.ts";
+import type { Message } from "../message.ts";
 import type { ChannelCore, Loan } from "./core.ts";
 import { abiMs, acks, checkInt, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
+import { messageOf } from "./receive.ts";
 import { ackAfter } from "./send.ts";
 import { closedError, isFull, sendError, statusError } from "./status.ts";
 
@@ -115,19 +116,7 @@ export function inPlace<T>(c: ChannelCore<T>, st: number): Message<T> {
   const meta = c.meta;
   const len = meta[RecvMeta.LEN];
   const shared = view(c, meta[RecvMeta.OFFSET_LO] + meta[RecvMeta.OFFSET_HI] * 0x1_0000_0000, len);
-  return makeMessage<T>(
-    c.codec,
-    new Uint8Array(shared),
-    0,
-    len,
-    meta[RecvMeta.SEQ_LO] + meta[RecvMeta.SEQ_HI] * 0x1_0000_0000,
-    meta[RecvMeta.PID],
-    (meta[RecvMeta.FLAGS] & MetaFlag.REDELIVERED) !== 0,
-    c,
-    meta[RecvMeta.SLOT],
-    meta[RecvMeta.GENERATION],
-    c.views.track(shared),
-  );
+  return messageOf(c, meta, 0, new Uint8Array(shared), 0, true, c.views.track(shared));
 }
 
 /**
