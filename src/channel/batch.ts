@@ -12,7 +12,7 @@ import { ensureChunk, recvSyncNow } from "./receive.ts";
 import { encode } from "./send.ts";
 import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
-import { receiveInPlace } from "./zero_copy.ts";
+import { copyHeld, receiveInPlace } from "./zero_copy.ts";
 
 /** See Channel.trySendMany. */
 export function trySendMany<T>(
@@ -231,11 +231,9 @@ function batchMessages<T>(
     const len = meta[e + BatchMeta.LEN], flags = meta[e + BatchMeta.FLAGS];
     let buf = chunk, start = base + meta[e + BatchMeta.AT];
     if (flags & MetaFlag.NEEDS_BUFFER) {
-      // Too big for what was left of the chunk: held, read into its own buffer.
-      buf = new Uint8Array(Math.max(len, 1));
+      // Too big for what was left of the chunk: held, copied into a buffer of its own.
+      buf = copyHeld(c, slot, generation);
       start = 0;
-      const r = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
-      if (r < 0) throw statusError(c, r);
       if (auto) c.lib.ferry_release(c.live(), slot, generation);
     } else {
       c.chunkUsed = start + len;

@@ -11,7 +11,7 @@ import { type ChannelCore, CHUNK_BYTES } from "./core.ts";
 import { abiMs, type RecvOneOptions, spinWord, timeoutOf } from "./options.ts";
 import { nothingArrived, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
-import { inPlace, receiveInPlace } from "./zero_copy.ts";
+import { copyHeld, inPlace, receiveInPlace } from "./zero_copy.ts";
 
 /** Below this much room left, start a new chunk before receiving. */
 const CHUNK_MIN_FREE = 4 * 1024;
@@ -115,15 +115,15 @@ function received<T>(c: ChannelCore<T>, st: number, auto: boolean, into?: Uint8A
   let start = into === undefined ? c.chunkUsed : 0;
   if (st === Status.NEED_BUFFER) {
     // Too big for what was left of the chunk (or for `into`): still claimed, read into a fresh
-    // chunk (or a buffer of its own if it would take more than a quarter of one).
+    // chunk, or copied into a buffer of its own if it would take more than a quarter of one.
+    start = 0;
     if (into === undefined && len <= CHUNK_BYTES / 4) {
       c.chunk = buf = new Uint8Array(CHUNK_BYTES);
+      const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, start);
+      if (n < 0) throw statusError(c, n);
     } else {
-      buf = new Uint8Array(len);
+      buf = copyHeld(c, slot, generation);
     }
-    start = 0;
-    const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, start);
-    if (n < 0) throw statusError(c, n);
     if (auto) c.lib.ferry_release(c.live(), slot, generation);
   } else if (st !== Status.OK) {
     throw statusError(c, st);
