@@ -8,11 +8,11 @@ import { TimeoutError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
 import { abiMs, checkInt, expiryOf, type RecvOptions, spinWord, timeoutOf } from "./options.ts";
-import { ensureChunk, recvSyncNow } from "./receive.ts";
+import { ensureChunk, ownCopy, recvSyncNow } from "./receive.ts";
 import { encode } from "./send.ts";
 import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
-import { copyHeld, receiveInPlace } from "./zero_copy.ts";
+import { receiveInPlace } from "./zero_copy.ts";
 
 /** See Channel.trySendMany. */
 export function trySendMany<T>(
@@ -232,7 +232,7 @@ function batchMessages<T>(
     let buf = chunk, start = base + meta[e + BatchMeta.AT];
     if (flags & MetaFlag.NEEDS_BUFFER) {
       // Too big for what was left of the chunk: held, copied into a buffer of its own.
-      buf = copyHeld(c, slot, generation);
+      buf = ownCopy(c, slot, generation, len);
       start = 0;
       if (auto) c.lib.ferry_release(c.live(), slot, generation);
     } else {
