@@ -37,6 +37,15 @@ export const symbols = {
   ferry_free: { parameters: ["pointer"], result: "void" },
   ferry_info: { parameters: ["pointer", "buffer"], result: "i32" }, // handle, u32 out[2]
   ferry_base: { parameters: ["pointer"], result: "pointer" }, // h -> segment start
+  ferry_held_at: {
+    parameters: [
+      "pointer", // Handle *h
+      "u32", // slot
+      "u32", // generation
+      "buffer", // u32 out[2]: offset from ferry_base (lo, hi)
+    ],
+    result: "i32", // the message's length, or a negative status
+  },
   ferry_loan: { parameters: ["pointer", "u32", "buffer"], result: "i32" }, // h, len, u32 out[4]
   ferry_commit: {
     parameters: [

@@ -105,6 +105,8 @@ export class ChannelCore<T> implements Releaser {
   readonly meta = new Uint32Array(RecvMeta.LENGTH);
   chunk = new Uint8Array(CHUNK_BYTES);
   chunkUsed = 0;
+  /** Where a held message lies (`ferry_held_at`'s out-param), for the copies zero_copy.ts makes. */
+  readonly heldAt = new Uint32Array(2);
 
   // Batches (batch.ts).
   readonly batchMeta = new Uint32Array(BatchMeta.STRIDE * BATCH_MAX);

@@ -12,7 +12,7 @@ import type { ViewTicket } from "../views.ts";
 import { abiMs, type RecvOneOptions, spinWord, timeoutOf } from "./options.ts";
 import { nothingArrived, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
-import { inPlace, receiveInPlace } from "./zero_copy.ts";
+import { copyHeld, inPlace, receiveInPlace } from "./zero_copy.ts";
 
 /** Below this much room left, start a new chunk before receiving. */
 const CHUNK_MIN_FREE = 4 * 1024;
@@ -108,6 +108,34 @@ export function ensureChunk<T>(c: ChannelCore<T>): void {
   }
 }
 
+/**
+ * From this many bytes on, a payload that gets a buffer of its own is copied by `copyHeld` (one
+ * pass over memory V8 does not zero-fill); below it a zero-filled buffer and a core read cost
+ * less, since making the view and transferring it costs about a microsecond (measured: 20 KB
+ * about 1 us slower that way, 256 KiB 15% and 1 MiB 30% faster).
+ */
+const COPY_HELD_FROM = CHUNK_BYTES;
+
+/** A copy of the message held in `slot`, `len` bytes, in a buffer of its own (the caller's to keep). */
+export function ownCopy<T>(
+  c: ChannelCore<T>,
+  slot: number,
+  generation: number,
+  len: number,
+): Uint8Array<ArrayBuffer> {
+  if (len >= COPY_HELD_FROM) return copyHeld(c, slot, generation);
+  // At least one byte: the binding passes an empty buffer as a null pointer.
+  const buf = new Uint8Array(Math.max(len, 1));
+  readInto(c, slot, generation, buf);
+  return buf;
+}
+
+/** Copies the message held in `slot` into the start of `buf`, which holds it. */
+function readInto<T>(c: ChannelCore<T>, slot: number, generation: number, buf: Uint8Array): void {
+  const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
+  if (n < 0) throw statusError(c, n);
+}
+
 /** Builds the Message for a receive that returned `st` (OK or NEED_BUFFER), into `into` if given. */
 function received<T>(c: ChannelCore<T>, st: number, auto: boolean, into?: Uint8Array): Message<T> {
   const meta = c.meta;
@@ -148,11 +176,10 @@ export function readHeld<T>(
   if (!own && len <= CHUNK_BYTES / 4) {
     c.chunk = buf = new Uint8Array(CHUNK_BYTES);
     c.chunkUsed = len;
+    readInto(c, slot, generation, buf);
   } else {
-    buf = new Uint8Array(len);
+    buf = ownCopy(c, slot, generation, len);
   }
-  const n = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
-  if (n < 0) throw statusError(c, n);
   if (auto) c.lib.ferry_release(c.live(), slot, generation);
   return buf;
 }

@@ -120,8 +120,24 @@ export function inPlace<T>(c: ChannelCore<T>, st: number): Message<T> {
 }
 
 /**
+ * A copy of the message this handle holds in `slot`, in memory of its own: the caller's to keep
+ * after release. The spec's `transfer` to another length copies into a new buffer and detaches
+ * the source, and V8 allocates that buffer without zero-filling it, so the copy is the only pass
+ * over the new memory (`new Uint8Array(len)` then a read into it writes it twice, and the first
+ * pass faults its pages in). The buffer is one byte longer than the message (that byte is 0): a
+ * transfer to the same length would hand over the shared memory itself instead of copying it.
+ * The view is detached by the transfer, in the turn it was made, so no code can keep it.
+ */
+export function copyHeld<T>(c: ChannelCore<T>, slot: number, generation: number): Uint8Array<ArrayBuffer> {
+  const at = c.heldAt;
+  const len = c.lib.ferry_held_at(c.live(), slot, generation, at);
+  if (len < 0) throw statusError(c, len);
+  return new Uint8Array(view(c, at[0] + at[1] * 0x1_0000_0000, len).transfer(len + 1), 0, len);
+}
+
+/**
  * A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it.
- * The caller tracks it in `c.views` in the same turn, before any code can keep it.
+ * The caller tracks it in `c.views` (or detaches it) in the same turn, before any code can keep it.
  */
 function view<T>(c: ChannelCore<T>, offset: number, len: number): ArrayBuffer {
   c.base ??= c.lib.ferry_base(c.live());

@@ -286,19 +286,32 @@ impl Handle {
         Ok(len)
     }
 
-    /// Copies a message this handle holds into `dst` (which must be large enough).
-    pub fn read(&self, k: u32, g: u32, dst: &mut [u8]) -> Result<u32, i32> {
+    /// The length of the message in slot `k` if this handle holds it (generation `g`), loaded
+    /// again and checked (`trusted_len`): a same-user process may write it any time.
+    fn held_len(&self, k: u32, g: u32) -> Result<u32, i32> {
         if k >= self.seg.layout.capacity {
             return Err(ERR_INVALID_ARGUMENT);
         }
-        let s = self.seg.slot(k);
         // SYNC POINT: Acquire: our claim (READING by us) was itself an Acquire CAS; re-checked
-        // before copying.
-        let cur = State(s.state.load(Acquire));
+        // before anyone copies the payload.
+        let cur = State(self.seg.slot(k).state.load(Acquire));
         if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
             return Err(ERR_NOT_HELD);
         }
-        let len = self.trusted_len(k)?; // loaded again: a same-user process may write it any time
+        self.trusted_len(k)
+    }
+
+    /// Where a message this handle holds lies: its offset from the mapping's start and its
+    /// length, for a copy made outside the core (the binding's `copyOut`). The bytes stay put
+    /// until we release the message.
+    pub fn held_at(&self, k: u32, g: u32) -> Result<(u64, u32), i32> {
+        let len = self.held_len(k, g)?;
+        Ok((self.payload_offset(k, len as usize), len))
+    }
+
+    /// Copies a message this handle holds into `dst` (which must be large enough).
+    pub fn read(&self, k: u32, g: u32, dst: &mut [u8]) -> Result<u32, i32> {
+        let len = self.held_len(k, g)?;
         if len as usize > dst.len() {
             return Err(NEED_BUFFER);
         }
