@@ -18,7 +18,9 @@ interface PeerReport {
 }
 
 function payloadBytes(w: Workload): number {
-  return w.codec === "raw" ? w.size : new Packr({ moreTypes: true }).pack(SMALL_OBJECT).length;
+  if (w.codec === "raw") return w.size;
+  // The standalone encoding's length: payload bytes count the object, not the shape ids.
+  return new Packr({ moreTypes: true }).pack(SMALL_OBJECT).length;
 }
 
 const ROLES: Record<string, [sender: string, receiver: string]> = {
@@ -117,5 +119,14 @@ export async function runFerry(w: Workload): Promise<Result> {
     await Promise.all(peers.map((p) => p.stop()));
     ch.close();
     Channel.unlink(name, { prefix });
+  }
+}
+
+/** Removes what the bench's namespace leaves besides its channels: the msgpack structure store. */
+export function cleanUpFerry(): void {
+  try {
+    Deno.removeSync(`/dev/shm/${prefix}~structures`);
+  } catch {
+    // no msgpack row ran
   }
 }

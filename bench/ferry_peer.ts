@@ -20,7 +20,7 @@ const size = Number(sizeArg);
 const sending = role.startsWith("send");
 const options: OpenOptions<unknown> = {
   prefix,
-  codec: codec === "raw" ? "raw" : "msgpack",
+  codec: codec === "raw" || codec === "msgpack-plain" ? codec : "msgpack",
   timeout: 60_000,
   ...(sending ? { mode: "async" as const } : {}),
   ...(role === "recv-zerocopy" ? { zeroCopy: true } : {}),

@@ -13,7 +13,7 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { runFerry } from "./ferry.ts";
+import { cleanUpFerry, runFerry } from "./ferry.ts";
 import { runNative } from "./native.ts";
 import { natsMissing, runNats, stopNats } from "./nats.ts";
 import { runUnixSocket } from "./unix_socket.ts";
@@ -88,6 +88,8 @@ function plan(quick: boolean, latencyOption: boolean): Plan[] {
   }
   if (latencyOption) rows.push(row("ack-sync-latency", "raw", 64, 50_000));
   for (const [codec, size, , msgs] of payloads) rows.push(row("throughput", codec, size, msgs));
+  // The same small object, every message standalone: what sharing shapes gains, in the same run.
+  rows.push(row("throughput", "msgpack-plain", 0, 300_000));
   rows.push(row("throughput-into", "raw", 64 * KiB, 20_000));
   rows.push(row("throughput-into", "raw", MiB, 2_000));
   rows.push(row("throughput-promise", "raw", 64, 300_000));
@@ -103,6 +105,7 @@ function plan(quick: boolean, latencyOption: boolean): Plan[] {
 
 export function payloadLabel(r: { codec: PayloadCodec; size: number }): string {
   if (r.codec === "msgpack") return "msgpack obj";
+  if (r.codec === "msgpack-plain") return "msgpack plain";
   return r.size >= MiB ? `${r.size / MiB} MiB` : r.size >= KiB ? `${r.size / KiB} KiB` : `${r.size} B`;
 }
 
@@ -111,18 +114,23 @@ const isLatency = (k: WorkloadKind) => k.startsWith("ack-");
 type Driver = [Transport, (w: Workload) => Promise<Result>];
 
 function drivers(p: Plan, only: Set<string>): Driver[] {
-  // The batch and zero-copy rows' native figure is the core's one-at-a-time copying throughput
-  // (the ceiling those APIs approach); the batch row's socket is the socket's own batching.
+  // The batch row's native figure is the core's own batch calls (the ceiling sendManySync and
+  // recvManySync approach); the zero-copy rows' is the core's one-at-a-time copying throughput.
+  // The batch row's socket is the socket's own batching.
   const unbatched = (w: Workload): Workload => ({ ...w, kind: "throughput" });
   const k = p.kind;
   const list: Driver[] = [["ferry", runFerry]];
+  // The standalone codec's row compares ferry with itself (the msgpack row has the baselines).
+  if (p.codec === "msgpack-plain") return only.has("ferry") ? list : [];
   const socketRow = k === "ack-sync" || k === "ack-async" || k === "throughput" || k === "throughput-2x2";
   if (socketRow) list.push(["socket", (w) => runUnixSocket(w, "per-message")]);
   if (k === "throughput" || k === "throughput-2x2" || k === "throughput-batch") {
     list.push(["coalesced", (w) => runUnixSocket(unbatched(w), "coalesced")]);
   }
-  if (k === "ack-sync" || k === "throughput" || k === "throughput-2x2") list.push(["native", runNative]);
-  if (k === "throughput-batch" || k === "throughput-zerocopy" || k === "throughput-into") {
+  const nativeRow = k === "ack-sync" || k === "throughput" || k === "throughput-2x2" ||
+    k === "throughput-batch";
+  if (nativeRow) list.push(["native", runNative]);
+  if (k === "throughput-zerocopy" || k === "throughput-into") {
     list.push(["native", (w) => runNative(unbatched(w))]);
   }
   const nats64 = p.codec === "raw" && p.size === 64 && (k === "ack-async" || k === "throughput");
@@ -290,7 +298,7 @@ export function report(rows: Row[]): string {
     "",
     "Throughput, messages/s (payload GB/s from 64 KiB up): median over rounds (min-max); ratios of messages/s, median of per-round",
     "ratios. The coalesced socket is context, except on the batch rows, where ferry/socket compares ferry's batch",
-    "API with it; native on the batch and zero-copy rows is the core's one-at-a-time copying throughput.",
+    "API with it; native on the batch row is the core's batch calls, on the zero-copy rows its one-at-a-time copying.",
     table(
       [
         "workload",
@@ -397,6 +405,7 @@ export async function runBench(args: string[]): Promise<void> {
     }
   } finally {
     await stopNats();
+    cleanUpFerry();
   }
   const load = loadAverage();
   if (load !== undefined) loads.push(load);

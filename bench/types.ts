@@ -23,7 +23,11 @@ export type WorkloadKind =
   /** As throughput, raw: the sender copies its bytes into a loaned slot once, the receiver reads a view. */
   | "throughput-zerocopy";
 
-export type PayloadCodec = "raw" | "msgpack";
+/**
+ * "msgpack" is ferry's default codec (shapes shared through the namespace); "msgpack-plain" the
+ * standalone one, every message carrying its keys (the default before shapes were shared).
+ */
+export type PayloadCodec = "raw" | "msgpack" | "msgpack-plain";
 
 export interface Workload {
   kind: WorkloadKind;

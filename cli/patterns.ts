@@ -8,6 +8,7 @@ import type { PassThroughCommand } from "./command.ts";
 import { type ChannelStat, connect, FerryError, listChannels, publish, subscribe } from "../mod.ts";
 import { ownerAlive } from "../src/patterns/private_channels.ts";
 import { EXIT, UsageError, usageError } from "./errors.ts";
+import { print, toJson as json } from "./output.ts";
 import { argumentValue } from "./values.ts";
 
 /** One line per command for `cli.ts --help`. */
@@ -49,9 +50,6 @@ function ms(text: string | undefined, fallback: number): number {
   return n;
 }
 
-const json = (v: unknown) =>
-  JSON.stringify(v, (_k, x) => typeof x === "bigint" ? x.toString() : x instanceof Uint8Array ? [...x] : x);
-
 /** Services of a namespace, from its channels' stats. */
 export function services(prefix: string) {
   const channels = listChannels(prefix);
@@ -84,7 +82,7 @@ async function run(command: string, argv: string[]): Promise<number> {
   const args = parse(command, argv, OPTIONS);
   const positionals = args.positionals;
   if (flag(args, "help")) {
-    console.log(USAGE[command]);
+    print(USAGE[command]);
     return EXIT.ok;
   }
   const prefix = prefixOf(args); // --prefix, else FERRY_PREFIX, as every other command
@@ -96,17 +94,17 @@ async function run(command: string, argv: string[]): Promise<number> {
       const arg = text === undefined ? undefined : argumentValue("call", text, flag(args, "string"));
       using client = connect(service, { prefix, timeout: ms(str(args, "timeout"), 5000) });
       const result = await client.call(method, arg);
-      console.log(flag(args, "json") ? json({ service, method, result }) : json(result));
+      print(flag(args, "json") ? json({ service, method, result }) : json(result));
       return EXIT.ok;
     }
     case "services": {
       const list = services(prefix);
-      if (flag(args, "json")) console.log(json({ prefix, services: list }));
-      else if (list.length === 0) console.log(`no services in namespace '${prefix}'`);
+      if (flag(args, "json")) print(json({ prefix, services: list }));
+      else if (list.length === 0) print(`no services in namespace '${prefix}'`);
       else {
-        console.log("service".padEnd(24) + "servers  clients  queued  in progress  calls done");
+        print("service".padEnd(24) + "servers  clients  queued  in progress  calls done");
         for (const s of list) {
-          console.log(
+          print(
             `${s.service.padEnd(24)}${String(s.servers).padStart(7)}  ${String(s.clients).padStart(7)}  ` +
               `${String(s.queued).padStart(6)}  ${String(s.inProgress).padStart(11)}  ${
                 String(s.calls).padStart(10)
@@ -122,7 +120,7 @@ async function run(command: string, argv: string[]): Promise<number> {
         throw usageError("pub", "give <topic> and a JSON value (text with --string)");
       }
       const result = await publish(topic, argumentValue("pub", text, flag(args, "string")), { prefix });
-      console.log(
+      print(
         flag(args, "json")
           ? json({ topic, ...result })
           : `published to ${result.delivered} subscribers (${result.dropped} dropped, ${result.reclaimed} found dead)`,
@@ -149,7 +147,7 @@ async function run(command: string, argv: string[]): Promise<number> {
             if (error instanceof FerryError && error.code === "ChannelClosed") return EXIT.ok;
             throw error;
           }
-          console.log(flag(args, "json") ? json(m) : json(m.data));
+          print(flag(args, "json") ? json(m) : json(m.data));
           n++;
         }
       } finally {

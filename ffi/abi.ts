@@ -115,6 +115,14 @@ export const OpenReport = {
   LENGTH: 8,
 } as const;
 
+/** `ferry_structs_read` out (3 x u32). */
+export const StructsRead = {
+  NONCE: 0,
+  COUNT: 1,
+  COPIED: 2,
+  LENGTH: 3,
+} as const;
+
 /** `ferry_group_info` out (2 x u32). */
 export const GroupInfo = {
   ENTRIES: 0,
@@ -180,4 +188,14 @@ export const WaitPolicy = {
   SPIN_POLITE: 0xFFFF_FFFE,
   SPIN_BUSY: 0xFFFF_FFFF,
   SPIN_MAX_US: 1_000_000,
+} as const;
+
+/** The layout's numbers the binding needs (core/src/layout.rs, where each is documented). */
+export const Layout = {
+  /** The most participants (open handles) a channel takes. */
+  MAX_PARTICIPANTS: 64,
+  /** Payloads up to this size live in the slot's own line. */
+  INLINE_BYTES: 96,
+  /** The granule of the slots' data reservations. */
+  PAGE: 4096,
 } as const;

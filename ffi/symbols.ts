@@ -37,6 +37,15 @@ export const symbols = {
   ferry_free: { parameters: ["pointer"], result: "void" },
   ferry_info: { parameters: ["pointer", "buffer"], result: "i32" }, // handle, u32 out[2]
   ferry_base: { parameters: ["pointer"], result: "pointer" }, // h -> segment start
+  ferry_held_at: {
+    parameters: [
+      "pointer", // Handle *h
+      "u32", // slot
+      "u32", // generation
+      "buffer", // u32 out[2]: offset from ferry_base (lo, hi)
+    ],
+    result: "i32", // the message's length, or a negative status
+  },
   ferry_loan: { parameters: ["pointer", "u32", "buffer"], result: "i32" }, // h, len, u32 out[4]
   ferry_commit: {
     parameters: [
@@ -240,4 +249,43 @@ export const symbols = {
   },
   ferry_group_stat: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u64 out[15]
   ferry_group_check: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[10]
+  ferry_structs_open: {
+    parameters: [
+      "buffer", // const u8 *prefix
+      "u32", // prefix_len
+      "u32", // create (1: build the store if absent)
+      "u32", // mode (permissions)
+      "u32", // timeout_ms for a store another process is building (0xffffffff: none)
+      "buffer", // const u32 *trusted (owner uids accepted besides the caller and root)
+      "u32", // trusted_len
+      "buffer", // i32 err_out[8] (OPEN_REPORT_LEN)
+    ],
+    result: "pointer",
+  },
+  ferry_structs_free: { parameters: ["pointer"], result: "void" },
+  ferry_structs_read: {
+    parameters: [
+      "pointer", // s
+      "u32", // from (first entry to copy)
+      "buffer", // u8 *data (the entries' bytes, end to end)
+      "u32", // data_len
+      "buffer", // u32 *lens (each copied entry's length)
+      "u32", // lens_max
+      "buffer", // u32 out[3] (StructsRead)
+    ],
+    result: "i32",
+  },
+  ferry_structs_append: {
+    parameters: [
+      "pointer", // s
+      "u32", // nonce (the store's, as last read)
+      "u32", // expected (entries the store holds, as last read)
+      "buffer", // const u8 *data (the new entries' bytes, end to end)
+      "u32", // data_len
+      "buffer", // const u32 *lens
+      "u32", // n (entries)
+      "u32", // timeout_ms for the append lock
+    ],
+    result: "i32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -55,6 +55,7 @@ Deno.test("status codes: ffi/status.ts is core/src/status.rs, reasons and group 
   );
   assert.deepEqual(pick(top, (k) => k.startsWith("FOREIGN_"), "FOREIGN_"), { ...status.ForeignReason });
   assert.deepEqual(Object.fromEntries(modules.get("group")!), { ...status.GroupStatus });
+  assert.deepEqual(Object.fromEntries(modules.get("structs")!), { ...status.StructsStatus });
 });
 
 Deno.test("call flags: every constant of core/src/ffi/abi.rs has its copy in ffi/status.ts", () => {
@@ -70,8 +71,15 @@ Deno.test("out-array indexes: each module of core/src/ffi/abi.rs is the object o
   for (const [name, fields] of modules) {
     assert.deepEqual({ ...exported[pascal(name)] }, Object.fromEntries(fields), `${name} / ${pascal(name)}`);
   }
-  const copies = Object.keys(abi).filter((k) => k !== "WaitPolicy").sort();
+  const copies = Object.keys(abi).filter((k) => k !== "WaitPolicy" && k !== "Layout").sort();
   assert.deepEqual(copies, [...modules.keys()].map(pascal).sort(), "no index table without its Rust source");
+});
+
+Deno.test("message meta: a batch entry's fields up to FLAGS sit where a single receive's do", () => {
+  // src/channel/receive.ts messageOf reads both through RecvMeta's names.
+  for (const field of ["SLOT", "GENERATION", "LEN", "PID", "SEQ_LO", "SEQ_HI", "FLAGS"] as const) {
+    assert.equal(abi.BatchMeta[field], abi.RecvMeta[field], field);
+  }
 });
 
 Deno.test("wait policy: ffi/abi.ts WaitPolicy is the binding's share of core/src/wait.rs", () => {
@@ -84,4 +92,9 @@ Deno.test("wait policy: ffi/abi.ts WaitPolicy is the binding's share of core/src
     SPIN_BUSY: top.get("SPIN_BUSY"),
     SPIN_MAX_US: top.get("SPIN_MAX_US"),
   });
+});
+
+Deno.test("layout numbers: ffi/abi.ts Layout is what core/src/layout.rs says", () => {
+  const { top } = parse(rust("layout.rs"));
+  for (const [name, value] of Object.entries(abi.Layout)) assert.equal(value, top.get(name), name);
 });

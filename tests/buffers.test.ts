@@ -1,10 +1,10 @@
 // Where received bytes land and how a zero-copy producer waits: recv/recvSync `into` a caller's
-// reused buffer (and a buffer of the message's own when the payload does not fit), and loanSync,
-// which waits for room where loan throws.
+// reused buffer (and a buffer of the message's own when the payload does not fit), large payloads
+// copied into memory the receiver owns, and loanSync, which waits for room where loan throws.
 
 import assert from "node:assert/strict";
-import { ChannelFullError, InvalidOptionError } from "../mod.ts";
-import { Scope } from "./helpers.ts";
+import { Channel, ChannelFullError, InvalidOptionError, type Message } from "../mod.ts";
+import { checkPayload, Scope } from "./helpers.ts";
 
 Deno.test("recvSync and recv into a reused buffer: the message's bytes are a view of it", async () => {
   await using s = new Scope();
@@ -36,6 +36,28 @@ Deno.test("a payload longer than `into` gets a buffer of its own, copied whole",
   assert.notEqual(msg.bytes.buffer, into.buffer);
   assert.deepEqual(msg.bytes, payload);
   assert.equal(ch.tryRecv(), undefined, "received once, released");
+});
+
+Deno.test("large payloads are the receiver's own copy: they outlive their slots, the channel and its segment", async () => {
+  await using s = new Scope();
+  // Four slots, so that every slot carries several of the messages kept below.
+  const ch = s.open("stream", { codec: "raw", capacity: 4 });
+  // Sends self-checking payloads of 64-128 KiB, each too big for a receive chunk's remainder.
+  await s.spawn("stream_sender.ts", "stream", -1);
+  const kept: Message[] = [];
+  for (let i = 0; i < 4; i++) kept.push(ch.recvSync({ timeout: 20_000 }));
+  for (let i = 0; i < 4; i++) kept.push(await ch.recv({ timeout: 20_000 }));
+  for await (const msg of ch) {
+    kept.push(msg);
+    if (kept.length === 12) break;
+  }
+  while (kept.length < 16) kept.push(...ch.recvManySync(16 - kept.length, { timeout: 20_000 }));
+  // Every slot has been written again since the first messages arrived; now the mapping goes too.
+  ch.close();
+  Channel.unlink("stream", { prefix: s.prefix });
+  const seqs = kept.map((msg) => checkPayload(msg.data as Uint8Array));
+  assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), "each kept payload whole, in order");
+  for (const msg of kept) assert.equal(msg.bytes.byteLength, (msg.data as Uint8Array).byteLength);
 });
 
 Deno.test("into works with msgpack values and is refused on zeroCopy handles and for non-buffers", async () => {

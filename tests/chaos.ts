@@ -4,7 +4,7 @@
 //   deno run -A tests/chaos.ts --seconds 60 --seed 7 [--soak-seconds 20] [--json out.json]
 //
 // Crash rounds. Each round starts senders (ack and async mode; send, sendSync and trySend) and
-// receivers (recv, for await, recvSync, holders) as separate processes on one channel, and kills
+// receivers (recv, for await, recvSync, holders, batches) as separate processes on one channel, and kills
 // them: SIGKILL at random moments, SIGKILL in chosen situations (a receiver parked in a wait, a
 // sender blocked on a full channel or on its ack, a receiver holding a message, a process still
 // opening the channel, a channel being created), and deterministic kill points compiled into a
@@ -61,7 +61,7 @@ const SEND_POINTS = ["send.claimed", "send.written", "send.ready"];
 const ALLOC_POINTS = ["alloc.charged", "alloc.reserved", "alloc.punching", "alloc.punched"];
 /** The `memory` bound of the channels that have one: below capacity x 1 MiB from capacity 8. */
 const BOUNDED_MEMORY = 4 * (1 << 20);
-const RECV_POINTS = ["recv.claimed", "release.before"];
+const RECV_POINTS = ["recv.claimed", "recv.run", "release.before"];
 const SCENARIOS = ["random", "holding", "parked", "blocked", "recovery", "opening", "create"] as const;
 type Scenario = typeof SCENARIOS[number];
 const MiB = 1 << 20;
@@ -398,10 +398,14 @@ class Round {
   }
 
   receiver(kind?: string, fault = true, ready = true): Promise<Kid> {
+    const mode = kind ?? this.pick(["recv", "iter", "sync", "holder", "batch"]);
+    // A batch receiver dies mid-run (after a claim of a run, before the lane's head moves past
+    // it) half the times it is given a kill point; other receivers never pass that point.
+    const midRun = mode === "batch" && this.random() < 0.5;
     return this.spawn({
       role: "receiver",
-      mode: kind ?? this.pick(["recv", "iter", "sync", "holder"]),
-      fault: fault ? this.fault("receiver", false) : undefined,
+      mode,
+      fault: !fault ? undefined : midRun ? `recv.run:${this.between(1, 20)}` : this.fault("receiver", false),
     }, ready);
   }
 
@@ -882,7 +886,7 @@ export async function soak(
   try {
     for (const api of ["send", "sync", "try", "send"]) spawn("sender", "async", api);
     for (const api of ["send", "sync"]) spawn("sender", "ack", api);
-    for (const kind of ["recv", "iter", "sync", "holder"]) spawn("receiver", kind);
+    for (const kind of ["recv", "iter", "sync", "holder", "batch"]) spawn("receiver", kind);
     for (const k of kids) {
       if (await k.line() !== "ready") throw new Error(`soak: ${k.label} did not start: ${k.stderr}`);
     }

@@ -250,6 +250,8 @@ export class Scope implements AsyncDisposable {
       }
       await Deno.remove(segmentPath(this.prefix, name)).catch(() => {});
     }
+    // The namespace's msgpack structure store (src/structures.ts), made by the first msgpack use.
+    await Deno.remove(`${SHM_DIR}/${this.prefix}~structures`).catch(() => {});
     for (const dir of this.#tempDirs) await Deno.remove(dir, { recursive: true });
   }
 }

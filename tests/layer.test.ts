@@ -104,6 +104,23 @@ Deno.test("batches: sendMany and recvMany move many messages per call, in order,
   assert.equal((await echo.status).code, 0);
 });
 
+Deno.test("batches: two sendMany on one handle that both wait for room each send their own values, in order", async () => {
+  await using s = new Scope();
+  const tx = s.open("two-waits", { mode: "async", capacity: 4, slots: 4 });
+  const rx = s.open("two-waits", { mode: "async" });
+  const first = Array.from({ length: 10 }, (_, i) => i);
+  const second = Array.from({ length: 10 }, (_, i) => 100 + i);
+  // Both stage into the handle's buffer and find it full after 4: each must keep its own rest.
+  const sends = [tx.sendMany(first, { timeout: 20_000 }), tx.sendMany(second, { timeout: 20_000 })];
+  const got: number[] = [];
+  while (got.length < 20) {
+    got.push(...(await rx.recvMany(3, { timeout: 20_000 })).map((m) => m.data as number));
+  }
+  await Promise.all(sends);
+  assert.deepEqual(got.filter((v) => v < 100), first);
+  assert.deepEqual(got.filter((v) => v >= 100), second);
+});
+
 Deno.test("batches: trySendMany stops at a full channel, and a bad value in a batch sends nothing", async () => {
   await using s = new Scope();
   const ch = s.open("partial", { mode: "async", capacity: 5, slots: 32, maxMessageSize: 64 });

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { Namespace } from "../mod.ts";
+import { Namespace, publish } from "../mod.ts";
 import { Scope, textLines, within } from "./helpers.ts";
 
 /** Removes the scope's group table (topics live there) when the test ends; Scope removes channels only. */
@@ -86,5 +86,31 @@ Deno.test("cli sub prints what cli pub publishes", async () => {
   for await (const line of textLines(sub.stdout)) lines.push(line);
   assert.equal((await within(sub.status, "the subscriber's exit")).code, 0);
   assert.deepEqual(lines, ['{"px":1.5}', '"hello"']);
+  for await (const _ of errors) { /* drain */ }
+});
+
+Deno.test("cli sub prints a Map as an object, and ends with exit 0 when its reader goes away", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  const sub = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "sub", "prices", "--prefix", s.prefix],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errors = textLines(sub.stderr);
+  assert.match((await within(errors.next(), "the subscription")).value ?? "", /subscribed to 'prices'/);
+  const sent = await publish("prices", new Map<string, unknown>([["eur", 1.5], ["usd", 2n]]), {
+    prefix: s.prefix,
+  });
+  assert.equal(sent.delivered, 1);
+  // One write of one short line: atomic on a pipe, so one read takes all of it.
+  const out = sub.stdout.getReader();
+  const first = (await within(out.read(), "the first line")).value;
+  assert.equal(new TextDecoder().decode(first), '{"eur":1.5,"usd":2}\n');
+  // The reader goes away, as `ferry sub prices | head -n 1` does: cancelling the pipe's own stream
+  // closes its read end, so the next line cannot be written.
+  await out.cancel();
+  await publish("prices", "after", { prefix: s.prefix });
+  assert.equal((await within(sub.status, "the subscriber's exit")).code, 0);
   for await (const _ of errors) { /* drain */ }
 });

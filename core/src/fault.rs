@@ -63,6 +63,7 @@ pub const POINTS: &[&str] = &[
     "send.written",
     "send.ready",
     "recv.claimed",
+    "recv.run",
     "release.before",
     "ack.collect",
     "recover.slot",
@@ -74,4 +75,9 @@ pub const POINTS: &[&str] = &[
     "group.reclaiming",
     "group.freeing-dead",
     "group.closing",
+    // structs/ (structs::FAULT_POINTS, in the order an append passes them):
+    "structs.building",
+    "structs.locked",
+    "structs.written",
+    "structs.published",
 ];

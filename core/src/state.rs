@@ -1,5 +1,6 @@
 //! The slot state word: one u64 that says what a slot holds and who owns it, so that every
-//! transition is a single CAS and a crash leaves a state that names the dead participant.
+//! transition is a single atomic step (a CAS; a store where only the word's owner can change it,
+//! as in an async release) and a crash leaves a state that names the dead participant.
 //!
 //! ```text
 //! bits  0..3   kind: FREE, WRITING, READY, READING, ACKED, PEER_DIED, EXPIRED, REJECTED

@@ -76,3 +76,14 @@ pub mod group {
     /// Every entry holds a live membership or a live writer's claim: raise groupMemory or discard.
     pub const ERR_TABLE_FULL: i32 = -100;
 }
+
+/// Outcomes of a structure store's append (`structs`; `StructsStatus` in ffi/status.ts), outside
+/// the ranges above. TIMEOUT, ERR_INVALID_ARGUMENT and ERR_IO keep their meaning there.
+pub mod structs {
+    /// Another writer appended first: read what it added, then try again.
+    pub const CONFLICT: i32 = 200;
+    /// No room for the entries (the store keeps what it has; new shapes travel whole).
+    pub const ERR_STORE_FULL: i32 = -200;
+    /// The store's nonce is not the one the caller read: it was removed and made again.
+    pub const ERR_STALE: i32 = -201;
+}

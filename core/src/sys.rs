@@ -186,6 +186,13 @@ pub fn try_lock_byte(fd: &OwnedFd, byte: u64) -> io::Result<bool> {
     ofd_lock(fd, byte, libc::F_WRLCK)
 }
 
+/// Takes a shared (read) lock on one byte, without waiting: many descriptions may hold it at once,
+/// and it conflicts only with a write lock. Dropped by the kernel when the process dies, like
+/// `try_lock_byte`'s; `range_locked_by_other` sees it.
+pub fn try_share_byte(fd: &OwnedFd, byte: u64) -> io::Result<bool> {
+    ofd_lock(fd, byte, libc::F_RDLCK)
+}
+
 pub fn unlock_byte(fd: &OwnedFd, byte: u64) {
     let _ = ofd_lock(fd, byte, libc::F_UNLCK);
 }

@@ -264,3 +264,65 @@ fn an_open_that_creates_nothing_needs_no_creation_settings() {
     let rx = Handle::open_with(&existing, false).expect("an open of an existing channel only");
     assert_eq!(recv_bytes(&rx).unwrap().0, b"hello");
 }
+
+/// Receives a batch of up to `max` into a buffer with room for all of them, not releasing.
+fn recv_run(h: &Handle, max: u32) -> Vec<(Vec<u8>, ferry_core::channel::Received)> {
+    let mut dst = vec![0u8; 256 * max as usize];
+    let mut got = Vec::new();
+    let n = h.recv_batch(&mut dst, max, false, |m, at| got.push((*m, at.expect("room for all")))).unwrap();
+    assert_eq!(n as usize, got.len());
+    got.into_iter().map(|(m, at)| (dst[at as usize..(at + m.len) as usize].to_vec(), m)).collect()
+}
+
+#[test]
+fn a_batch_claims_a_run_in_order_and_moves_the_head_once_past_it() {
+    let n = name("run");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 16, 16);
+    let rx = open(&n, 16, 16);
+    for i in 0..8u8 {
+        tx.send(&[i; 3], false, 0).unwrap();
+    }
+    let head = &rx.seg.participant(tx.me).head.head;
+    let first = recv_run(&rx, 5);
+    assert_eq!(
+        first.iter().map(|(b, m)| (b[0], m.seq)).collect::<Vec<_>>(),
+        (0..5).map(|i| (i, u64::from(i))).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        head.load(std::sync::atomic::Ordering::Acquire),
+        5,
+        "the head moves past the run, not past what is left"
+    );
+    let rest = recv_run(&rx, 64);
+    assert_eq!(rest.iter().map(|(b, _)| b[0]).collect::<Vec<_>>(), vec![5, 6, 7]);
+    assert_eq!(rx.claim().err(), Some(EMPTY));
+    for (_, m) in first.iter().chain(&rest) {
+        assert_eq!(rx.release(m.slot, m.generation), OK);
+    }
+    // Every slot came back: the channel takes its whole capacity again.
+    let again = open(&n, 16, 16);
+    for _ in 0..16 {
+        again.send(b"y", false, 0).unwrap();
+    }
+}
+
+#[test]
+fn a_batch_with_auto_release_frees_each_slot_and_acks_ack_messages() {
+    let n = name("runrel");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 4, 4);
+    let rx = open(&n, 4, 4);
+    let (k, g, _) = tx.send(b"ack", true, 0).unwrap();
+    for _ in 0..3 {
+        tx.send(b"async", false, 0).unwrap();
+    }
+    let mut dst = [0u8; 64];
+    assert_eq!(rx.recv_batch(&mut dst, 8, true, |_, _| {}), Ok(4));
+    assert_eq!(&dst[..8], b"ackasync");
+    assert_eq!(tx.ack_status(k, g), OK);
+    for _ in 0..4 {
+        tx.send(b"again", false, 0).unwrap();
+    }
+    assert_eq!(rx.stat().released, 4);
+}

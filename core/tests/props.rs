@@ -159,6 +159,19 @@ enum Op {
     DieAfterClaim {
         actor: usize,
     },
+    /// `recv_batch` of up to `max` into a buffer of `room` bytes, releasing each when `auto`.
+    RecvBatch {
+        actor: usize,
+        max: u32,
+        room: usize,
+        auto: bool,
+    },
+    /// Death at `recv.run`: a batch claimed a run of messages (READING), the lane head not yet
+    /// moved past them.
+    DieMidRun {
+        actor: usize,
+        max: u32,
+    },
 }
 
 /// What we know of a slot's ACK bit.
@@ -516,6 +529,24 @@ impl Model {
                 drop(l.h);
                 self.died(l.inc, &l.held);
             }
+            Op::RecvBatch { actor, max, room, auto } => {
+                self.recv_batch(actor, max, room, auto)?;
+            }
+            Op::DieMidRun { actor, max } => {
+                let Some(l) = self.actors[actor].as_ref() else { return Ok(()) };
+                let before = l.held.len();
+                let runs = self.recv_batch(actor, max, MAX_LEN * max as usize, false)?;
+                let l = self.actors[actor].take().unwrap();
+                // Put each lane's head back where the run found it: the state a death after the
+                // run's last claim, before its one head update, leaves.
+                for (lane, (first, last)) in runs {
+                    let head = &l.h.seg.participant(lane).head.head;
+                    let _ = head.compare_exchange(last + 1, first, AcqRel, Relaxed);
+                }
+                debug_assert!(l.held.len() >= before);
+                drop(l.h);
+                self.died(l.inc, &l.held);
+            }
             Op::DieAfterClaim { actor } => {
                 let Some(l) = self.actors[actor].as_ref() else { return Ok(()) };
                 match receive(&l.h) {
@@ -541,6 +572,63 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// A batch receive by `actor`: every message it returns must be allowed, and its bytes whole.
+    /// Returns, per lane, the first and last lane position of the messages it took from lanes
+    /// (not redelivered ones).
+    fn recv_batch(
+        &mut self,
+        actor: usize,
+        max: u32,
+        room: usize,
+        auto: bool,
+    ) -> Result<HashMap<u32, (u64, u64)>, TestCaseError> {
+        let mut runs: HashMap<u32, (u64, u64)> = HashMap::new();
+        let Some(l) = self.actors[actor].as_ref() else { return Ok(runs) };
+        let mut dst = vec![0u8; room];
+        let mut got = Vec::new();
+        match l.h.recv_batch(&mut dst, max, auto, |m, at| got.push((*m, at))) {
+            Ok(n) if n as usize == got.len() && n <= max => {}
+            Ok(n) => return Err(fail(format!("recv_batch said {n} and recorded {}", got.len()))),
+            Err(EMPTY) => {
+                if let Some((id, m)) = self.msgs.iter().find(|(_, m)| matches!(m.st, St::Queued { .. })) {
+                    return Err(fail(format!("recv_batch found nothing while message {id} is {:?}", m.st)));
+                }
+                return Ok(runs);
+            }
+            Err(e) => return Err(fail(format!("recv_batch failed with {e}"))),
+        }
+        for (i, (m, at)) in got.iter().enumerate() {
+            let bytes = match at {
+                Some(at) => dst[*at as usize..*at as usize + m.len as usize].to_vec(),
+                None => {
+                    if i + 1 != got.len() {
+                        return Err(fail("a message that did not fit did not end the batch".into()));
+                    }
+                    let mut own = vec![0u8; m.len as usize];
+                    let read = self.actors[actor].as_ref().unwrap().h.read(m.slot, m.generation, &mut own);
+                    read.map_err(|e| fail(format!("read of a held batch message gave {e}")))?;
+                    own
+                }
+            };
+            let id = check(&bytes).map_err(fail)?;
+            self.delivered(actor, id, m)?;
+            if !m.redelivered {
+                let lane = State(self.actors[actor].as_ref().unwrap().h.seg.slot(m.slot).state.load(Acquire))
+                    .sender();
+                let run = runs.entry(lane).or_insert((m.seq, m.seq));
+                *run = (run.0.min(m.seq), run.1.max(m.seq));
+            }
+            if auto && at.is_some() {
+                // Released by the batch itself.
+                let l = self.actors[actor].as_mut().unwrap();
+                l.held.pop();
+                let msg = self.msgs.get_mut(&id).unwrap();
+                msg.st = if msg.ack == Ack::Set { St::Acked } else { St::Done };
+            }
+        }
+        Ok(runs)
     }
 
     /// After a sweep no slot may be owned by a participant index that no live handle holds.
@@ -668,7 +756,10 @@ fn op_strategy(actors: usize) -> impl Strategy<Value = Op> {
         2 => a.clone().prop_map(|actor| Op::Sweep { actor }),
         1 => a.clone().prop_map(|actor| Op::DieMidWrite { actor }),
         1 => (a.clone(), len, any::<bool>()).prop_map(|(actor, len, ack)| Op::DieBeforeTail { actor, len, ack }),
-        1 => a.prop_map(|actor| Op::DieAfterClaim { actor }),
+        1 => a.clone().prop_map(|actor| Op::DieAfterClaim { actor }),
+        3 => (a.clone(), 1..=8u32, 0..=4 * MAX_LEN, any::<bool>())
+            .prop_map(|(actor, max, room, auto)| Op::RecvBatch { actor, max, room, auto }),
+        1 => (a, 1..=8u32).prop_map(|(actor, max)| Op::DieMidRun { actor, max }),
     ]
 }
 

@@ -154,3 +154,56 @@ fn an_expired_redelivery_leaves_no_hint_behind() {
     tx.send(b"c", false, 0).unwrap(); // the pool is full: reclaim expires the redelivered one
     assert_eq!(tx.seg.header().shared.redeliver_pending.load(Relaxed), 0);
 }
+
+/// A receiver dies in the middle of a batch, holding a run it claimed before moving the lane's
+/// head past it (fault point "recv.run"): every message of the run is delivered again, marked
+/// redelivered, the rest once and in order, and an ack sender of one it held learns PEER_DIED.
+#[test]
+fn a_receiver_dying_mid_run_loses_nothing() {
+    let n = name("midrun");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 16, 16);
+    let acker = open(&n, 16, 1);
+    let doomed = open(&n, 16, 16);
+    let (k, g, _) = acker.send(b"ack", true, 0).unwrap();
+    for i in 0..6u8 {
+        tx.send(&[i], false, 0).unwrap();
+    }
+    let mut dst = [0u8; 64];
+    let mut run = Vec::new();
+    assert_eq!(doomed.recv_batch(&mut dst, 5, false, |m, _| run.push(*m)), Ok(5));
+    // Put each lane's head back where the runs found it, as a death before the head update.
+    for m in &run {
+        let lane = slot_state(&doomed, m.slot).sender();
+        let _ = doomed.seg.participant(lane).head.head.compare_exchange(
+            m.seq + 1,
+            run.iter().filter(|o| slot_state(&doomed, o.slot).sender() == lane).map(|o| o.seq).min().unwrap(),
+            std::sync::atomic::Ordering::AcqRel,
+            Relaxed,
+        );
+    }
+    drop(doomed);
+    let rx = open(&n, 16, 16);
+    let mut seen = Vec::new();
+    loop {
+        let mut got = Vec::new();
+        match rx.recv_batch(&mut dst, 16, true, |m, at| got.push((*m, at.unwrap()))) {
+            Ok(_) => {}
+            Err(EMPTY) => break,
+            Err(e) => panic!("recv_batch: {e}"),
+        }
+        for (m, at) in got {
+            seen.push((dst[at as usize..(at + m.len) as usize].to_vec(), m.redelivered));
+        }
+    }
+    let async_seen: Vec<_> = seen.iter().filter(|(b, _)| b.len() == 1).collect();
+    assert_eq!(async_seen.len(), 6, "each async message exactly once: {seen:?}");
+    let held: Vec<u8> = run.iter().filter(|m| m.len == 1).map(|m| m.seq as u8).collect();
+    for (b, redelivered) in &async_seen {
+        assert_eq!(*redelivered, held.contains(&b[0]), "message {} redelivered={redelivered}", b[0]);
+    }
+    let fresh: Vec<u8> = async_seen.iter().filter(|(_, r)| !r).map(|(b, _)| b[0]).collect();
+    assert!(fresh.windows(2).all(|w| w[0] < w[1]), "the rest in order: {fresh:?}");
+    let ack_was_held = run.iter().any(|m| m.len == 3);
+    assert_eq!(acker.ack_status(k, g), if ack_was_held { PEER_DIED } else { OK });
+}

@@ -10,6 +10,8 @@ import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, Window } from "./window.ts";
 import { HEADER, metaHeaders } from "./wire.ts";
+import { trustOf } from "../open.ts";
+import { type SharedMsgpack, sharedMsgpack } from "../structures.ts";
 
 /** How long one receive waits before the pump checks whether it should stop. */
 const RECV_SLICE_MS = 200;
@@ -32,6 +34,8 @@ export class OutboundRoute {
   readonly #js: JetStreamClient | undefined;
   readonly #stream: string | undefined;
   readonly #channel: Channel<Uint8Array>;
+  /** The origin namespace's msgpack: its shape ids mean nothing on the far side (see #payload). */
+  readonly #msgpack: SharedMsgpack;
   readonly #window: Window;
   readonly #stop = new AbortController();
   /** Failed ack messages held until their producer's wait is over, with the timer that releases each. */
@@ -52,7 +56,9 @@ export class OutboundRoute {
     this.#stream = stream;
     this.stat = newRouteStat("out", route);
     this.#window = new Window(route.window);
-    // Raw: the bridge moves the producer's encoded bytes and never decodes them.
+    this.#msgpack = sharedMsgpack(prefix, trustOf(route.open ?? {}));
+    // Raw: the bridge moves the producer's encoded bytes, decoding only those that name shapes of
+    // this namespace's structure store (#payload).
     this.#channel = Channel.open<Uint8Array>(route.channel, {
       ...route.open,
       prefix,
@@ -60,6 +66,18 @@ export class OutboundRoute {
       autoRelease: false,
       timeout: RECV_SLICE_MS,
     });
+  }
+
+  /**
+   * What travels: the producer's bytes, except that a msgpack message naming shapes of this
+   * namespace's structure store is re-encoded standalone, since the far side has another store.
+   */
+  #payload(msg: Message<Uint8Array>): Uint8Array {
+    try {
+      return this.#msgpack.standalone(msg.bytes);
+    } catch {
+      return msg.bytes; // not decodable here either: forwarded as it came, as any other bytes
+    }
   }
 
   start(): void {
@@ -124,7 +142,7 @@ export class OutboundRoute {
     let backoff = RETRY_MIN_MS;
     for (;;) {
       try {
-        await this.#js!.publish(this.#route.subject, msg.bytes, {
+        await this.#js!.publish(this.#route.subject, this.#payload(msg), {
           headers: metaHeaders(msg, this.#origin, resent),
           timeout: this.#route.timeout,
           expect: { streamName: this.#stream },
@@ -168,7 +186,7 @@ export class OutboundRoute {
       headers.set(HEADER.timeout, String(left));
       let reply;
       try {
-        reply = await this.#nc.request(this.#route.subject, msg.bytes, { timeout: left, headers });
+        reply = await this.#nc.request(this.#route.subject, this.#payload(msg), { timeout: left, headers });
       } catch (e) {
         if (signal.aborted) return;
         if (noResponders(e)) {

@@ -5,10 +5,10 @@
 import { BatchMeta, MetaFlag } from "../../ffi/abi.ts";
 import { RECV_AUTO_RELEASE, SIDE_RECV, SIDE_SEND, Status } from "../../ffi/status.ts";
 import { TimeoutError } from "../errors.ts";
-import { makeMessage, type Message } from "../message.ts";
+import type { Message } from "../message.ts";
 import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
 import { abiMs, checkInt, expiryOf, type RecvOptions, spinWord, timeoutOf } from "./options.ts";
-import { ensureChunk, recvSyncNow } from "./receive.ts";
+import { ensureChunk, messageOf, readHeld, recvSyncNow } from "./receive.ts";
 import { encode } from "./send.ts";
 import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
@@ -20,7 +20,7 @@ export function trySendMany<T>(
   values: readonly T[],
   options?: { expiry?: number },
 ): number {
-  const staged = stage(c, values, true);
+  const staged = stage(c, values);
   return sendStaged(c, staged, 0, expiryOf(c, options), true);
 }
 
@@ -30,7 +30,7 @@ export function sendManySync<T>(
   values: readonly T[],
   options?: { expiry?: number; timeout?: number },
 ): void {
-  const staged = stage(c, values, true);
+  const staged = stage(c, values);
   const expiry = expiryOf(c, options);
   const timeout = timeoutOf(c, options);
   let deadline: number | undefined;
@@ -50,16 +50,32 @@ export async function sendMany<T>(
   values: readonly T[],
   options?: { expiry?: number; timeout?: number },
 ): Promise<void> {
-  const staged = stage(c, values, false);
   const expiry = expiryOf(c, options);
-  let sent = sendStaged(c, staged, 0, expiry, false);
-  if (sent === values.length) return;
+  const first = sendStaged(c, stage(c, values), 0, expiry, false);
+  if (first === values.length) return;
+  // It must wait: what is left moves out of the handle's staging, which other calls reuse meanwhile.
+  const rest = unsentOf(c.staging, first);
+  let sent = 0;
   const timeout = timeoutOf(c, options);
   const done = await until(c, SIDE_SEND, performance.now() + timeout, () => {
-    sent = sendStaged(c, staged, sent, expiry, false);
-    return sent === values.length ? true : undefined;
+    sent = sendStaged(c, rest, sent, expiry, false);
+    return sent === rest.count ? true : undefined;
   });
-  if (done === undefined) throw stayedFull(c, "sendMany", sent, values.length, timeout);
+  if (done === undefined) throw stayedFull(c, "sendMany", first + sent, values.length, timeout);
+}
+
+/** A copy of the messages of `staged` from index `from` on, staged on their own. */
+function unsentOf(staged: Staged, from: number): Staged {
+  const count = staged.count - from;
+  const base = staged.offsets[from];
+  const offsets = new Float64Array(count + 1);
+  for (let i = 0; i <= count; i++) offsets[i] = staged.offsets[from + i] - base;
+  return {
+    bytes: staged.bytes.slice(base, staged.offsets[staged.count]),
+    lens: staged.lens.slice(from, staged.count),
+    offsets,
+    count,
+  };
 }
 
 /** A batch send that ran out of time: counted as a full event, reported with how far it got. */
@@ -70,15 +86,12 @@ function stayedFull<T>(c: ChannelCore<T>, call: string, sent: number, total: num
   );
 }
 
-/** Encodes every value end to end into one buffer, checking each before anything is sent. */
-function stage<T>(c: ChannelCore<T>, values: readonly T[], reuse: boolean): Staged {
-  // Synchronous callers reuse the handle's staging; sendMany, which may wait, stages into its own.
-  const st: Staged = reuse ? c.staging : {
-    bytes: new Uint8Array(Math.min(64 * 1024, values.length * 256)),
-    lens: new Uint32Array(values.length),
-    offsets: new Float64Array(values.length + 1),
-    count: 0,
-  };
+/**
+ * Encodes every value end to end into the handle's staging, checking each before anything is sent.
+ * Valid until the next batch send on this handle: a caller that waits copies what is left first.
+ */
+function stage<T>(c: ChannelCore<T>, values: readonly T[]): Staged {
+  const st = c.staging;
   if (st.lens.length < values.length) {
     st.lens = new Uint32Array(values.length);
     st.offsets = new Float64Array(values.length + 1);
@@ -220,39 +233,31 @@ function batchMessages<T>(
   auto: boolean,
 ): Message<T>[] | undefined {
   if (st === Status.EMPTY) return undefined;
-  const got: Message<T>[] = [];
-  const meta = c.batchMeta;
   if (st !== Status.OK) throw statusError(c, st);
+  const meta = c.batchMeta;
   const chunk = c.chunk;
   const n = c.batchCount[0];
-  for (let i = 0; i < n; i++) {
-    const e = i * BatchMeta.STRIDE;
-    const slot = meta[e + BatchMeta.SLOT], generation = meta[e + BatchMeta.GENERATION];
-    const len = meta[e + BatchMeta.LEN], flags = meta[e + BatchMeta.FLAGS];
-    let buf = chunk, start = base + meta[e + BatchMeta.AT];
-    if (flags & MetaFlag.NEEDS_BUFFER) {
-      // Too big for what was left of the chunk: held, read into its own buffer.
-      buf = new Uint8Array(Math.max(len, 1));
-      start = 0;
-      const r = c.lib.ferry_read(c.live(), slot, generation, buf, buf.length, 0);
-      if (r < 0) throw statusError(c, r);
-      if (auto) c.lib.ferry_release(c.live(), slot, generation);
-    } else {
-      c.chunkUsed = start + len;
+  const got = new Array<Message<T>>(n);
+  let end = base;
+  for (let i = 0, e = 0; i < n; i++, e += BatchMeta.STRIDE) {
+    if (meta[e + BatchMeta.FLAGS] & MetaFlag.NEEDS_BUFFER) {
+      // Too big for what was left of the chunk: held, read on its own (only the last can be).
+      c.chunkUsed = end;
+      const held = readHeld(
+        c,
+        meta[e + BatchMeta.SLOT],
+        meta[e + BatchMeta.GENERATION],
+        meta[e + BatchMeta.LEN],
+        auto,
+        false,
+      );
+      got[i] = messageOf(c, meta, e, held, 0, !auto, null);
+      return got;
     }
-    got.push(makeMessage<T>(
-      c.codec,
-      buf,
-      start,
-      start + len,
-      meta[e + BatchMeta.SEQ_LO] + meta[e + BatchMeta.SEQ_HI] * 0x1_0000_0000,
-      meta[e + BatchMeta.PID],
-      (flags & MetaFlag.REDELIVERED) !== 0,
-      auto ? null : c,
-      slot,
-      generation,
-      null,
-    ));
+    const start = base + meta[e + BatchMeta.AT];
+    end = start + meta[e + BatchMeta.LEN];
+    got[i] = messageOf(c, meta, e, chunk, start, !auto, null);
   }
+  c.chunkUsed = end;
   return got;
 }

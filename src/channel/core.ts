@@ -57,11 +57,14 @@ export interface Loan {
 // (through its releaser, the core) and every live view (views.ts pins the owner): so it cannot run
 // while a message could still be released through the handle or a view over the mapping is alive
 // and not detached.
-const finalizer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
-  const lib = core();
-  lib.ferry_close(handle);
-  lib.ferry_free(handle);
-});
+const finalizer = new FinalizationRegistry<{ handle: Deno.PointerObject; codec: Codec<unknown> }>(
+  ({ handle, codec }) => {
+    const lib = core();
+    lib.ferry_close(handle);
+    lib.ferry_free(handle);
+    codec.shared?.release();
+  },
+);
 
 /**
  * One open channel handle's state. Its fields are plain (not `#private`) so that the modules of
@@ -102,6 +105,8 @@ export class ChannelCore<T> implements Releaser {
   readonly meta = new Uint32Array(RecvMeta.LENGTH);
   chunk = new Uint8Array(CHUNK_BYTES);
   chunkUsed = 0;
+  /** Where a held message lies (`ferry_held_at`'s out-param), for the copies zero_copy.ts makes. */
+  readonly heldAt = new Uint32Array(2);
 
   // Batches (batch.ts).
   readonly batchMeta = new Uint32Array(BatchMeta.STRIDE * BATCH_MAX);
@@ -163,7 +168,7 @@ export class ChannelCore<T> implements Releaser {
       throw new InvalidOptionError('zeroCopy needs codec: "raw" (views are bytes in shared memory)');
     }
     const trust = trustOf(options);
-    this.codec = makeCodec(options.codec);
+    this.codec = makeCodec(options.codec, { prefix: this.prefix, trust });
     this.raw = options.codec === "raw";
 
     const bytes = segmentName(this.prefix, this.name);
@@ -193,6 +198,7 @@ export class ChannelCore<T> implements Releaser {
       });
     }
     this.handle = h;
+    this.codec.shared?.retain();
     if (this.spin !== WaitPolicy.SPIN_POLITE) this.lib.ferry_set_spin(h, this.spin);
     const info = new Uint32Array(InfoOut.LENGTH);
     this.lib.ferry_info(h, info);
@@ -214,6 +220,7 @@ export class ChannelCore<T> implements Releaser {
       ] as const
     ) {
       if (wanted !== undefined && wanted !== got) {
+        this.codec.shared?.release();
         this.lib.ferry_close(h);
         this.lib.ferry_free(h);
         throw new InvalidOptionError(
@@ -223,7 +230,7 @@ export class ChannelCore<T> implements Releaser {
         );
       }
     }
-    finalizer.register(owner, h, this);
+    finalizer.register(owner, { handle: h, codec: this.codec }, this);
   }
 
   /** The native handle, or ChannelClosedError after close(). */
@@ -259,5 +266,6 @@ export class ChannelCore<T> implements Releaser {
     for (const p of this.parked) if (p !== null) unpark(p.token);
     this.lib.ferry_close(this.handle);
     this.lib.ferry_free(this.handle);
+    this.codec.shared?.release();
   }
 }

@@ -3,7 +3,7 @@
 // reads the stat of a joined handle: one reader of the core's stat and participant arrays.
 
 import { core } from "../../ffi/lib.ts";
-import { ParticipantRow, StatIndex } from "../../ffi/abi.ts";
+import { Layout, ParticipantRow, StatIndex } from "../../ffi/abi.ts";
 import { MEMORY_DEFAULT, OPEN_OBSERVER, Status } from "../../ffi/status.ts";
 import { type OpenReport, readReport, reportBuffer, trustOf, type TrustOptions } from "../open.ts";
 import { checkName, checkPrefix, DEFAULTS, segmentName } from "./options.ts";
@@ -82,8 +82,7 @@ export interface ChannelStat {
   }[];
 }
 
-/** The most participants a channel takes (core/src/layout.rs). */
-const MAX_PARTICIPANTS = 64;
+const { MAX_PARTICIPANTS } = Layout;
 const ROLES = ["idle", "sender", "receiver", "both"] as const;
 
 /** The stat of the channel open as `h`. */

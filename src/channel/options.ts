@@ -2,7 +2,7 @@
 // check of each (names, prefixes, modes, integers, milliseconds, expiry). Namespace and the admin
 // calls validate with the same functions, so a rule changes here and nowhere else.
 
-import { WaitPolicy } from "../../ffi/abi.ts";
+import { Layout, WaitPolicy } from "../../ffi/abi.ts";
 import { NO_TIMEOUT } from "../../ffi/status.ts";
 import type { CapacityPatterns } from "../capacity.ts";
 import type { CodecOption } from "../codec.ts";
@@ -59,7 +59,10 @@ export interface OpenOptions<T = unknown> extends TrustOptions {
    * channel another process is still building: TimeoutError when it is not ready in time.
    */
   timeout?: number;
-  /** How values become bytes: "msgpack" (default), "raw" (Uint8Array payloads) or your own codec. */
+  /**
+   * How values become bytes: "msgpack" (default; object shapes shared through the namespace),
+   * "msgpack-plain" (each message standalone msgpack), "raw" (Uint8Array payloads) or your own codec.
+   */
   codec?: CodecOption<T>;
   /** Release each message when it is received (or after the `for await` body). Default true. */
   autoRelease?: boolean;
@@ -191,10 +194,7 @@ export function checkInt(what: string, value: number, min: number, max: number):
   return value;
 }
 
-/** Payloads up to this size live in the slot's own line (core/src/layout.rs, INLINE_BYTES). */
-const INLINE_BYTES = 96;
-/** The granule of the slots' reservations (core/src/layout.rs, PAGE). */
-const PAGE = 4096;
+const { INLINE_BYTES, PAGE } = Layout;
 
 /**
  * The `memory` option: whole bytes, and room for one message of `maxMessageSize` (its size rounded

@@ -3,12 +3,13 @@
 // of the payload, held until release. Every such view is tracked in the handle's registry
 // (views.ts) and detached before its slot can be reused or its mapping unmapped.
 
-import { MetaFlag, RecvMeta, SendOut } from "../../ffi/abi.ts";
+import { RecvMeta, SendOut } from "../../ffi/abi.ts";
 import { RECV_NO_COPY, SEND_ACK, Status } from "../../ffi/status.ts";
 import { FerryError, InvalidOptionError } from "../errors.ts";
-import { makeMessage, type Message } from "../message.ts";
+import type { Message } from "../message.ts";
 import type { ChannelCore, Loan } from "./core.ts";
 import { abiMs, acks, checkInt, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
+import { messageOf } from "./receive.ts";
 import { ackAfter } from "./send.ts";
 import { closedError, isFull, sendError, statusError } from "./status.ts";
 
@@ -115,24 +116,28 @@ export function inPlace<T>(c: ChannelCore<T>, st: number): Message<T> {
   const meta = c.meta;
   const len = meta[RecvMeta.LEN];
   const shared = view(c, meta[RecvMeta.OFFSET_LO] + meta[RecvMeta.OFFSET_HI] * 0x1_0000_0000, len);
-  return makeMessage<T>(
-    c.codec,
-    new Uint8Array(shared),
-    0,
-    len,
-    meta[RecvMeta.SEQ_LO] + meta[RecvMeta.SEQ_HI] * 0x1_0000_0000,
-    meta[RecvMeta.PID],
-    (meta[RecvMeta.FLAGS] & MetaFlag.REDELIVERED) !== 0,
-    c,
-    meta[RecvMeta.SLOT],
-    meta[RecvMeta.GENERATION],
-    c.views.track(shared),
-  );
+  return messageOf(c, meta, 0, new Uint8Array(shared), 0, true, c.views.track(shared));
+}
+
+/**
+ * A copy of the message this handle holds in `slot`, in memory of its own: the caller's to keep
+ * after release. The spec's `transfer` to another length copies into a new buffer and detaches
+ * the source, and V8 allocates that buffer without zero-filling it, so the copy is the only pass
+ * over the new memory (`new Uint8Array(len)` then a read into it writes it twice, and the first
+ * pass faults its pages in). The buffer is one byte longer than the message (that byte is 0): a
+ * transfer to the same length would hand over the shared memory itself instead of copying it.
+ * The view is detached by the transfer, in the turn it was made, so no code can keep it.
+ */
+export function copyHeld<T>(c: ChannelCore<T>, slot: number, generation: number): Uint8Array<ArrayBuffer> {
+  const at = c.heldAt;
+  const len = c.lib.ferry_held_at(c.live(), slot, generation, at);
+  if (len < 0) throw statusError(c, len);
+  return new Uint8Array(view(c, at[0] + at[1] * 0x1_0000_0000, len).transfer(len + 1), 0, len);
 }
 
 /**
  * A fresh ArrayBuffer over `len` bytes of the segment: detaching it revokes every view of it.
- * The caller tracks it in `c.views` in the same turn, before any code can keep it.
+ * The caller tracks it in `c.views` (or detaches it) in the same turn, before any code can keep it.
  */
 function view<T>(c: ChannelCore<T>, offset: number, len: number): ArrayBuffer {
   c.base ??= c.lib.ferry_base(c.live());

@@ -8,6 +8,7 @@
 import { Channel } from "../channel/channel.ts";
 import { checkChoice, checkMode, type OpenOptions } from "../channel/options.ts";
 import { type Codec, makeCodec } from "../codec.ts";
+import { trustOf } from "../open.ts";
 import { ChannelFullError, ChannelNotFoundError } from "../errors.ts";
 import type { GroupSendOptions, GroupSendResult } from "./options.ts";
 import type { GroupTable } from "./table.ts";
@@ -46,7 +47,11 @@ export class MemberHandles<T> {
   constructor(table: GroupTable, channelOptions: OpenOptions<T>, idleMs: number) {
     this.#table = table;
     this.#channelOptions = channelOptions;
-    this.codec = makeCodec(channelOptions.codec);
+    // The namespace's codec, as its channels have: one encoding names shapes every member reads.
+    this.codec = makeCodec(channelOptions.codec, {
+      prefix: table.prefix,
+      trust: trustOf(channelOptions),
+    });
     this.#idleMs = idleMs;
   }
 

@@ -1,8 +1,9 @@
 // A chaos receiver: receives, verifies every byte of each payload, logs GOT (with the redelivered
 // and torn flags) and only then releases, so an acknowledged message is always in some log.
-// Usage: chaos_receiver.ts <prefix> <name> <receiverId> <recv|iter|sync|holder> <log> <t0> <seed>
+// Usage: chaos_receiver.ts <prefix> <name> <receiverId> <recv|iter|sync|holder|batch> <log> <t0> <seed>
 //   recv: await recv(), release; iter: for await (released after the body); sync: recvSync();
-//   holder: holds 1 to 3 messages at a time for up to 20 ms before releasing them.
+//   holder: holds 1 to 3 messages at a time for up to 20 ms before releasing them;
+//   batch: recvManySync or await recvMany of 1 to 16 (runs claimed at once), then releases each.
 // Prints "ready" once open. stdin: "pause", "resume", "grab" (take one message and keep it held,
 // printing "holding <senderId> <seq> <redelivered>" or "holding none"), "exit" (release what is
 // held, close, print "done <received>", exit 0).
@@ -123,6 +124,22 @@ while (!exiting) {
     for await (const msg of channel) {
       take(msg);
       if (paused || exiting || grabs > 0) break;
+    }
+  } else if (kind === "batch") {
+    const max = 1 + Math.floor(random() * 16);
+    let got: Message<Uint8Array>[] = [];
+    try {
+      got = random() < 0.5
+        ? channel.recvManySync(max, { timeout: 50 })
+        : await channel.recvMany(max, { timeout: 100 });
+    } catch (e) {
+      if (!(e instanceof TimeoutError)) throw e;
+    }
+    for (const msg of got) take(msg);
+    for (const msg of got) msg.release();
+    if (performance.now() - lastYield > 10) {
+      await yieldToLoop();
+      lastYield = performance.now();
     }
   } else if (kind === "sync") {
     try {

@@ -2,7 +2,7 @@
 //! processes, through the same engine calls the C ABI (`ffi.rs`) makes for Deno, so that the cost
 //! of the Deno layer is what separates the two.
 //!
-//!   ferry_bench <ack-sync|ack-async|throughput|throughput-2x2> <size> <count>
+//!   ferry_bench <ack-sync|ack-async|throughput|throughput-batch|throughput-2x2> <size> <count>
 //!
 //! prints one JSON line shaped like bench/types.ts `Result`. ack-async is ack-sync here (native
 //! code has only the blocking calls). The process that runs the command creates a uniquely named
@@ -13,6 +13,9 @@
 //!   time, timing each round trip; one receiver peer.
 //! - throughput: this process sends in async mode (16 slots, waiting for room like
 //!   `ferry_send_wait`); one receiver peer times its first to its last message.
+//! - throughput-batch: as throughput, through the batch calls the binding's `sendManySync` and
+//!   `recvManySync` make: BATCH messages per `send_batch` (waiting for room between calls), up to
+//!   RECV_BATCH per `recv_batch`, copied end to end into one buffer.
 //! - throughput-2x2: two sender peers and two receiver peers on one channel (work queue). Each
 //!   sender ends with one empty message; a receiver stops at the first empty message it gets,
 //!   so each receiver gets exactly one and nothing is left behind.
@@ -35,11 +38,16 @@ const ASYNC_SLOTS: u32 = 16;
 const EXPIRY_MS: u32 = 60_000;
 /// Every wait is bounded, so a lost peer ends the run with an error instead of hanging it.
 const WAIT_MS: u32 = 30_000;
+/// Messages per batch send: what bench/ferry_peer.ts passes to `sendManySync`.
+const BATCH: usize = 16;
+/// Most messages per batch receive: what bench/ferry_peer.ts passes to `recvManySync`.
+const RECV_BATCH: u32 = 256;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     AckSync,
     Throughput,
+    ThroughputBatch,
     Throughput2x2,
 }
 
@@ -48,6 +56,7 @@ impl Kind {
         match s {
             "ack-sync" | "ack-async" => Ok(Kind::AckSync),
             "throughput" => Ok(Kind::Throughput),
+            "throughput-batch" => Ok(Kind::ThroughputBatch),
             "throughput-2x2" => Ok(Kind::Throughput2x2),
             _ => Err(format!("unknown workload kind {s:?}")),
         }
@@ -57,13 +66,15 @@ impl Kind {
         match self {
             Kind::AckSync => "ack-sync",
             Kind::Throughput => "throughput",
+            Kind::ThroughputBatch => "throughput-batch",
             Kind::Throughput2x2 => "throughput-2x2",
         }
     }
 }
 
 fn usage() -> String {
-    "usage: ferry_bench <ack-sync|ack-async|throughput|throughput-2x2> <size> <count>".to_string()
+    "usage: ferry_bench <ack-sync|ack-async|throughput|throughput-batch|throughput-2x2> <size> <count>"
+        .to_string()
 }
 
 fn number(s: Option<&String>, what: &str) -> Result<u32, String> {
@@ -137,6 +148,48 @@ fn recv_wait(h: &Handle, dst: &mut [u8]) -> Result<usize, String> {
         OK => Ok(len),
         TIMEOUT => Err("receive: timed out".to_string()),
         code => Err(format!("receive: status {code}")),
+    }
+}
+
+/// `sendManySync`: sends the messages laid end to end in `payloads`, waiting for room between
+/// batch calls as the binding does (`ferry_send_room_wait`).
+fn send_batch_wait(h: &Handle, payloads: &[u8], lens: &[u32]) -> Result<(), String> {
+    let (mut at, mut from) = (0usize, 0usize);
+    while from < lens.len() {
+        let (sent, why) = h.send_batch(&payloads[at..], &lens[from..], EXPIRY_MS);
+        at += lens[from..from + sent as usize].iter().map(|&l| l as usize).sum::<usize>();
+        from += sent as usize;
+        match why {
+            OK => {}
+            FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY => {
+                let r = h.wait_for(Side::Send, WAIT_MS, || h.has_room().then_some(OK));
+                if r != OK {
+                    return Err(format!("send batch: waiting for room: status {r}"));
+                }
+            }
+            code => return Err(format!("send batch: status {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// `recvManySync` with auto-release: up to RECV_BATCH messages copied end to end into `dst`,
+/// waiting for the first. Returns each message's (start, length) in `got`.
+fn recv_batch_wait(h: &Handle, dst: &mut [u8], got: &mut Vec<(usize, usize)>) -> Result<(), String> {
+    got.clear();
+    let r = h.wait_for(Side::Recv, WAIT_MS, || {
+        match h
+            .recv_batch(dst, RECV_BATCH, true, |m, at| got.push((at.unwrap_or(0) as usize, m.len as usize)))
+        {
+            Ok(_) => Some(OK),
+            Err(EMPTY) => None,
+            Err(code) => Some(code),
+        }
+    });
+    match r {
+        OK => Ok(()),
+        TIMEOUT => Err("receive batch: timed out".to_string()),
+        code => Err(format!("receive batch: status {code}")),
     }
 }
 
@@ -265,6 +318,37 @@ fn role_recv(name: &str, size: u32, count: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Receiver peer of throughput-batch: until the first empty message, by batches.
+fn role_recv_batch(name: &str, size: u32) -> Result<(), String> {
+    let h = open(name, size, ASYNC_SLOTS)?;
+    println!("ready");
+    let mut buf = vec![0u8; (size.max(64) * RECV_BATCH) as usize];
+    let mut got = Vec::with_capacity(RECV_BATCH as usize);
+    let (mut received, mut bytes, mut sink) = (0u64, 0u64, 0u64);
+    let (mut first_ns, mut last_ns) = (0, 0);
+    'run: loop {
+        recv_batch_wait(&h, &mut buf, &mut got)?;
+        for &(at, len) in &got {
+            if len == 0 {
+                break 'run;
+            }
+            let msg = black_box(&buf[at..at + len]);
+            sink = sink.wrapping_add(u64::from(msg[len - 1]));
+            received += 1;
+            bytes += len as u64;
+        }
+        last_ns = sys::monotonic_ns();
+        if first_ns == 0 {
+            first_ns = last_ns;
+        }
+    }
+    h.close();
+    println!(
+        "{{\"received\":{received},\"bytes\":{bytes},\"first_ns\":{first_ns},\"last_ns\":{last_ns},\"sink\":{sink}}}"
+    );
+    Ok(())
+}
+
 /// Sender peer of throughput-2x2: waits for "go", sends `count` async messages and one empty one.
 fn role_send(name: &str, size: u32, count: u64) -> Result<(), String> {
     let h = open(name, size, ASYNC_SLOTS)?;
@@ -347,6 +431,26 @@ fn run(kind: Kind, size: u32, count: u64) -> Result<String, String> {
             }
             Ok(throughput_json(&[r]))
         }
+        Kind::ThroughputBatch => {
+            let h = open(&name, size, ASYNC_SLOTS)?;
+            peers.push(Peer::spawn(&peer_args("recv-batch", &name, size, 0))?);
+            peers[0].expect("ready")?;
+            let payloads: Vec<u8> = (0..BATCH).flat_map(|_| payload.iter().copied()).collect();
+            let lens = [size; BATCH];
+            let mut left = count;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                send_batch_wait(&h, &payloads[..n * size as usize], &lens[..n])?;
+                left -= n as u64;
+            }
+            send_batch_wait(&h, &[], &[0])?;
+            let r = parse_report(&peers[0].line()?)?;
+            h.close();
+            if r.received != count {
+                return Err(format!("{} of {count} received", r.received));
+            }
+            Ok(throughput_json(&[r]))
+        }
         Kind::Throughput2x2 => {
             // Create the channel, then leave it: the four peers take participant indexes 0..3.
             open(&name, size, ASYNC_SLOTS)?.close();
@@ -402,6 +506,7 @@ fn main() -> ExitCode {
                 match role {
                     "recv" => role_recv(name, size, count),
                     "send" => role_send(name, size, count),
+                    "recv-batch" => role_recv_batch(name, size),
                     _ => Err(format!("unknown peer role {role:?}")),
                 }
             }

@@ -153,6 +153,14 @@ pub mod group_info {
     pub const LENGTH: usize = 2;
 }
 
+/// `ferry_structs_read` out (LENGTH x u32).
+pub mod structs_read {
+    pub const NONCE: usize = 0;
+    pub const COUNT: usize = 1;
+    pub const COPIED: usize = 2;
+    pub const LENGTH: usize = 3;
+}
+
 /// `ferry_group_members` info (LENGTH x u32).
 pub mod members_info {
     pub const COUNT: usize = 0;

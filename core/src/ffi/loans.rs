@@ -1,5 +1,6 @@
-//! Zero-copy: the segment's base address for views, and slots lent to the caller to write in
-//! place, then committed (published) or given back.
+//! Zero-copy: the segment's base address for views, where a held message lies (for views and
+//! for the binding's own copies), and slots lent to the caller to write in place, then
+//! committed (published) or given back.
 
 use super::abi::*;
 use super::{handle, lo_hi, send_result, write_out};
@@ -13,6 +14,22 @@ use crate::status::*;
 #[no_mangle]
 pub unsafe extern "C" fn ferry_base(h: *const Handle) -> *mut u8 {
     handle(h).map_or(std::ptr::null_mut(), |h| h.seg.map.expose())
+}
+
+/// Where a message this handle holds lies in the segment, for a copy the binding makes itself:
+/// `out[0..2]` its offset from `ferry_base` (low, high 32 bits). Returns its length, or
+/// ERR_NOT_HELD when the handle does not hold slot `slot` at `generation`.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_held_at(h: *const Handle, slot: u32, generation: u32, out: *mut u32) -> i32 {
+    let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
+    match h.held_at(slot, generation) {
+        Ok((offset, len)) => {
+            let (lo, hi) = lo_hi(offset);
+            write_out(out, &[lo, hi]);
+            len as i32
+        }
+        Err(code) => code,
+    }
 }
 
 /// Lends a slot for `len` bytes. `out` (`send_out`): slot, generation, offset in the segment.

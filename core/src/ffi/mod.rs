@@ -1,6 +1,6 @@
 //! The C ABI Deno binds to (`ffi/symbols.ts` mirrors it), one file per surface: `channel`
 //! (open, send, receive, ack outcomes), `loans` (zero-copy), `batches`, `waits` (the calls that
-//! block or park), `admin` (stat, sweep, unlink), `groups`, and `testing` (hooks that only tests and
+//! block or park), `admin` (stat, sweep, unlink), `groups`, `structs` (the namespace's msgpack structure store), and `testing` (hooks that only tests and
 //! the benchmark call, compiled only with the `testing` feature). `abi` names every number the
 //! binding shares with them. Thin on purpose: argument checks and conversions only; the logic lives
 //! in `channel` and `group`. Every per-message entry point takes only u32/i32/pointer/buffer
@@ -12,7 +12,8 @@
 //! calls taking `h` are made by one thread at a time (a `Handle` is `Send`, not `Sync`: Deno's JS
 //! thread makes them all). `s` is null or a pointer returned by `ferry_waitset_new` (never freed);
 //! any thread may use it (a `WaitSet` is `Sync`). `g` is null or a
-//! pointer from `ferry_group_open` not yet passed to `ferry_group_free`. Every buffer pointer is
+//! pointer from `ferry_group_open` not yet passed to `ferry_group_free`, the store pointer of the `structs`
+//! calls is null or one from `ferry_structs_open` not yet passed to `ferry_structs_free`. Every buffer pointer is
 //! null or valid for the length passed with it (out arrays for the length each function documents,
 //! as `abi` names them) for the duration of the call. The Deno binding upholds this.
 #![allow(clippy::missing_safety_doc)] // stated once above rather than on each function
@@ -23,6 +24,7 @@ mod batches;
 mod channel;
 mod groups;
 mod loans;
+mod structs;
 #[cfg(feature = "testing")]
 mod testing;
 mod waits;
@@ -88,11 +90,16 @@ pub(crate) fn shm_name(p: *const u8, len: u32) -> Option<String> {
 
 /// The uids a caller trusts besides itself and root (`trusted`, `trusted_len` u32).
 pub(crate) fn trusted_owners<'a>(trusted: *const u32, trusted_len: u32) -> &'a [u32] {
-    if trusted.is_null() || trusted_len == 0 {
+    u32s(trusted, trusted_len)
+}
+
+/// A u32 array the binding passes with its length (a Uint32Array that lives for the call).
+pub(crate) fn u32s<'a>(p: *const u32, len: u32) -> &'a [u32] {
+    if p.is_null() || len == 0 {
         return &[];
     }
-    // SAFETY: the binding passes a Uint32Array of `trusted_len` uids that lives for the call.
-    unsafe { slice::from_raw_parts(trusted, trusted_len as usize) }
+    // SAFETY: the binding passes a Uint32Array of `len` entries that lives for the call.
+    unsafe { slice::from_raw_parts(p, len as usize) }
 }
 
 /// What an open that failed writes to its `err_out` (`open_report::LENGTH` x i32).

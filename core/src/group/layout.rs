@@ -13,7 +13,9 @@ use super::{
     MIN_MEMORY, NAME_WORDS,
 };
 use crate::layout::INIT_READY;
-use crate::segment::{io_error, u32_at, u64_at, Found, OpenError, SegmentKind, BUILDER_PID_BYTE};
+use crate::segment::{
+    io_error, ready_header, u32_at, u64_at, Found, OpenError, SegmentKind, BUILDER_PID_BYTE,
+};
 use crate::status::*;
 use crate::sys;
 
@@ -196,26 +198,10 @@ impl SegmentKind for TableKind {
 
     /// Field offsets follow `GroupFixed`.
     fn inspect(&self, fd: &OwnedFd, size: u64) -> io::Result<Found<u32>> {
-        if size == 0 {
-            return Ok(Found::Unbuilt);
-        }
-        let mut head = vec![0u8; size.min(128) as usize];
-        let n = sys::read_at(fd, &mut head, 0)?;
-        head.truncate(n);
-        if head.len() < 128 || u64_at(&head, 0) == 0 {
-            let blank = head.iter().all(|&b| b == 0);
-            return Ok(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) });
-        }
-        if u64_at(&head, 0) != GROUP_MAGIC {
-            return Ok(Found::Foreign(WHY_MAGIC));
-        }
-        // Ours but unfinished: waited for, or rebuilt under the init lock if its builder died.
-        if u32_at(&head, 12) != INIT_READY {
-            return Ok(Found::Unbuilt);
-        }
-        if u32_at(&head, 8) != GROUP_LAYOUT_VERSION {
-            return Ok(Found::Foreign(WHY_VERSION));
-        }
+        let head = match ready_header(fd, size, GROUP_MAGIC, GROUP_LAYOUT_VERSION)? {
+            Ok(head) => head,
+            Err(found) => return Ok(found),
+        };
         let entries = u32_at(&head, 24);
         let total = size_for(entries);
         let consistent = entries >= 1

@@ -135,6 +135,39 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
 
 // ------------------------------------------------------------------------------------ kinds
 
+/// The first 128 bytes of an object whose header says it is a READY segment of the kind with
+/// `magic` and `version` (read with `pread`), or what was found instead: not built yet (empty,
+/// zeroed, or ours and unfinished) or foreign. The part of `inspect` every kind shares; a kind
+/// checks its own fields in what this returns.
+pub(crate) fn ready_header<R>(
+    fd: &OwnedFd,
+    size: u64,
+    magic: u64,
+    version: u32,
+) -> io::Result<Result<Vec<u8>, Found<R>>> {
+    if size == 0 {
+        return Ok(Err(Found::Unbuilt));
+    }
+    let mut head = vec![0u8; size.min(128) as usize];
+    let n = sys::read_at(fd, &mut head, 0)?;
+    head.truncate(n);
+    if head.len() < 128 || u64_at(&head, 0) == 0 {
+        let blank = head.iter().all(|&b| b == 0);
+        return Ok(Err(if blank { Found::Unbuilt } else { Found::Foreign(WHY_MAGIC) }));
+    }
+    if u64_at(&head, 0) != magic {
+        return Ok(Err(Found::Foreign(WHY_MAGIC)));
+    }
+    // Ours but unfinished: waited for, or rebuilt under the init lock if its builder died.
+    if u32_at(&head, 12) != INIT_READY {
+        return Ok(Err(Found::Unbuilt));
+    }
+    if u32_at(&head, 8) != version {
+        return Ok(Err(Found::Foreign(WHY_VERSION)));
+    }
+    Ok(Ok(head))
+}
+
 /// What differs between a channel segment and a group table: the header, its checks, the build.
 pub(crate) trait SegmentKind {
     /// What a READY header says (a channel's layout, a table's entry count).
