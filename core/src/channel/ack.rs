@@ -4,7 +4,7 @@
 //! `reject` instead of `release` to fail its sender's wait: REJECTED, or, for a forwarder such as
 //! the NATS bridge, the PEER_DIED or EXPIRED that a receiver elsewhere met.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 use super::{Handle, Local, Shared, Side};
 use crate::fault;
@@ -111,28 +111,11 @@ impl Handle {
             EXPIRED => Kind::Expired,
             _ => return ERR_INVALID_ARGUMENT,
         };
-        if k >= self.seg.layout.capacity {
-            return ERR_INVALID_ARGUMENT;
+        let r = self.finish_in(&mut self.local.borrow_mut(), k, g, kind);
+        if r == OK {
+            self.wake(Side::Send);
         }
-        let l = &mut *self.local.borrow_mut();
-        let st = &self.seg.slot(k).state;
-        loop {
-            // SYNC POINT: Acquire, as in `read`: our claim was itself an Acquire CAS; re-checked here.
-            let cur = State(st.load(Acquire));
-            if cur.kind() != Kind::Reading || cur.receiver() != self.me || cur.generation() != g {
-                return ERR_NOT_HELD;
-            }
-            let next = if cur.ack() { cur.with_kind(kind) } else { cur.freed() };
-            // SYNC POINT (Release): as a release, our reads of the payload happen before the
-            // sender frees the slot; the outcome pairs with the sender's Acquire in `ack_status`.
-            if st.compare_exchange(cur.0, next.0, Release, Relaxed).is_ok() {
-                l.released += 1;
-                self.seg.participant(self.me).owner.released.store(l.released, Relaxed);
-                self.wake(Side::Send);
-                return OK;
-            }
-            // The sender cleared ACK (it stopped waiting): retry with the new word.
-        }
+        r
     }
 
     pub(super) fn forget_inflight(l: &mut Local, k: u32, g: u32) {

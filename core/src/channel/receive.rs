@@ -340,6 +340,11 @@ impl Handle {
     }
 
     pub(super) fn release_in(&self, l: &mut Local, k: u32, g: u32) -> i32 {
+        self.finish_in(l, k, g, Kind::Acked)
+    }
+
+    /// `release_in` with the outcome an ack sender collects: ACKED, or a failure (`reject`).
+    pub(super) fn finish_in(&self, l: &mut Local, k: u32, g: u32, ack_outcome: Kind) -> i32 {
         if k >= self.seg.layout.capacity {
             return ERR_INVALID_ARGUMENT;
         }
@@ -348,7 +353,7 @@ impl Handle {
         if !self.holds(cur, g) {
             return ERR_NOT_HELD;
         }
-        let r = self.release_held(k, cur);
+        let r = self.finish_held(k, cur, ack_outcome);
         if r == OK {
             l.released += 1;
             self.seg.participant(self.me).owner.released.store(l.released, Relaxed);
@@ -368,7 +373,12 @@ impl Handle {
     /// a dead or closing holder, `ack_cancel` and a dead sender's recovery only clear ACK, expiry
     /// only drops READY), so an async release is one store, not a CAS; an ack release is a CAS,
     /// retried when the sender cleared ACK meanwhile (it stopped waiting: then it is async).
-    pub(super) fn release_held(&self, k: u32, mut cur: State) -> i32 {
+    pub(super) fn release_held(&self, k: u32, cur: State) -> i32 {
+        self.finish_held(k, cur, Kind::Acked)
+    }
+
+    /// `release_held` with the outcome an ack sender collects: ACKED, or a failure (`reject`).
+    fn finish_held(&self, k: u32, mut cur: State, ack_outcome: Kind) -> i32 {
         let st = &self.seg.slot(k).state;
         loop {
             fault::point("release.before");
@@ -378,8 +388,8 @@ impl Handle {
                 st.store(cur.freed().0, Release);
                 return OK;
             }
-            // SYNC POINT (Release): as above, for the sender's Acquire load of ACKED.
-            match st.compare_exchange(cur.0, cur.with_kind(Kind::Acked).0, Release, Relaxed) {
+            // SYNC POINT (Release): as above, for the sender's Acquire load of the outcome.
+            match st.compare_exchange(cur.0, cur.with_kind(ack_outcome).0, Release, Relaxed) {
                 Ok(_) => return OK,
                 Err(now) if self.holds(State(now), cur.generation()) => cur = State(now),
                 Err(_) => return ERR_NOT_HELD,
