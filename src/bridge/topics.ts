@@ -15,8 +15,11 @@ import { text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { HEADER } from "./wire.ts";
 
-/** Topic values cross NATS as ferry's msgpack, so both sides read them as pub/sub does. */
-const packer = makeCodec<unknown>("msgpack");
+/**
+ * Topic values cross NATS as standalone msgpack (no namespace's shared shapes, which mean nothing
+ * on the far side or to a plain NATS client).
+ */
+const packer = makeCodec<unknown>("msgpack-plain");
 /** Header names the bridge writes itself: never a user's header on the far side. */
 const OWN = /^ferry-/i;
 
