@@ -12,10 +12,12 @@ const ROUNDS = 7; // one of each situation: random, holding, parked, blocked, re
 Deno.test("chaos (short): processes killed at random and at chosen points lose nothing, tear nothing, hang nothing", async () => {
   const faultLib = await buildFaultLibrary();
   const seed = Number(Deno.env.get("FERRY_CHAOS_SEED") ?? Math.floor(Math.random() * 2 ** 31));
+  // Rounds, not time, end this run: the budget only guards a machine so loaded that the seven
+  // rounds (about 10 s when quiet) cannot all run, which the assertion below then reports.
   const figures = await within(
-    runChaos({ seconds: 25, soakSeconds: 4, seed, faultLib, maxRounds: ROUNDS }),
+    runChaos({ seconds: 100, soakSeconds: 4, seed, faultLib, maxRounds: ROUNDS }),
     `the short chaos run (seed ${seed})`,
-    120_000,
+    150_000,
   );
   const summary = describe(figures);
   console.log(summary);
