@@ -50,24 +50,12 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
 
   return(): Promise<Step<T>> {
     if (this.#pending !== undefined) return this.#after(() => this.return());
-    this.#done = true;
-    try {
-      this.#releaseHeld();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return Promise.resolve(DONE);
+    return this.#leave(() => Promise.resolve(DONE));
   }
 
   throw(e: unknown): Promise<Step<T>> {
     if (this.#pending !== undefined) return this.#after(() => this.throw(e));
-    this.#done = true;
-    try {
-      this.#releaseHeld();
-    } catch (released) {
-      return Promise.reject(released);
-    }
-    return Promise.reject(e);
+    return this.#leave(() => Promise.reject(e));
   }
 
   [Symbol.asyncIterator](): this {
@@ -105,6 +93,17 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
     if (msg === undefined) return;
     this.#held = undefined;
     if (!this.#c.closed) msg.release(); // closing handed it back already
+  }
+
+  /** Ends the loop, releasing what it handed out last, then settles as `then` says. */
+  #leave(then: () => Promise<Step<T>>): Promise<Step<T>> {
+    this.#done = true;
+    try {
+      this.#releaseHeld();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return then();
   }
 
   #end(): Promise<Step<T>> {
