@@ -41,8 +41,10 @@ export async function until<T, R>(
     }
     const woken = peerWoken(c, side);
     const spinUs = woken ? WaitPolicy.WOKEN_SPIN_US : c.spinUs[side];
-    const r = spinUs > 0 ? await spinYielding(Math.min(start + spinUs / 1000, deadline), attempt) : undefined;
-    if (woken) wokenSpun(c, side, r !== undefined);
+    const spinEnd = Math.min(start + spinUs / 1000, deadline);
+    const r = spinUs > 0 ? await spinYielding(spinEnd, attempt) : undefined;
+    // A spin the call's own deadline cut short says nothing about the peer.
+    if (woken && (r !== undefined || spinEnd < deadline)) wokenSpun(c, side, r !== undefined);
     if (r !== undefined) return woken ? r : caught(c, side, start, r);
   } else {
     // At most one slice: spinning blocks the event loop, so past it the wait parks (wait.rs).
