@@ -81,6 +81,12 @@ interface Row {
   rate: number;
   peerParks?: number;
   parks?: number;
+  spins?: number;
+  peerSpins?: number;
+  woken?: string;
+  peerWoken?: string;
+  usPerPark?: number;
+  peerUsPerPark?: number;
 }
 
 async function roundTrip(api: "promise" | "sync", round: number): Promise<Row> {
@@ -121,6 +127,10 @@ async function roundTrip(api: "promise" | "sync", round: number): Promise<Row> {
     rate: count / elapsed * 1000,
     parks: waitStats.parks - before.parks,
     peerParks: peerStats.parks,
+    spins: waitStats.spins - before.spins,
+    peerSpins: peerStats.spins,
+    woken: `${waitStats.woken - before.woken}-${waitStats.wokenMissed - before.wokenMissed}`,
+    peerWoken: `${peerStats.woken}-${peerStats.wokenMissed}`,
   };
 }
 
@@ -155,6 +165,12 @@ async function throughput(api: "promise" | "sync", round: number): Promise<Row> 
     rate: n / elapsed * 1000,
     parks: waitStats.parks - before.parks,
     peerParks: peerStats.parks,
+    spins: waitStats.spins - before.spins,
+    peerSpins: peerStats.spins,
+    woken: `${waitStats.woken - before.woken}-${waitStats.wokenMissed - before.wokenMissed}`,
+    peerWoken: `${peerStats.woken}-${peerStats.wokenMissed}`,
+    usPerPark: (waitStats.parkedUs - before.parkedUs) / (waitStats.parks - before.parks),
+    peerUsPerPark: peerStats.parkedUs / peerStats.parks,
   };
 }
 
@@ -170,9 +186,13 @@ for (let r = 0; r < rounds; r++) {
     console.log(
       `round ${r} ${api.padEnd(7)} rt p50 ${rt.p50.toFixed(2)} mean ${rt.mean.toFixed(2)} p99 ${
         rt.p99.toFixed(2)
-      } p99.9 ${rt.p999.toFixed(2)} us (parks ${rt.parks}/${rt.peerParks})  tput ${
+      } p99.9 ${
+        rt.p999.toFixed(2)
+      } us (parks ${rt.parks}/${rt.peerParks} woken ${rt.woken}/${rt.peerWoken} spins ${rt.spins}/${rt.peerSpins})  tput ${
         (tp.rate / 1e6).toFixed(2)
-      } M msg/s (parks ${tp.parks}/${tp.peerParks})`,
+      } M msg/s (parks ${tp.parks}/${tp.peerParks}, spins ${tp.spins}/${tp.peerSpins}, woken ${tp.woken}/${tp.peerWoken}, us/park ${
+        tp.usPerPark?.toFixed(0)
+      }/${tp.peerUsPerPark?.toFixed(0)})`,
     );
   }
 }

@@ -184,6 +184,10 @@ export const WaitPolicy = {
   PARK_SLICE_MS: 20,
   /** Longest wait the adaptive spin tries to catch without parking (wait.rs JS_ADAPTIVE_MAX_US). */
   ADAPTIVE_MAX_US: 50,
+  /** How long a wait spins when its peer side was woken since its last wait (wait.rs JS_WOKEN_SPIN_US). */
+  WOKEN_SPIN_US: 200,
+  /** Longest stretch a promise wait spins without giving the event loop a turn (wait.rs JS_SPIN_SLICE_US). */
+  SPIN_SLICE_US: 5,
   /** The `spin` option's ABI word for "polite" and "busy"; otherwise microseconds up to SPIN_MAX_US. */
   SPIN_POLITE: 0xFFFF_FFFE,
   SPIN_BUSY: 0xFFFF_FFFF,

@@ -168,6 +168,8 @@ export const symbols = {
   ferry_ack_cancel: { parameters: ["pointer", "u32", "u32"], result: "i32" }, // h, slot, generation
   ferry_park_prepare: { parameters: ["pointer", "u32"], result: "u32" }, // h, side (0 recv, 1 send)
   ferry_park_cancel: { parameters: ["pointer", "u32"], result: "void" }, // h, side
+  ferry_wake_epoch: { parameters: ["pointer", "u32"], result: "u32" }, // h, side -> wakes so far
+  ferry_yield_cpu: { parameters: [], result: "void" }, // sched_yield
   ferry_set_spin: { parameters: ["pointer", "u32"], result: "i32" }, // h, spin (WaitPolicy SPIN_*, or us)
   // The realm's parked promise waits (core/src/waiter.rs): one set, one nonblocking wait at a time.
   ferry_waitset_new: { parameters: [], result: "pointer" }, // -> WaitSet *s (never freed)

@@ -88,6 +88,8 @@ Deno.test("wait policy: ffi/abi.ts WaitPolicy is the binding's share of core/src
     SPIN_ATTEMPTS: top.get("JS_SPIN_ATTEMPTS"),
     PARK_SLICE_MS: top.get("PARK_SLICE_MS"),
     ADAPTIVE_MAX_US: top.get("JS_ADAPTIVE_MAX_US"),
+    WOKEN_SPIN_US: top.get("JS_WOKEN_SPIN_US"),
+    SPIN_SLICE_US: top.get("JS_SPIN_SLICE_US"),
     SPIN_POLITE: top.get("SPIN_POLITE"),
     SPIN_BUSY: top.get("SPIN_BUSY"),
     SPIN_MAX_US: top.get("SPIN_MAX_US"),

@@ -145,6 +145,15 @@ Deno.test("options at and around every limit: the limit works, one past it is In
     assert.throws(() => ch.trySend("x", options), InvalidOptionError, `trySend mode ${mode}`);
     count("options", 2);
   }
+  // An async send that finds room takes the fast path, and still checks every option first.
+  for (const options of [{ timeout: -1 }, { timeout: "5" }, { spin: "fast" }, { spin: -1 }, { expiry: -1 }]) {
+    await assert.rejects(
+      () => ch.send("x", options as never),
+      InvalidOptionError,
+      `send ${JSON.stringify(options)}`,
+    );
+    count("options");
+  }
   assertNothingQueued(ch);
 });
 

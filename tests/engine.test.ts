@@ -128,6 +128,50 @@ Deno.test("for await hands messages over in order and releases each after the lo
   assert.deepEqual(await within(sending.promise, "the ack sender"), { sent: 3 });
 });
 
+Deno.test("a for await loop that breaks takes no more: the rest of the queue goes to another receiver", async () => {
+  await using s = new Scope();
+  const ch = s.open("jobs", { mode: "async" });
+  const sender = await s.spawn("peer.ts", "jobs", { mode: "async" });
+  const other = await s.spawn("peer.ts", "jobs", { mode: "async" });
+  assert.deepEqual(await sender.ask("send", { values: [0, 1, 2, 3, 4, 5] }), { sent: 6 });
+
+  const seen: unknown[] = [];
+  for await (const msg of ch) {
+    seen.push(msg.data);
+    if (seen.length === 2) break;
+  }
+  assert.deepEqual(seen, [0, 1]);
+  // Nothing more was taken off the queue, nor is anything held: the other receiver gets the rest
+  // at once, in order, none of them redelivered.
+  const rest = [];
+  for (let i = 0; i < 4; i++) rest.push(await other.ask("recv", { timeout: 10_000 }));
+  assert.deepEqual(rest.map((m) => [m.data, m.redelivered]), [[2, false], [3, false], [4, false], [
+    5,
+    false,
+  ]]);
+  const stat = ch.stat();
+  assert.deepEqual([stat.inFlight, stat.depth], [0, 0]);
+});
+
+Deno.test("next() called again while the loop waits is answered in turn, as a generator's would be", async () => {
+  await using s = new Scope();
+  const ch = s.open("jobs", { mode: "async" });
+  const sender = await s.spawn("peer.ts", "jobs", { mode: "async" });
+  const loop = ch[Symbol.asyncIterator]();
+  const first = follow(loop.next());
+  const second = follow(loop.next());
+  const third = follow(loop.return());
+  await sender.ask("send", { values: ["a", "b", "c"] });
+  assert.equal((await within(first.promise, "the first next()")).value?.data, "a");
+  assert.equal((await within(second.promise, "the second next()")).value?.data, "b");
+  assert.deepEqual(await within(third.promise, "return()"), { value: undefined, done: true });
+  assert.equal((await loop.next()).done, true, "a returned loop stays done");
+  // Both handed-out messages were released (the second by return()); the third is still queued.
+  const stat = ch.stat();
+  assert.deepEqual([stat.inFlight, stat.depth], [0, 1]);
+  assert.equal(ch.tryRecv()?.data, "c");
+});
+
 Deno.test("async mode: 16 unreleased messages per sender, the 17th waits for a receiver", async () => {
   await using s = new Scope();
   const ch = s.open("jobs", { mode: "async", slots: 16 });

@@ -21,12 +21,18 @@
 //!
 //! While messages flow, a promise wait that parks pays two thread hops when woken (the process's
 //! waiter thread, then the event loop: 20-60 us), more than the peer's turnaround. The binding so
-//! adapts its spin per handle and side, beyond the `JS_SPIN_ATTEMPTS` floor: a wait answered while
-//! spinning spins up to twice that long next time (at most `JS_ADAPTIVE_MAX_US`); a wait that had
-//! to park halves it, and one answered late (idle) drops it. Spins grow only by paying: on an
-//! oversubscribed machine (measured here, load 8 on 2 cores) a longer spin only delays the peer
-//! it waits for. Once both sides park, only a spin longer than the two hops (the `spin` option,
-//! on cores dedicated to it) takes them out of it.
+//! spins longer than the floor, in slices of at most `JS_SPIN_SLICE_US` with a turn of the event
+//! loop (timers, I/O) and a `sched_yield` between them: the event loop is never held longer than
+//! the floor or one slice, and on a busy machine the peer it waits for can have the core. How long:
+//! - by default, adapted per handle and side: a wait answered while spinning spins up to twice that
+//!   long next time (at most `JS_ADAPTIVE_MAX_US`); a wait that had to park halves it, and one
+//!   answered late (idle) drops it. Spins grow only by paying.
+//! - `JS_WOKEN_SPIN_US` when the peer side had a sleeper woken since this side's last wait began
+//!   (its line's wake count, `WaitLine::epoch`, moved): that peer is on its way back through the two
+//!   hops, and a spin that outlasts them is what keeps both sides from parking in turn, each wake
+//!   then costing two hops (measured: 0.1-0.2 M msg/s instead of 1.7 M on this machine). A woken
+//!   spin that misses (the peer was slow, not in its hops) makes the next 1, 3, 7 ... 63 woken
+//!   peers go unheeded, so a peer woken and then slow costs at most one such spin in 64 wakes.
 //!
 //! Parked promise waits of a JS realm all sleep in one `futex_waitv` on one blocking-pool thread
 //! (`crate::waiter`), which sweeps the channels it waits for after every return.
@@ -82,6 +88,11 @@ const _: () = assert!(within_budget(JS_SPIN_ATTEMPTS * JS_ATTEMPT_NS + JS_PARK_H
 /// Longest wait the binding's adaptive spin tries to catch without parking (`WaitPolicy`): twice
 /// the cost of the two thread hops a parked promise wait pays when it is woken.
 pub const JS_ADAPTIVE_MAX_US: u32 = 50;
+/// How long a promise wait spins when its peer side was woken since its last wait: the peer is on
+/// its way back through two thread hops (20-60 us measured here, longer on a loaded machine).
+pub const JS_WOKEN_SPIN_US: u32 = 200;
+/// Longest stretch a promise wait's spin holds the event loop before it lets timers and I/O run.
+pub const JS_SPIN_SLICE_US: u32 = 5;
 
 /// The `spin` option at the C ABI, one u32: microseconds (at most `SPIN_MAX_US`), or one of these.
 pub const SPIN_POLITE: u32 = 0xFFFF_FFFE;
@@ -171,6 +182,13 @@ impl WaitLine {
     /// The futex word sleepers wait on (the process's waiter waits on many at once).
     pub fn futex_word(&self) -> &std::sync::atomic::AtomicU32 {
         &self.word
+    }
+
+    /// How many times sleepers were woken on this line (wrapping): a waiter that sees it move knows
+    /// a sleeper of this line is on its way back (see "The policy").
+    pub fn epoch(&self) -> u32 {
+        // SYNC POINT: none: a hint for how long to spin, it publishes nothing and orders nothing.
+        self.word.load(Relaxed)
     }
 
     /// Whether someone woke the line since `epoch` was read.

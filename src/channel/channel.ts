@@ -5,6 +5,7 @@
 import type { Message } from "../message.ts";
 import * as batch from "./batch.ts";
 import { ChannelCore } from "./core.ts";
+import { Messages } from "./messages.ts";
 import * as observe from "./observe.ts";
 import type { ChannelStat, StatOptions } from "./observe.ts";
 import type { OpenOptions, RecvOneOptions, RecvOptions, SendMode, SendOptions } from "./options.ts";
@@ -257,7 +258,7 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
    * ```
    */
   [Symbol.asyncIterator](): AsyncGenerator<Message<T>, void, undefined> {
-    return receiving.messages(this.#c);
+    return new Messages(this.#c);
   }
 
   // ------------------------------------------------------------------ zero-copy sending

@@ -134,6 +134,12 @@ export class ChannelCore<T> implements Releaser {
   readonly spinUs: [number, number] = [0, 0];
   /** Quick answers after a park per side: every few, the polite spin tries its longest (wait.ts). */
   readonly spinTries: [number, number] = [0, 0];
+  /** The peer side's wake count as this side's last wait found it, per side (wait.ts peerWoken). */
+  readonly peerEpoch: [number, number] = [0, 0];
+  /** Spins after a woken peer that parked anyway, in a row, per side. */
+  readonly wokenMisses: [number, number] = [0, 0];
+  /** Woken peers still to go unheeded after a miss, per side. */
+  readonly wokenSkips: [number, number] = [0, 0];
 
   /** The Channel this is the core of: kept reachable by whatever keeps the core (see finalizer). */
   readonly owner: object;

@@ -18,7 +18,9 @@ export type SendMode = "ack" | "async";
 /**
  * How long a wait spins (retries without sleeping) before it parks, trading CPU for latency:
  * `"polite"` (default) spins about 5 us, longer (up to 50 us) while answers keep coming that soon,
- * and parks at once when idle; a number spins that many microseconds (0..1000000) every time;
+ * and parks at once when idle; a promise wait also spins up to 200 us while the side it waits for
+ * is waking up (it was asleep, and was just woken), past 5 us in slices that let timers and I/O
+ * run in between; a number spins that many microseconds (0..1000000) every time;
  * `"busy"` spins until the wait's deadline (the promise API: for at most 20 ms, then it parks, so
  * that timers and I/O still run). A spinning wait holds a whole core: choose `"busy"` or a number
  * only on cores you dedicate to the channel.

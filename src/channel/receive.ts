@@ -1,11 +1,11 @@
 // Receiving one message: one sync core call copies the payload into the handle's current chunk
 // (or, zero-copy, claims it in place), and the Message is built over those bytes. recv waits by
-// spinning then parking, recvSync lets the core wait on this thread, tryRecv never waits, and the
-// async iterator releases each message after the loop body.
+// spinning then parking, recvSync lets the core wait on this thread, tryRecv never waits (the
+// `for await` loop, messages.ts, is built on it).
 
 import { MetaFlag, RecvMeta } from "../../ffi/abi.ts";
 import { RECV_AUTO_RELEASE, RECV_NO_COPY, SIDE_RECV, Status } from "../../ffi/status.ts";
-import { ChannelClosedError, InvalidOptionError } from "../errors.ts";
+import { InvalidOptionError } from "../errors.ts";
 import { makeMessage, type Message } from "../message.ts";
 import { type ChannelCore, CHUNK_BYTES } from "./core.ts";
 import type { ViewTicket } from "../views.ts";
@@ -63,25 +63,6 @@ function intoOf<T>(c: ChannelCore<T>, options?: RecvOneOptions): Uint8Array | un
   if (!(into instanceof Uint8Array)) throw new InvalidOptionError("into must be a Uint8Array");
   if (c.zeroCopy) throw new InvalidOptionError("into is for copying receives; this handle is zeroCopy");
   return into;
-}
-
-/** See Channel[Symbol.asyncIterator]. */
-export async function* messages<T>(c: ChannelCore<T>): AsyncGenerator<Message<T>, void, undefined> {
-  while (!c.closed) {
-    let msg: Message<T> | undefined;
-    try {
-      msg = receive(c, false) ?? await until(c, SIDE_RECV, Infinity, () => receive(c, false));
-    } catch (e) {
-      if (e instanceof ChannelClosedError) return;
-      throw e;
-    }
-    if (msg === undefined) return;
-    try {
-      yield msg;
-    } finally {
-      if (c.autoRelease && !c.closed) msg.release();
-    }
-  }
 }
 
 /** The next message queued now, or undefined; released at once when `auto`; copied into `into` if given. */

@@ -10,19 +10,52 @@ import { abiMs, acks, expiryOf, type SendOptions, spinWord, timeoutOf } from "./
 import { ackError, isFull, sendError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
 
-/** See Channel.send. */
-export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Promise<void> {
-  let bytes = encode(c, value);
-  const ack = acks(c, options);
-  const flags = ack ? SEND_ACK : 0;
-  const expiry = expiryOf(c, options);
-  const timeout = timeoutOf(c, options);
-  const spin = spinWord(options?.spin, c.spin);
+/** An async send that found room: settled already, shared (a promise per message costs ~20 ns). */
+const SENT: Promise<void> = Promise.resolve();
+
+/**
+ * See Channel.send. An async-mode send that finds room is one sync core call and returns a settled
+ * promise (no wait, no thread hop); the rest goes on in `sendWaiting`.
+ */
+export function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Promise<void> {
+  let bytes: Uint8Array, call: SendCall, st: number;
+  try {
+    // Every option is checked before anything is written, whether the send then waits or not.
+    bytes = encode(c, value);
+    call = {
+      flags: acks(c, options) ? SEND_ACK : 0,
+      expiry: expiryOf(c, options),
+      timeout: timeoutOf(c, options),
+      spin: spinWord(options?.spin, c.spin),
+    };
+    st = c.lib.ferry_send(c.live(), bytes, bytes.length, call.flags, call.expiry, c.sendOut);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (st === Status.OK && call.flags === 0) return SENT;
+  return sendWaiting(c, bytes, call, st);
+}
+
+/** A send's options, checked. */
+interface SendCall {
+  flags: number;
+  expiry: number;
+  timeout: number;
+  spin: number;
+}
+
+/** The rest of a send whose first attempt returned `st`: wait for room if full, then for the ack. */
+async function sendWaiting<T>(
+  c: ChannelCore<T>,
+  bytes: Uint8Array,
+  call: SendCall,
+  st: number,
+): Promise<void> {
+  const { flags, expiry, timeout, spin } = call;
   const out = c.sendOut;
   const lib = c.lib;
   // `out` is shared by every send on this handle: read it in the same turn as the call that
   // filled it, never after an await (another send may have filled it since).
-  let st = lib.ferry_send(c.live(), bytes, bytes.length, flags, expiry, out);
   let slot = out[SendOut.SLOT], generation = out[SendOut.GENERATION];
   let deadline: number | undefined;
   if (isFull(st)) {
@@ -41,7 +74,9 @@ export async function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions
     st = sent ?? attempt(SEND_COUNT_FULL);
   }
   if (st !== Status.OK) throw sendError(c, st);
-  if (ack) await ackOutcome(c, slot, generation, deadline ?? performance.now() + timeout, timeout, spin);
+  if (flags & SEND_ACK) {
+    await ackOutcome(c, slot, generation, deadline ?? performance.now() + timeout, timeout, spin);
+  }
 }
 
 /** See Channel.sendSync: the core waits, on this thread. */

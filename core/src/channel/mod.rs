@@ -206,6 +206,11 @@ impl Shared {
         self.wait_line(side).prepare(self.me)
     }
 
+    /// `side`'s wake count (`WaitLine::epoch`).
+    pub fn wake_epoch(&self, side: Side) -> u32 {
+        self.wait_line(side).epoch()
+    }
+
     pub fn park_cancel(&self, side: Side) {
         self.wait_line(side).cancel(self.me);
     }

@@ -106,6 +106,13 @@ pub unsafe extern "C" fn ferry_park_cancel(h: *const Handle, side: u32) {
     }
 }
 
+/// How many times sleepers on `side` (0 receive, 1 send) were woken, wrapping: a promise wait
+/// that sees its peer side's count move since its last wait spins through the peer's wake-up.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_wake_epoch(h: *const Handle, side: u32) -> u32 {
+    handle(h).map_or(0, |h| h.wake_epoch(Side::from_u32(side)))
+}
+
 /// Sets how handle `h`'s blocking waits spin before they park (`wait::Spin`, ABI word): OK, or
 /// ERR_INVALID_ARGUMENT for a word that is not one.
 #[no_mangle]
@@ -187,4 +194,11 @@ pub unsafe extern "C" fn ferry_recv_batch_wait(
             r => Some(r),
         }
     })
+}
+
+/// Gives the core to another thread that wants it (`sched_yield`): a promise wait's spin calls it
+/// between slices, so on a busy machine the peer it waits for is not kept off the core by it.
+#[no_mangle]
+pub extern "C" fn ferry_yield_cpu() {
+    std::thread::yield_now();
 }
