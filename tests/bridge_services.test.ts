@@ -3,10 +3,22 @@
 // Skipped, with a note, where nats-server is not installed (.ci/run installs it, so CI runs these).
 
 import assert from "node:assert/strict";
-import { type Channel, type Client, connect, PeerDiedError, RemoteError, TimeoutError } from "../mod.ts";
-import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
+import {
+  Bridge,
+  type Channel,
+  type Client,
+  connect,
+  InvalidNameError,
+  InvalidOptionError,
+  NatsConnectionError,
+  PeerDiedError,
+  RemoteError,
+  type ServiceRoute,
+  TimeoutError,
+} from "../mod.ts";
+import { freePort, NatsServer, natsServerPath } from "../bench/nats_server.ts";
 import { BridgeProcess } from "./bridge_process.ts";
-import { follow, Scope, within } from "./helpers.ts";
+import { follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
 if (!HAVE_NATS) {
@@ -161,4 +173,21 @@ Deno.test({
     assert.equal(statA.routes[0].failed, 2);
     assert.ok(statA.routes[0].retries > 0, "A's bridge never met 'no responders'");
   },
+});
+
+Deno.test("bridge, services: a bad service route is a typed error before anything is connected or opened", async () => {
+  await using s = new Scope();
+  // No server listens there: a route that got past its checks would fail with NatsConnectionError.
+  const nats = { servers: `nats://127.0.0.1:${freePort()}`, maxReconnectAttempts: 0 };
+  const start = (services: ServiceRoute[]) => Bridge.start({ nats, prefix: s.prefix, services });
+  const ok = { service: SERVICE, subject: "t.math", direction: "out" } as const;
+  await assert.rejects(start([{ ...ok, direction: "both" as "out" }]), InvalidOptionError);
+  await assert.rejects(start([{ ...ok, service: "no/slash" }]), InvalidNameError);
+  await assert.rejects(start([{ ...ok, subject: "t.*" }]), InvalidOptionError);
+  await assert.rejects(start([{ ...ok, window: 33 }]), InvalidOptionError);
+  await assert.rejects(start([{ ...ok, timeout: 0 }]), InvalidOptionError);
+  await assert.rejects(start([ok, { ...ok, direction: "in" }]), /loop/);
+  await assert.rejects(start([ok, ok]), /twice/);
+  await assert.rejects(start([ok]), NatsConnectionError);
+  assert.deepEqual(segmentsOf(s.prefix), [], "a refused bridge opened a channel");
 });
