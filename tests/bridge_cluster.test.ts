@@ -50,8 +50,9 @@ async function startCluster(): Promise<NatsServer[]> {
 
 /**
  * Makes what the bridges use replicated on all three nodes: the stream that takes the subject and
- * the bridge's KV bucket. JetStream refuses until the nodes have elected a meta leader (a fraction of
- * a second), so each is asked again, with backoff, under the step's hang guard.
+ * the bridge's KV bucket. JetStream refuses until the nodes have elected a meta leader and know
+ * each other as peers (a fraction of a second, more on a loaded machine), so each is asked again,
+ * with backoff, under the step's hang guard.
  */
 async function replicate(urls: string[]): Promise<void> {
   const { connect, StorageType } = await import("npm:nats@2.29.3");
@@ -62,7 +63,9 @@ async function replicate(urls: string[]): Promise<void> {
         try {
           return await make();
         } catch (e) {
-          if (!/temporarily unavailable|timeout|no responders|503|leader/i.test(String(e))) {
+          if (
+            !/temporarily unavailable|no suitable peers|timeout|no responders|503|leader/i.test(String(e))
+          ) {
             throw new Error(`${what}: ${e}`, { cause: e });
           }
         }
