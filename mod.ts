@@ -87,6 +87,7 @@ export type {
   NatsOptions,
   OutRoute,
   RouteChannelOptions,
+  ServiceRoute,
   TopicRoute,
 } from "./src/bridge/options.ts";
 export type { BridgeStat, RouteStat } from "./src/bridge/stat.ts";

@@ -18,6 +18,7 @@ import {
   type NatsOptions,
   type OutRoute,
   type SendMode,
+  type ServiceRoute,
   type TopicRoute,
 } from "../mod.ts";
 
@@ -41,10 +42,17 @@ Options:
   --topic-out <topic>=<subject> publish what is published on a local pub/sub topic on a subject
                                 (NATS core, at most once; repeatable)
   --topic-in <subject>=<topic>  publish what is published on a subject on a local topic
-  --config <file>               BridgeOptions as JSON (nats, prefix, out, in with every route
-                                option); the flags' routes are added to its routes
+  --service-out <service>=<subject>
+                                serve a request/response service here by sending its calls as
+                                NATS requests on a subject (unary calls; repeatable)
+  --service-in <subject>=<service>
+                                answer a subject's requests by calling a local service
+  --config <file>               BridgeOptions as JSON (nats, prefix, out, in, topics, services
+                                with every route option); the flags' routes are added to its
+                                routes
   --window <n>                  messages each route holds in flight at most (default 32)
-  --timeout <ms>                ack routes: the producers' ack timeout (default 5000)
+  --timeout <ms>                ack routes: the producers' ack timeout; service routes: the
+                                callers' longest call timeout (default 5000)
   --ack-wait <s>                async in routes: JetStream's ack wait (default 30)
   --envelope                    in routes deliver { data, redelivered, deliveries, sender, seq,
                                 origin, subject } (producers must use the msgpack codec)
@@ -77,7 +85,7 @@ function routeParts(flag: string, spec: string): [string, string, SendMode] {
   return [m[1], m[2], (m[3] ?? "ack") as SendMode];
 }
 
-function topicParts(flag: string, spec: string): [string, string] {
+function pairParts(flag: string, spec: string): [string, string] {
   const m = /^([^=]+)=(.+)$/.exec(spec);
   if (m === null) throw new UsageError(`--${flag} ${JSON.stringify(spec)}: expected <from>=<to>`);
   return [m[1], m[2]];
@@ -110,6 +118,8 @@ async function optionsOf(
       "ack-wait": { type: "string" },
       "topic-out": { type: "string", multiple: true },
       "topic-in": { type: "string", multiple: true },
+      "service-out": { type: "string", multiple: true },
+      "service-in": { type: "string", multiple: true },
       envelope: { type: "boolean" },
       user: { type: "string" },
       pass: { type: "string" },
@@ -152,19 +162,32 @@ async function optionsOf(
   });
   const topics: TopicRoute[] = [
     ...(values["topic-out"] ?? []).map((spec) => {
-      const [topic, subject] = topicParts("topic-out", spec);
+      const [topic, subject] = pairParts("topic-out", spec);
       return { topic, subject, direction: "out" as const };
     }),
     ...(values["topic-in"] ?? []).map((spec) => {
-      const [subject, topic] = topicParts("topic-in", spec);
+      const [subject, topic] = pairParts("topic-in", spec);
       return { topic, subject, direction: "in" as const };
+    }),
+  ];
+  const services: ServiceRoute[] = [
+    ...(values["service-out"] ?? []).map((spec) => {
+      const [service, subject] = pairParts("service-out", spec);
+      return { service, subject, direction: "out" as const, window, timeout };
+    }),
+    ...(values["service-in"] ?? []).map((spec) => {
+      const [subject, service] = pairParts("service-in", spec);
+      return { service, subject, direction: "in" as const, window, timeout };
     }),
   ];
   options.out = [...(options.out ?? []), ...out];
   options.in = [...(options.in ?? []), ...inn];
   options.topics = [...(options.topics ?? []), ...topics];
-  if (options.out.length + options.in.length + options.topics.length === 0) {
-    throw new UsageError("no routes: give --out, --in, --topic-out, --topic-in or --config");
+  options.services = [...(options.services ?? []), ...services];
+  if (options.out.length + options.in.length + options.topics.length + options.services.length === 0) {
+    throw new UsageError(
+      "no routes: give --out, --in, --topic-out, --topic-in, --service-out, --service-in or --config",
+    );
   }
   if (values.prefix !== undefined) options.prefix = values.prefix;
   const nats: NatsOptions = { ...options.nats };

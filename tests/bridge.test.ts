@@ -4,7 +4,6 @@
 
 import assert from "node:assert/strict";
 import {
-  type BridgeStat,
   type Channel,
   type Envelope,
   type Message,
@@ -15,55 +14,13 @@ import {
   subscribe,
   type TopicMessage,
 } from "../mod.ts";
-import { checkPayload, Child, follow, patternPayload, Scope, within } from "./helpers.ts";
+import { checkPayload, follow, patternPayload, Scope, within } from "./helpers.ts";
 import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
+import { BridgeProcess } from "./bridge_process.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
 if (!HAVE_NATS) {
   console.log("tests/bridge.test.ts: skipped, nats-server is not installed (apt-get install nats-server)");
-}
-
-/** A bridge process (`cli.ts bridge --json`), started and read line by line. */
-class BridgeProcess implements AsyncDisposable {
-  #child: Child;
-  readonly ready: Promise<BridgeStat>;
-
-  constructor(url: string, prefix: string, args: string[]) {
-    this.#child = new Child("bridge.ts", [
-      "--nats",
-      url,
-      "--prefix",
-      prefix,
-      "--json",
-      "--stat-every",
-      "0",
-      ...args,
-    ]);
-    this.ready = this.#event("ready");
-  }
-
-  async #event(name: string): Promise<BridgeStat> {
-    const line = JSON.parse(await this.#child.line(`the bridge's "${name}" line`));
-    assert.equal(line.event, name, JSON.stringify(line));
-    return line as BridgeStat;
-  }
-
-  /** SIGKILL: the bridge dies wherever it is. */
-  kill(): Promise<Deno.CommandStatus> {
-    return this.#child.kill();
-  }
-
-  /** SIGTERM: the bridge finishes what is in flight, closes, and prints its last stat. */
-  async stop(): Promise<BridgeStat> {
-    Deno.kill(this.#child.pid, "SIGTERM");
-    const stat = await this.#event("closed");
-    assert.equal((await this.#child.status).code, 0);
-    return stat;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.#child[Symbol.asyncDispose]();
-  }
 }
 
 /** A small seeded generator (mulberry32), so a failing chaos run can be replayed with its seed. */

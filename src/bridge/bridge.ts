@@ -14,8 +14,11 @@ import {
   type CheckedIn,
   checkIn,
   checkOut,
+  checkService,
+  checkServicesDistinct,
   checkTopic,
 } from "./options.ts";
+import { ServiceAnswerer, ServiceCaller } from "./services.ts";
 import { TopicForwarder } from "./topics.ts";
 import { noResponders, OutboundRoute, text } from "./outbound.ts";
 import type { BridgeStat } from "./stat.ts";
@@ -23,11 +26,15 @@ import type { BridgeStat } from "./stat.ts";
 const PREFIX = /^[A-Za-z0-9_!-]{1,100}$/;
 const construct = Symbol("ferry.bridge");
 
+/** What a bridge runs: its routes, each with its stat, started once and closed once. */
+type Route = OutboundRoute | InboundRoute | TopicForwarder | ServiceCaller | ServiceAnswerer;
+
 /**
  * Connects local channels to NATS. Out routes forward a local channel's messages to a subject (ack
  * mode as NATS requests, async mode through JetStream); in routes deliver a subject's messages into
- * a local channel; topic routes carry pub/sub topics to and from subjects. Start one per machine
- * and namespace:
+ * a local channel; topic routes carry pub/sub topics to and from subjects; service routes carry
+ * request/response calls (the callers' side forwards them, the servers' side answers them). Start
+ * one per machine and namespace:
  *
  * ```ts
  * import { Bridge } from "./mod.ts";
@@ -49,7 +56,7 @@ export class Bridge implements AsyncDisposable {
    */
   readonly closed: Promise<Error | undefined>;
   readonly #nc: NatsConnection;
-  readonly #routes: (OutboundRoute | InboundRoute | TopicForwarder)[];
+  readonly #routes: Route[];
   readonly #closeTimeout: number;
   #connected = true;
   #disconnects = 0;
@@ -72,7 +79,9 @@ export class Bridge implements AsyncDisposable {
     const out = (options.out ?? []).map(checkOut);
     const inn = (options.in ?? []).map((r, i) => checkIn(r, i, prefix));
     const topics = (options.topics ?? []).map(checkTopic);
+    const services = (options.services ?? []).map(checkService);
     checkDistinct(out, inn, topics);
+    checkServicesDistinct(services);
     const closeTimeout = options.closeTimeout ?? 5000;
     if (typeof closeTimeout !== "number" || !(closeTimeout >= 0)) {
       throw new InvalidOptionError(`closeTimeout must be a number of ms >= 0, not ${closeTimeout}`);
@@ -97,7 +106,7 @@ export class Bridge implements AsyncDisposable {
         { cause: e },
       );
     }
-    const routes: (OutboundRoute | InboundRoute | TopicForwarder)[] = [];
+    const routes: Route[] = [];
     try {
       let js: JetStreamClient | undefined;
       const streams = new Map<string, string>();
@@ -133,6 +142,11 @@ export class Bridge implements AsyncDisposable {
         routes.push(new InboundRoute(r, prefix, nc, js, stream, highWater));
       }
       for (const r of topics) routes.push(new TopicForwarder(r, prefix, nc));
+      for (const r of services) {
+        routes.push(
+          r.direction === "out" ? new ServiceCaller(r, prefix, nc) : new ServiceAnswerer(r, prefix, nc),
+        );
+      }
     } catch (e) {
       await Promise.all(routes.map((r) => r.close(0)));
       await nc.close();
@@ -149,7 +163,7 @@ export class Bridge implements AsyncDisposable {
     key: symbol,
     prefix: string,
     nc: NatsConnection,
-    routes: (OutboundRoute | InboundRoute | TopicForwarder)[],
+    routes: Route[],
     closeTimeout: number,
   ) {
     if (key !== construct) throw new TypeError("use Bridge.start()");

@@ -20,10 +20,10 @@ import { atMost, pause } from "./window.ts";
 import { type Arrival, arrival, envelope, HEADER, replyHeaders } from "./wire.ts";
 
 /**
- * An ack route answers this long before the origin stops waiting, so that a release that comes at
+ * @internal An ack route (and a service route) answers this long before the origin stops waiting, so that a release that comes at
  * the last moment still reaches the origin in time and is not counted there as a failure.
  */
-const REPLY_MARGIN_MS = 100;
+export const REPLY_MARGIN_MS = 100;
 /** An ack reply's payload: its outcome is in the headers. */
 const EMPTY = new Uint8Array(0);
 /** After a consumer failed (server restarting, stream missing), the pause before trying again. */

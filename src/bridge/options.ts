@@ -108,6 +108,35 @@ export interface TopicRoute {
   direction: "out" | "in";
 }
 
+/**
+ * A request/response service (ferry's `serve`/`connect`) carried across NATS request/reply. Unary
+ * calls cross; streamed calls (`client.stream`) do not (their callers get RemoteError
+ * "StreamNotBridged"). Arguments and results cross as standalone msgpack, the caller's headers as
+ * NATS headers.
+ */
+export interface ServiceRoute {
+  /** The service name (1 to 64 letters, digits or `. _ -`). */
+  service: string;
+  /** The NATS subject its calls travel on (no wildcards). */
+  subject: string;
+  /**
+   * "out" (the callers' side): the bridge serves `service` locally and forwards each call as a NATS
+   * request on the subject. "in" (the servers' side): the bridge answers the subject's requests
+   * (in a queue group, so several bridges share them) by calling the local `service`.
+   */
+  direction: "out" | "in";
+  /**
+   * Longest ms a call may take across, counted from when the bridge took it. "out": set it to the
+   * longest `timeout` your callers use (a call still unanswered then ends in TimeoutError); "in":
+   * caps the local call (the caller's remaining time, sent along, caps it too). Default 5000.
+   */
+  timeout?: number;
+  /** Calls this route has in flight at once (1..32). Default 32. */
+  window?: number;
+  /** "in": the NATS queue group. Default "ferry". */
+  queue?: string;
+}
+
 /** What `Bridge.start` takes. */
 export interface BridgeOptions {
   /** The NATS connection (see NatsOptions). Default: `nats://127.0.0.1:4222`. */
@@ -120,6 +149,8 @@ export interface BridgeOptions {
   in?: InRoute[];
   /** Pub/sub topics carried to and from NATS subjects. */
   topics?: TopicRoute[];
+  /** Request/response services carried to and from NATS subjects. */
+  services?: ServiceRoute[];
   /** ms `close()` waits for messages in flight to finish before handing them back. Default 5000. */
   closeTimeout?: number;
 }
@@ -152,6 +183,13 @@ function int(what: string, value: unknown, fallback: number, min: number, max: n
 function mode(what: string, value: unknown): SendMode {
   if (value !== "ack" && value !== "async") {
     throw new InvalidOptionError(`${what}.mode must be "ack" or "async", not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function direction(what: string, value: unknown): "out" | "in" {
+  if (value !== "out" && value !== "in") {
+    throw new InvalidOptionError(`${what}.direction must be "out" or "in", not ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -236,14 +274,49 @@ export type CheckedTopic = Required<TopicRoute>;
 /** @internal */
 export function checkTopic(r: TopicRoute, i: number): CheckedTopic {
   const w = where("topics", i);
-  if (r?.direction !== "out" && r?.direction !== "in") {
-    throw new InvalidOptionError(`${w}.direction must be "out" or "in", not ${JSON.stringify(r?.direction)}`);
-  }
+  const dir = direction(w, r?.direction);
   return {
     topic: checkBase(`${w}.topic`, r.topic),
     subject: subject(w, r.subject, false),
-    direction: r.direction,
+    direction: dir,
   };
+}
+
+/** @internal A service route, checked and with its defaults. */
+export type CheckedService = Required<ServiceRoute>;
+
+/** @internal */
+export function checkService(r: ServiceRoute, i: number): CheckedService {
+  const w = where("services", i);
+  const dir = direction(w, r?.direction);
+  return {
+    service: checkBase(`${w}.service`, r.service),
+    subject: subject(w, r.subject, false),
+    direction: dir,
+    timeout: int(`${w}.timeout`, r.timeout, 5000, 1, 0x7fff_ffff),
+    window: int(`${w}.window`, r.window, 32, 1, 32),
+    queue: optionalName(`${w}.queue`, r.queue) ?? "ferry",
+  };
+}
+
+/**
+ * @internal A service is carried one way per bridge: out and in together would send its calls
+ * round through NATS back to the bridge itself.
+ */
+export function checkServicesDistinct(services: CheckedService[]): void {
+  const seen = new Map<string, string>();
+  for (const r of services) {
+    const before = seen.get(r.service);
+    if (before !== undefined) {
+      throw new InvalidOptionError(
+        before === r.direction
+          ? `bridge services lists service '${r.service}' twice "${r.direction}": give it one route`
+          : `bridge services lists service '${r.service}' both "out" and "in": its calls would loop ` +
+            "through NATS back to this bridge",
+      );
+    }
+    seen.set(r.service, r.direction);
+  }
 }
 
 /** @internal Each local channel is served by one route per direction at most: two would compete. */

@@ -5,25 +5,24 @@
 // `redelivered`, to the next bridge on the channel.
 
 import type { JetStreamClient, NatsConnection } from "npm:nats@2.29.3";
-import { Channel, ChannelClosedError, type Message, type RejectOutcome, TimeoutError } from "../../mod.ts";
+import { Channel, type Message, type RejectOutcome } from "../../mod.ts";
 import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
-import { atMost, pause, Window } from "./window.ts";
+import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, metaHeaders } from "./wire.ts";
 import { trustOf } from "../open.ts";
 import { type SharedMsgpack, sharedMsgpack } from "../structures.ts";
 
-/** How long one receive waits before the pump checks whether it should stop. */
-const RECV_SLICE_MS = 200;
 /**
  * An ack route holds a failed message this long past its deadline before releasing it, so that its
  * producer's own ack wait (at most the route's timeout, and started earlier) has certainly given up:
  * a release before that would resolve the producer's `send` as if the message had been processed.
  */
 export const HOLD_GRACE_MS = 1000;
-/** Pause between attempts when nobody answers (ack) or a publish failed (async); doubles up to the max. */
-const RETRY_MIN_MS = 50;
-const RETRY_MAX_MS = 1000;
+/** @internal Pause between attempts when nobody answers (ack) or a publish failed (async); doubles up to the max. */
+export const RETRY_MIN_MS = 50;
+/** @internal */
+export const RETRY_MAX_MS = 1000;
 
 /** @internal */
 export class OutboundRoute {
@@ -86,23 +85,11 @@ export class OutboundRoute {
 
   async #run(): Promise<void> {
     const signal = this.#stop.signal;
-    while (!signal.aborted) {
-      await this.#window.acquire();
-      if (signal.aborted) {
-        this.#window.release();
-        break;
-      }
-      let msg: Message<Uint8Array>;
-      try {
-        msg = await this.#channel.recv({ timeout: RECV_SLICE_MS });
-      } catch (e) {
-        this.#window.release();
-        if (e instanceof TimeoutError) continue;
-        if (e instanceof ChannelClosedError) break;
+    for (;;) {
+      const msg = await takeInWindow(this.#window, this.#channel, signal, (e) => {
         this.stat.lastError = `receiving from '${this.#route.channel}': ${text(e)}`;
-        await pause(RETRY_MAX_MS, signal);
-        continue;
-      }
+      });
+      if (msg === undefined) break;
       this.#forward(msg);
       // Whatever else is queued now goes out in this same turn: the NATS client writes everything
       // issued in one turn as one socket write, where a receive per turn cost a write each.
@@ -258,7 +245,8 @@ export class OutboundRoute {
   }
 }
 
-function release(msg: Message<Uint8Array>): void {
+/** @internal Releases a held message; one whose channel was closed went back to the queue already. */
+export function release(msg: Message<Uint8Array>): void {
   try {
     msg.release();
   } catch {
@@ -266,7 +254,8 @@ function release(msg: Message<Uint8Array>): void {
   }
 }
 
-function reject(msg: Message<Uint8Array>, outcome: RejectOutcome): void {
+/** @internal Rejects a held message (see release). */
+export function reject(msg: Message<Uint8Array>, outcome: RejectOutcome): void {
   try {
     msg.reject(outcome);
   } catch {

@@ -6,12 +6,15 @@ import type { SendMode } from "../../mod.ts";
 export interface RouteStat {
   /** "out": local channel (or topic) to NATS; "in": NATS to local channel (or topic). */
   direction: "out" | "in";
-  /** The local channel; for a topic route, the topic. */
+  /** The local channel; for a topic route, the topic; for a service route, the service. */
   channel: string;
   /** The NATS subject. */
   subject: string;
-  /** "ack" (NATS request/reply), "async" (JetStream), or "topic" (pub/sub over NATS core). */
-  mode: SendMode | "topic";
+  /**
+   * "ack" (NATS request/reply), "async" (JetStream), "topic" (pub/sub over NATS core) or "service"
+   * (request/response over NATS request/reply).
+   */
+  mode: SendMode | "topic" | "service";
   /**
    * Messages finished: out, released locally after NATS confirmed them (JetStream stored it, or the
    * remote receiver released it); in, sent into the local channel and confirmed back to NATS.
@@ -58,7 +61,7 @@ export interface BridgeStat {
 /** @internal A route's live counters. */
 export function newRouteStat(
   direction: "out" | "in",
-  r: { channel: string; subject: string; mode: SendMode | "topic" },
+  r: { channel: string; subject: string; mode: RouteStat["mode"] },
 ): RouteStat {
   return {
     direction,

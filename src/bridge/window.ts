@@ -3,6 +3,13 @@
 // messages and the backpressure lands where it belongs (a full local channel, or JetStream keeping
 // its messages).
 
+import { type Channel, ChannelClosedError, type Message, TimeoutError } from "../../mod.ts";
+
+/** How long one receive of a route waits before it checks whether the route should stop. */
+export const RECV_SLICE_MS = 200;
+/** How long a route rests after a receive failed for another reason than a timeout. */
+const RECV_RETRY_MS = 1000;
+
 /** @internal */
 export class Window {
   #free: number;
@@ -81,4 +88,34 @@ export async function atMost(promise: Promise<unknown>, ms: number): Promise<voi
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * @internal The next message of a route's channel, taken once its window has a free place (the
+ * place is then the caller's to release); undefined when the route stops or the channel closed.
+ * Other receive failures go to `report` and are retried after a pause.
+ */
+export async function takeInWindow(
+  window: Window,
+  channel: Channel<Uint8Array>,
+  signal: AbortSignal,
+  report: (e: unknown) => void,
+): Promise<Message<Uint8Array> | undefined> {
+  while (!signal.aborted) {
+    await window.acquire();
+    if (signal.aborted) {
+      window.release();
+      break;
+    }
+    try {
+      return await channel.recv({ timeout: RECV_SLICE_MS });
+    } catch (e) {
+      window.release();
+      if (e instanceof TimeoutError) continue;
+      if (e instanceof ChannelClosedError) return undefined;
+      report(e);
+      await pause(RECV_RETRY_MS, signal);
+    }
+  }
+  return undefined;
 }

@@ -46,6 +46,8 @@ export class RemoteError extends FerryError {
   readonly remoteCode: string;
   /** The error's class name on the server. */
   readonly remoteName: string;
+  /** The error's own message on the server (`message` adds the service, method and code). */
+  readonly remoteMessage: string;
   /** Service and method of the call. */
   readonly service: string;
   /** The method called. */
@@ -60,6 +62,7 @@ export class RemoteError extends FerryError {
     );
     this.remoteCode = String(remote.code ?? remote.name ?? "Error");
     this.remoteName = String(remote.name ?? "Error");
+    this.remoteMessage = String(remote.message ?? "");
     this.service = service;
     this.method = method;
   }

@@ -1,0 +1,313 @@
+// A service route: ferry's request/response (src/patterns/rpc) across NATS request/reply. Out (the
+// callers' side): the bridge is one more server of the local service; it takes each call from the
+// request channel, sends it as a NATS request, writes the answer into the caller's reply channel and
+// only then releases the call, as a local server does. In (the servers' side): the bridge answers the
+// subject's requests, in a queue group, as a client of the local service. A remote server's death
+// and a timeout come back as the caller's own PeerDiedError and TimeoutError (the bridge rejects the
+// held call so), a handler's error as the same RemoteError.
+
+import type { Msg, MsgHdrs, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
+import type { Channel, Message } from "../../mod.ts";
+import { makeCodec } from "../codec.ts";
+import { FerryError } from "../errors.ts";
+import { type Frame, FrameKind, readFrame } from "../patterns/headers.ts";
+import { openShared } from "../patterns/private_channels.ts";
+import { type Client, connect } from "../patterns/rpc/client.ts";
+import { ReplySender } from "../patterns/rpc/replies.ts";
+import {
+  type ErrorPayload,
+  errorPayload,
+  RemoteError,
+  REQUEST_CAPACITY,
+  REQUEST_MAX_SIZE,
+  requestChannelName,
+  SWEEP_MS,
+  sweepService,
+} from "../patterns/rpc/wire.ts";
+import { REPLY_MARGIN_MS } from "./inbound.ts";
+import { natsModule } from "./nats.ts";
+import type { CheckedService } from "./options.ts";
+import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
+import { newRouteStat, type RouteStat } from "./stat.ts";
+import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
+import { HEADER, replyHeaders } from "./wire.ts";
+
+/** Arguments, results and error payloads cross as standalone msgpack (no namespace's shared shapes). */
+const packer = makeCodec<unknown>("msgpack-plain");
+/** Header names the bridge writes itself: never a caller's header on the far side. */
+const OWN = /^ferry-/i;
+/** Service headers, beside wire.ts's (`Ferry-Timeout`, `Ferry-Status`, `Ferry-Error`). */
+const METHOD = "Ferry-Method";
+/** Status of a reply whose payload is a RemoteError's `{ code, name, message }`. */
+const REMOTE = "Remote";
+
+/** @internal The callers' side: a server of the local service whose calls go out as NATS requests. */
+export class ServiceCaller {
+  readonly stat: RouteStat;
+  readonly #route: CheckedService;
+  readonly #prefix: string;
+  readonly #nc: NatsConnection;
+  readonly #window: Window;
+  readonly #stop = new AbortController();
+  #requests: Channel<Uint8Array> | undefined;
+  #replies: ReplySender | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #pump: Promise<void> | undefined;
+
+  constructor(route: CheckedService, prefix: string, nc: NatsConnection) {
+    this.#route = route;
+    this.#prefix = prefix;
+    this.#nc = nc;
+    this.#window = new Window(route.window);
+    this.stat = newRouteStat("out", { channel: route.service, subject: route.subject, mode: "service" });
+    sweepService(prefix, route.service);
+    // The request channel as a local server opens it: taken without release, released once answered.
+    this.#requests = openShared<Uint8Array>(
+      requestChannelName(route.service),
+      { prefix, codec: "raw", autoRelease: false, timeout: RECV_SLICE_MS },
+      { capacity: REQUEST_CAPACITY, maxMessageSize: REQUEST_MAX_SIZE },
+    );
+    this.#replies = new ReplySender(prefix, route.timeout);
+  }
+
+  start(): void {
+    this.#sweeper = setInterval(() => this.#replies?.sweep(), SWEEP_MS);
+    this.#pump = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    for (;;) {
+      const msg = await takeInWindow(this.#window, this.#requests!, signal, (e) => {
+        this.stat.lastError = `receiving calls of '${this.#route.service}': ${text(e)}`;
+      });
+      if (msg === undefined) break;
+      this.stat.inFlight++;
+      this.#call(msg)
+        .catch((e) => this.#fail(e))
+        .finally(() => {
+          this.stat.inFlight--;
+          this.#window.release();
+        });
+    }
+  }
+
+  async #call(msg: Message<Uint8Array>): Promise<void> {
+    let frame: Frame;
+    try {
+      frame = readFrame(msg.bytes);
+    } catch {
+      return release(msg); // not a call: nothing to answer
+    }
+    if (frame.replyTo === undefined) return release(msg);
+    if (frame.kind === FrameKind.StreamRequest) {
+      this.#fail(`${frame.subject}: streamed calls do not cross the bridge`);
+      await this.#replies!.sendError(frame, {
+        code: "StreamNotBridged",
+        name: "RemoteError",
+        message: `${this.#route.service}.${frame.subject} is served across the bridge, where only ` +
+          "unary calls cross: call a method that returns its result whole",
+      });
+      return release(msg);
+    }
+    if (frame.kind !== FrameKind.Request) return release(msg);
+
+    const signal = this.#stop.signal;
+    const deadline = performance.now() + this.#route.timeout;
+    const payload = packer.encode(frame.data);
+    let backoff = RETRY_MIN_MS;
+    for (;;) {
+      const left = Math.floor(deadline - performance.now());
+      if (left <= 0) {
+        return this.#expire(
+          msg,
+          `no server answered on '${this.#route.subject}' within ${this.#route.timeout} ms`,
+        );
+      }
+      let reply: Msg;
+      try {
+        reply = await this.#nc.request(this.#route.subject, payload, {
+          timeout: left,
+          headers: this.#headers(frame, left),
+        });
+      } catch (e) {
+        // Closing: left held, so closing the channel hands the call to the service's next server.
+        if (signal.aborted) return;
+        if (noResponders(e)) {
+          // No bridge serves the subject (yet): nothing ran, so asking again cannot run it twice.
+          this.stat.retries++;
+          this.stat.lastError = `no bridge answers '${this.#route.subject}' (retrying until the timeout)`;
+          await pause(Math.min(backoff, left), signal);
+          backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+          continue;
+        }
+        return this.#expire(msg, `no reply on '${this.#route.subject}' within ${left} ms: ${text(e)}`);
+      }
+      return await this.#answer(msg, frame, reply);
+    }
+  }
+
+  /** The NATS headers of a call: the method, the time left, and the caller's own headers. */
+  #headers(frame: Frame, left: number): MsgHdrs {
+    const h = natsModule().headers();
+    for (const [key, value] of Object.entries(frame.headers)) if (!OWN.test(key)) h.set(key, value);
+    h.set(METHOD, frame.subject ?? "");
+    h.set(HEADER.timeout, String(left));
+    return h;
+  }
+
+  /** Answers the caller as the far side answered: a value, its RemoteError, or its failure. */
+  async #answer(msg: Message<Uint8Array>, frame: Frame, reply: Msg): Promise<void> {
+    const status = reply.headers?.get(HEADER.status) || "ok";
+    if (status === "ok" || status === REMOTE) {
+      let value: unknown;
+      try {
+        value = packer.decode(reply.data, 0, reply.data.length);
+      } catch (e) {
+        value = {
+          code: "Decode",
+          name: "DecodeError",
+          message: `the far side's answer is not msgpack: ${text(e)}`,
+        };
+        await this.#replies!.sendError(frame, value);
+        this.#fail(e);
+        return release(msg);
+      }
+      if (status === "ok") {
+        await this.#replies!.sendResult(frame, value);
+        this.stat.forwarded++;
+      } else {
+        await this.#replies!.sendError(frame, value);
+        this.stat.failed++;
+      }
+      return release(msg); // the caller's ack: its answer is in its reply channel by now
+    }
+    const why = `${this.#route.subject}: the far side answered ${status}: ${
+      reply.headers?.get(HEADER.error)
+    }`;
+    // The remote server died holding the call: the caller sees it as a local server's death
+    // (PeerDiedError; an idempotent call is sent again).
+    if (status === "PeerDied") return this.#reject(msg, "PeerDied", why);
+    // The far side gave up waiting (TimeoutError there): the caller's TimeoutError.
+    if (status === "Timeout" || status === "Expired") return this.#reject(msg, "Expired", why);
+    // Anything else that kept the call from the far side's service (its request channel full or
+    // missing, a header NATS refused) is the caller's RemoteError with that code.
+    await this.#replies!.sendError(frame, { code: status, name: "RemoteError", message: why });
+    this.stat.failed++;
+    return release(msg);
+  }
+
+  /** No answer in time: the caller's send ends in ExpiredError, which its client reports as TimeoutError. */
+  #expire(msg: Message<Uint8Array>, why: string): void {
+    this.#reject(msg, "Expired", why);
+  }
+
+  #reject(msg: Message<Uint8Array>, outcome: "PeerDied" | "Expired", why: string): void {
+    this.#fail(why);
+    reject(msg, outcome);
+  }
+
+  #fail(e: unknown): void {
+    this.stat.failed++;
+    this.stat.lastError = `service '${this.#route.service}' to '${this.#route.subject}': ${text(e)}`;
+  }
+
+  /** Stops taking calls, lets those in flight finish for up to `ms`, then leaves the service. */
+  async close(ms: number): Promise<void> {
+    this.#stop.abort();
+    this.#window.wakeAll();
+    await this.#pump;
+    await atMost(this.#window.idle(), ms);
+    clearInterval(this.#sweeper);
+    // Calls still held go back to the request channel, for the service's next server.
+    this.#requests?.close();
+    this.#requests = undefined;
+    this.#replies?.close();
+  }
+}
+
+/** @internal The servers' side: answers a subject's requests as a client of the local service. */
+export class ServiceAnswerer {
+  readonly stat: RouteStat;
+  readonly #route: CheckedService;
+  readonly #nc: NatsConnection;
+  readonly #client: Client;
+  readonly #window: Window;
+  #subscription: NatsSubscription | undefined;
+  #pump: Promise<void> | undefined;
+
+  constructor(route: CheckedService, prefix: string, nc: NatsConnection) {
+    this.#route = route;
+    this.#nc = nc;
+    this.#window = new Window(route.window);
+    this.stat = newRouteStat("in", { channel: route.service, subject: route.subject, mode: "service" });
+    this.#client = connect(route.service, { prefix, timeout: route.timeout, concurrency: route.window });
+  }
+
+  start(): void {
+    this.#subscription = this.#nc.subscribe(this.#route.subject, { queue: this.#route.queue });
+    this.#pump = this.#run(this.#subscription);
+  }
+
+  async #run(sub: NatsSubscription): Promise<void> {
+    for await (const m of sub) {
+      // At most a window of calls at once: the rest wait in the subscription (NATS's own bound).
+      await this.#window.acquire();
+      this.stat.inFlight++;
+      this.#answer(m)
+        .catch((e) => this.stat.lastError = text(e))
+        .finally(() => {
+          this.stat.inFlight--;
+          this.#window.release();
+        });
+    }
+  }
+
+  async #answer(m: Msg): Promise<void> {
+    const method = m.headers?.get(METHOD) ?? "";
+    const asked = Number(m.headers?.get(HEADER.timeout));
+    const timeout = asked > 0
+      ? Math.max(1, Math.min(this.#route.timeout, asked - REPLY_MARGIN_MS))
+      : this.#route.timeout;
+    const headers: Record<string, string> = {};
+    for (const key of m.headers?.keys() ?? []) if (!OWN.test(key)) headers[key] = m.headers!.get(key);
+    const [payload, outcome] = await this.#outcome(method, m.data, timeout, headers);
+    m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
+  }
+
+  /** The local call's answer as a reply: its value (no status header: "ok"), or its failure. */
+  async #outcome(
+    method: string,
+    data: Uint8Array,
+    timeout: number,
+    headers: Record<string, string>,
+  ): Promise<[Uint8Array | undefined, MsgHdrs | undefined]> {
+    try {
+      const args = data.length === 0 ? undefined : packer.decode(data, 0, data.length);
+      const value = await this.#client.call(method, args, { timeout, headers });
+      const bytes = packer.encode(value);
+      this.stat.forwarded++;
+      return [bytes, undefined];
+    } catch (e) {
+      this.stat.failed++;
+      this.stat.lastError = `${this.#route.service}.${method}: ${text(e)}`;
+      if (e instanceof RemoteError) {
+        const payload: ErrorPayload = { code: e.remoteCode, name: e.remoteName, message: e.remoteMessage };
+        return [packer.encode(payload), replyHeaders(REMOTE)];
+      }
+      // The caller's side turns PeerDied and Timeout into the caller's own errors, any other code
+      // into a RemoteError with that code.
+      if (e instanceof FerryError) return [undefined, replyHeaders(e.code, e.message)];
+      // Arguments or a value that are not msgpack: the caller's RemoteError says what.
+      return [packer.encode(errorPayload(e)), replyHeaders(REMOTE)];
+    }
+  }
+
+  /** Stops taking calls, lets those in flight answer for up to `ms`, then leaves the service. */
+  async close(ms: number): Promise<void> {
+    await this.#subscription?.drain().catch(() => {});
+    await this.#pump;
+    await atMost(this.#window.idle(), ms);
+    this.#client.close();
+  }
+}
