@@ -10,9 +10,9 @@
 // compared in one run, alternating round by round; without `--lib` the repository's build runs.
 // Numbers here are for reading, on a shared machine: never for a test's assertion.
 
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Channel } from "../mod.ts";
+import { Peer } from "./proc.ts";
 
 const LARGE = 1 << 20;
 const SMALL = 64;
@@ -65,32 +65,10 @@ const { values, positionals } = parseArgs({
 const rounds = Number(positionals[0] ?? 5);
 const pairs = Number(positionals[1] ?? 300);
 const libs = values.lib ?? [""];
-const self = fileURLToPath(import.meta.url);
 
-function peer(r: string, pfx: string, ch: string, w: string, lib: string) {
-  const env: Record<string, string> = lib ? { FERRY_LIB: lib } : {};
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", self, r, pfx, ch, w, String(pairs)],
-    env,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const line = async (): Promise<string> => {
-    for (;;) {
-      const nl = buffered.indexOf("\n");
-      if (nl >= 0) {
-        const l = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        return l;
-      }
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`${r} peer ended early`);
-      buffered += value;
-    }
-  };
-  return { child, line };
+/** A peer of `role` on channel `ch` of prefix `pfx`, loading the core `lib` (the repository's if ""). */
+function peer(role: string, pfx: string, ch: string, w: string, lib: string): Peer {
+  return new Peer(new URL(import.meta.url), [role, pfx, ch, w, String(pairs)], lib ? { FERRY_LIB: lib } : {});
 }
 
 interface Row {
@@ -102,11 +80,11 @@ interface Row {
 async function round(workload: string, lib: string, n: number): Promise<Row> {
   const pfx = `churn${Deno.pid}x${n}`;
   const recv = peer("--recv", pfx, "c", workload, lib);
-  if ((await recv.line()) !== "ready") throw new Error("receiver did not start");
+  await recv.expect("ready");
   const send = peer("--send", pfx, "c", workload, lib);
   const s = JSON.parse(await send.line());
   const r = JSON.parse(await recv.line());
-  await Promise.all([send.child.status, recv.child.status]);
+  await Promise.all([send.stop(), recv.stop()]);
   try {
     Deno.removeSync(`/dev/shm/${pfx}.c`);
   } catch { /* removed by its last user */ }
