@@ -183,8 +183,8 @@ impl Shared {
     /// Once no send needed pages for KEEP_MS, empties free slots until the channel holds no more
     /// than its low-water mark: how an idle channel, which gets no sends to trim it, gives its
     /// pages back. Called by the liveness sweep (`maybe_sweep`: at most every 20 ms channel-wide,
-    /// by whichever participant waits on the channel), and at open. Slots are claimed as this
-    /// participant's, so an observer leaves it to the others.
+    /// by whichever participant waits on the channel), at open and at close. Slots are claimed as
+    /// this participant's, so an observer leaves it to the others.
     pub(super) fn trim_idle(&self) {
         let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
         if !self.closed.load(Relaxed) {
@@ -238,6 +238,7 @@ impl Shared {
             }
         }
     }
+
     /// Gives back slot `k`'s pages past `need` (we hold it WRITING, so nobody reads them).
     fn shrink(&self, k: u32, have: Reserved, need: u64) {
         let r = self.seg.reserve(k);
