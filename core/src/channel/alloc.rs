@@ -17,7 +17,7 @@
 //!   message's need and the largest need any send had in the last `KEEP_MS` (the `recent_need`
 //!   hint on the channel's memory line): so 64 B messages between 1 MiB ones leave their slots'
 //!   pages for the next 1 MiB one instead of punching them and faulting them in again (before:
-//!   ~208 faults and 8x the time per 1 MiB message, bench/alloc_churn.ts). In a channel whose
+//!   ~184 faults and 9-12x the time per 1 MiB message, bench/alloc_churn.ts). In a channel whose
 //!   `memory` bound can bind, a message's own slot still shrinks to its need (kept pages in a slot
 //!   that is in flight could refuse a send the bound has room for); free slots are a cache that a
 //!   growth over the bound empties anyway.
