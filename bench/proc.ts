@@ -8,9 +8,11 @@ export class Peer {
   #buffered = "";
   #stdin: WritableStreamDefaultWriter<Uint8Array>;
 
-  constructor(script: URL, args: string[]) {
+  /** Runs `script` with `args`; `env` adds to this process's environment. */
+  constructor(script: URL, args: string[], env: Record<string, string> = {}) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", fileURLToPath(script), ...args],
+      env,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

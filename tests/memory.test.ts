@@ -69,37 +69,59 @@ Deno.test("five default channels allocate at most 5 MiB together", async () => {
   console.log(`five default channels: ${total} bytes allocated; /dev/shm used moved by ${after - before}`);
 });
 
-Deno.test("memory grows as large messages queue and comes back to the low-water mark after small sends", async () => {
-  await using s = new Scope();
-  const ch = s.open("grow", { mode: "async", codec: "raw", capacity: 64 });
+/** A raw async channel (capacity 64) that took a burst of 16 x 512 KiB, all received: its slots keep the pages. */
+async function afterBurst(s: Scope, name: string) {
+  const ch = s.open(name, { mode: "async", codec: "raw", capacity: 64 });
   const fixed = ch.stat().bytes;
-  const sender = await peer(s, "grow");
-  const receiver = await peer(s, "grow");
-
-  const big = 512 * KiB;
-  assert.deepEqual(await ask(sender, "send", { sizes: Array(16).fill(big) }), { sent: 16, error: null });
+  const sender = await peer(s, name);
+  const receiver = await peer(s, name);
+  assert.deepEqual(await ask(sender, "send", { sizes: Array(16).fill(BIG) }), { sent: 16, error: null });
   const grown = ch.stat().bytes;
-  assert.equal(grown, fixed + 16 * big, "16 queued 512 KiB messages reserve 16 x 512 KiB");
-  assert.ok(allocated(s, "grow") >= 16 * big && allocated(s, "grow") <= grown);
-
+  assert.equal(grown, fixed + 16 * BIG, "16 queued 512 KiB messages reserve 16 x 512 KiB");
+  assert.ok(allocated(s, name) >= 16 * BIG && allocated(s, name) <= grown);
   const got = await ask(receiver, "recv", { n: 16 });
   assert.deepEqual([got.received, got.bad], [16, 0]);
   // Released slots keep their pages for the next large message: no churn for a steady stream.
   assert.equal(ch.stat().bytes, grown);
+  return { ch, fixed, grown, sender, receiver };
+}
 
-  // Small messages from now on: each send trims its own slot and one other free one.
-  for (let round = 0; round < 8; round++) {
-    assert.equal((await ask(sender, "send", { sizes: Array(8).fill(200) })).sent, 8);
-    assert.equal((await ask(receiver, "recv", { n: 8 })).bad, 0);
+const BIG = 512 * KiB;
+
+Deno.test("memory grows as large messages queue, and small messages between large ones leave their pages", async () => {
+  await using s = new Scope();
+  const { ch, grown, sender, receiver } = await afterBurst(s, "grow");
+  // Sizes mixing in one stream: a 200 B message lands in a slot holding 512 KiB and leaves the
+  // pages there for the next 512 KiB one, instead of punching them (which made every large message
+  // fault its pages in again).
+  for (let round = 0; round < 4; round++) {
+    const mixed = Array.from({ length: 8 }, () => [BIG, 200]).flat();
+    assert.deepEqual(await ask(sender, "send", { sizes: mixed }), { sent: 16, error: null });
+    const got = await ask(receiver, "recv", { n: 16 });
+    assert.deepEqual([got.received, got.bad, got.sizes], [16, 0, mixed]);
   }
-  const after = ch.stat().bytes;
-  assert.ok(after <= fixed + LOW_WATER, `after small sends ${after} bytes (fixed part ${fixed})`);
-  assert.ok(allocated(s, "grow") <= after, "the pages really went back to /dev/shm");
-  console.log(
-    `growth: fixed ${fixed}, 16 x 512 KiB queued ${grown}, after small sends ${after} (file ${
-      allocated(s, "grow")
-    })`,
-  );
+  assert.equal(ch.stat().bytes, grown, "no slot gave its pages back while large messages kept coming");
+  assert.ok(allocated(s, "grow") >= 16 * BIG, "the file still holds them");
+});
+
+Deno.test("an idle channel goes back to the low-water mark by itself about a second after its last large message", async () => {
+  await using s = new Scope();
+  const { ch, fixed, sender, receiver } = await afterBurst(s, "idle-trim");
+  // Nobody sends from here; the receiver waits for a message, as an idle receiver does. Its wait's
+  // periodic sweep gives the pages back once no send needed them for a second (alloc.rs KEEP_MS).
+  assert.deepEqual(await ask(receiver, "park", {}), { parked: true });
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  while (allocated(s, "idle-trim") > fixed + LOW_WATER && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50)); // polls the file; the wait is the receiver's
+  }
+  const after = allocated(s, "idle-trim");
+  assert.ok(after <= fixed + LOW_WATER, `an idle channel still holds ${after} bytes (fixed part ${fixed})`);
+  assert.ok(ch.stat().bytes <= fixed + LOW_WATER, "the channel counts the pages as given back");
+
+  // The channel works as before: the parked receiver gets the next message, large or small.
+  assert.equal((await ask(sender, "send", { sizes: [BIG] })).sent, 1);
+  assert.deepEqual(await ask(receiver, "parked", {}), { received: 1, sizes: [BIG], bad: 0 });
+  console.log(`idle trim: fixed ${fixed}, burst ${fixed + 16 * BIG}, idle ${after}`);
 });
 
 Deno.test("a channel at its memory bound refuses a send with ChannelFullError, nothing written, then takes it", async () => {

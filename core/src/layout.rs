@@ -96,13 +96,19 @@ pub struct SharedLine {
     pub redelivered: AtomicU64,
 }
 
-/// The sum of the slots' reservations as last known: a hint, on its own line because senders
-/// write it when they grow or shrink a slot, and read it on sends that could shrink one.
+/// The sum of the slots' reservations as last known, and the largest size sends needed lately:
+/// hints, on their own line because senders write them when they grow or shrink a slot (and
+/// refresh the second a few times a second), and read them on sends that could shrink one.
 #[repr(C, align(128))]
 pub struct MemoryLine {
     /// Close to the sum of `Reserve::charged` over the slots: exact after a bounded growth (which
     /// sums under the allocator lock), off by what a process that died mid-change left.
     pub reserved_hint: AtomicU64,
+    /// bits 0..24: the largest slot need (in pages) a send had lately; bits 24..64: when
+    /// (`sys::coarse_ms`). Slots keep pages for that size until it is older than
+    /// `channel::KEEP_MS` (channel/alloc.rs). Zero in a segment built before it existed, which
+    /// reads as "nothing needed lately": the layout before it stays compatible.
+    pub recent_need: AtomicU64,
 }
 
 #[repr(C)]

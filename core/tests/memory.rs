@@ -115,3 +115,44 @@ fn a_length_past_the_allocated_pages_is_never_read() {
     assert_eq!(rx.read(m.slot, m.generation, &mut buf), Ok(5000));
     assert!(buf.iter().all(|&b| b == 6));
 }
+
+/// Under a `memory` bound that binds, a small message keeps only what it needs of its slot's
+/// pages, even while larger messages were sent lately: pages kept in a slot that is in flight
+/// could otherwise refuse a large message the bound has room for.
+#[test]
+fn under_a_binding_bound_small_messages_in_flight_hold_no_kept_pages() {
+    let n = name("memkeep");
+    let _u = Unlink(n.clone());
+    let mib = 1 << 20;
+    // A sender with three slots in flight takes the slots it saw released first.
+    let open = |slot_limit| {
+        Handle::open(&OpenOptions {
+            name: &n,
+            capacity: 4,
+            max_message: mib as u32,
+            memory: 3 * mib,
+            mode: 0o600,
+            slot_limit,
+            observer: false,
+        })
+        .expect("open")
+    };
+    let (tx, rx, tx2) = (open(3), open(4), open(4));
+    let big = vec![1u8; mib as usize];
+    for _ in 0..3 {
+        tx.send(&big, false, 0).unwrap();
+    }
+    for _ in 0..3 {
+        let m = rx.claim().unwrap();
+        assert_eq!(rx.release(m.slot, m.generation), OK);
+    }
+    // Two small messages land in two of the slots holding 1 MiB each, and stay queued.
+    let small: Vec<u32> = (0..2).map(|_| tx.send(&[2; 64], false, 0).unwrap().0).collect();
+    for &k in &small {
+        assert_eq!(reserve(&tx, k), (0, 0), "slot {k} kept pages its 64 B message does not need");
+    }
+    // So two 1 MiB messages (from another sender: these two fill this one's window) still fit
+    // the 3 MiB bound beside them.
+    tx2.send(&big, false, 0).unwrap();
+    tx2.send(&big, false, 0).unwrap();
+}

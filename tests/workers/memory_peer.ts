@@ -5,6 +5,9 @@
 //   {"op":"recv","n":n,"view":b}   -> {received, sizes, bad}: receives n (checking every byte) and
 //                                     releases each; view: read the zero-copy view, not a copy
 //   {"op":"stat"}                  -> {bytes, memory, depth}
+//   {"op":"park"}                  -> {parked: true} at once; the peer then waits in `recv` (parked,
+//                                     as an idle receiver is) for one message
+//   {"op":"parked"}                -> {received, sizes, bad}: the end of that wait
 // Sizes under 12 bytes are sent as that many zero bytes (patternPayload needs 12).
 
 import { Channel } from "../../mod.ts";
@@ -14,6 +17,8 @@ const [prefix, name, optionsJson = "{}"] = Deno.args;
 const options = JSON.parse(optionsJson);
 const channel = Channel.open<Uint8Array>(name, { ...options, prefix, codec: "raw" });
 let seq = 0;
+/** The `recv` a "park" started, until "parked" collects it. */
+let parked: Promise<object> | undefined;
 
 /** A verifiable payload of `size` bytes: the pattern for its whole words, then a tail of seq's low byte. */
 function payload(size: number): Uint8Array {
@@ -35,7 +40,7 @@ function check(bytes: Uint8Array): boolean {
   }
 }
 
-function run(command: Record<string, unknown>): object {
+function run(command: Record<string, unknown>): object | Promise<object> {
   switch (command.op) {
     case "send": {
       let sent = 0;
@@ -76,6 +81,18 @@ function run(command: Record<string, unknown>): object {
       }
       return { received: sizes.length, sizes, bad };
     }
+    case "park": {
+      parked = channel.recv({ timeout: 60_000 }).then((message) => {
+        const ok = check(message.bytes);
+        return { received: 1, sizes: [message.bytes.byteLength], bad: ok ? 0 : 1 };
+      });
+      return { parked: true };
+    }
+    case "parked": {
+      const done = parked ?? Promise.reject(new Error("parked without a park"));
+      parked = undefined;
+      return done;
+    }
     case "stat": {
       const s = channel.stat();
       return { bytes: s.bytes, memory: s.memory, depth: s.depth };
@@ -89,7 +106,7 @@ console.log("ready");
 for await (const line of stdinLines()) {
   let reply: object;
   try {
-    reply = run(JSON.parse(line));
+    reply = await run(JSON.parse(line));
   } catch (error) {
     reply = { error: (error as Error).name, message: (error as Error).message };
   }

@@ -12,9 +12,21 @@
 //! - Over the bound, the grower first trims FREE slots (claims them, punches their pages, frees
 //!   them); if that is not enough the send is `FULL_MEMORY`, nothing written, the slot given back.
 //! - While the channel holds more than its low-water mark (`low_water`), every send also shrinks
-//!   its own slot to what its message needs and trims one other free slot holding more, when they
-//!   hold more than twice that (`worth_keeping`: varying sizes do not churn): after a burst of
-//!   large messages, later small sends bring the channel back to the mark.
+//!   its own slot and trims one other free slot, when they hold more than twice what is worth
+//!   keeping (`worth_keeping`: varying sizes do not churn). Worth keeping is the larger of the
+//!   message's need and the largest need any send had in the last `KEEP_MS` (the `recent_need`
+//!   hint on the channel's memory line): so 64 B messages between 1 MiB ones leave their slots'
+//!   pages for the next 1 MiB one instead of punching them and faulting them in again (before:
+//!   ~184 faults and 9-12x the time per 1 MiB message, bench/alloc_churn.ts). In a channel whose
+//!   `memory` bound can bind, a message's own slot still shrinks to its need (kept pages in a slot
+//!   that is in flight could refuse a send the bound has room for); free slots are a cache that a
+//!   growth over the bound empties anyway.
+//! - Once no send needed the large size for `KEEP_MS`, the pages go back to the mark: small sends
+//!   trim as above, and since an idle channel gets no sends, `trim_idle` empties free slots down
+//!   to the mark. It runs in the liveness sweep (at most every 20 ms channel-wide, by any
+//!   participant waiting on the channel, as an idle receiver is), and at open and close. A
+//!   channel no participant waits on keeps its pages until someone sends, opens or closes (or
+//!   `gc` removes it).
 //!
 //! # Crashes
 //!
@@ -30,7 +42,7 @@
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
-use super::{Handle, Local, Shared, Side};
+use super::{Handle, Local, Shared, Side, OBSERVER};
 use crate::fault;
 use crate::layout::*;
 use crate::segment::participant_lock_byte;
@@ -47,6 +59,15 @@ pub const ALLOC_LOCK_BYTE: u64 = participant_lock_byte(MAX_PARTICIPANTS as u32);
 /// more. Below it slots keep their pages (no allocation churn for a steady stream); above it
 /// sends trim.
 pub const LOW_WATER: u64 = 1 << 20;
+
+/// How long slots keep pages for a size after the last send that needed it (the `recent_need`
+/// hint): long enough that sizes mixing in one stream reuse pages, short enough that a channel
+/// whose large messages stopped is back at its low-water mark about a second later.
+pub const KEEP_MS: u64 = 1_000;
+
+/// A send needing the remembered size refreshes the hint's time once it is this old: the shared
+/// line is written a few times a second, not on every send.
+const KEEP_REFRESH_MS: u64 = 100;
 
 /// Reserve entries a send looks at for one slot to trim: one cache line of the table.
 const TRIM_SCAN: u32 = 8;
@@ -104,6 +125,12 @@ impl Shared {
         }
     }
 
+    /// Whether the `memory` bound can refuse a growth: it is less than every slot full.
+    fn bound_binds(&self) -> bool {
+        let layout = &self.seg.layout;
+        layout.memory_bound() < layout.slot_stride * u64::from(layout.capacity)
+    }
+
     /// Bytes a growth could get now: what the bound leaves, plus what free slots hold (a grower
     /// trims them). For a sender waiting after FULL_MEMORY (`has_room`).
     pub(super) fn memory_room(&self) -> u64 {
@@ -123,6 +150,66 @@ impl Shared {
 
     fn low_water(&self) -> u64 {
         LOW_WATER.max(self.seg.layout.slot_stride)
+    }
+
+    /// The largest need (bytes) a send had in the last KEEP_MS, as of `now` (`sys::coarse_ms`);
+    /// 0 when none did.
+    fn kept(&self, now: u64) -> u64 {
+        // SYNC POINT: a hint, read Relaxed: it only decides which pages stay allocated; every
+        // page's safety is in its slot's `Reserve` word.
+        let (pages, age) = recent_need(self.seg.header().memory.recent_need.load(Relaxed), now);
+        if age <= KEEP_MS {
+            u64::from(pages) * PAGE
+        } else {
+            0
+        }
+    }
+
+    /// Records that a send needed `need` bytes (whole pages) at `now`: the hint takes it when it
+    /// is larger than what it holds or what it holds expired, and refreshes its time when it is
+    /// the same size and the time is KEEP_REFRESH_MS old.
+    fn note_need(&self, need: u64, now: u64) {
+        let pages = need / PAGE;
+        // SYNC POINT: a hint (see `kept`); the update loop only keeps the larger of two racing
+        // sizes.
+        let _ = self.seg.header().memory.recent_need.fetch_update(Relaxed, Relaxed, |w| {
+            let (held, age) = recent_need(w, now);
+            let held = u64::from(held);
+            let take = pages > held || age > KEEP_MS || (pages == held && age >= KEEP_REFRESH_MS);
+            take.then(|| recent_need_word(pages, now))
+        });
+    }
+
+    /// Once no send needed pages for KEEP_MS, empties free slots until the channel holds no more
+    /// than its low-water mark: how an idle channel, which gets no sends to trim it, gives its
+    /// pages back. Called by the liveness sweep (`maybe_sweep`: at most every 20 ms channel-wide,
+    /// by whichever participant waits on the channel), at open and at close. Slots are claimed as
+    /// this participant's, so an observer leaves it to the others.
+    pub(super) fn trim_idle(&self) {
+        let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.closed.load(Relaxed) {
+            self.trim_idle_locked();
+        }
+    }
+
+    /// `trim_idle`, for a caller that holds the recovery lock (close): the handle's threads trim
+    /// one at a time, so a close never frees a slot another of its threads is trimming.
+    pub(super) fn trim_idle_locked(&self) {
+        if self.seg.layout.slot_stride == 0 || self.me == OBSERVER {
+            return;
+        }
+        let low = self.low_water();
+        // SYNC POINT: a hint (see `fit`); a stale value trims a little more or less, later.
+        let hint = &self.seg.header().memory.reserved_hint;
+        if hint.load(Relaxed) <= low || self.kept(sys::coarse_ms()) > 0 {
+            return;
+        }
+        for j in 0..self.seg.layout.capacity {
+            if hint.load(Relaxed) <= low {
+                break;
+            }
+            self.trim(j, 0);
+        }
     }
 
     fn hint_sub(&self, bytes: u64) {
@@ -151,6 +238,66 @@ impl Shared {
             }
         }
     }
+
+    /// Gives back slot `k`'s pages past `need` (we hold it WRITING, so nobody reads them).
+    fn shrink(&self, k: u32, have: Reserved, need: u64) {
+        let r = self.seg.reserve(k);
+        // Nobody may touch past `need` from here; still charged until the pages are gone.
+        Reserved::store(r, need.min(have.allocated), have.charged);
+        fault::point("alloc.punching");
+        let at = self.seg.data_offset(k) + need;
+        if sys::punch(&self.seg.fd, at, have.charged - need).is_err() {
+            // Not supported or failed: the pages stay, allocated and charged as before.
+            Reserved::store(r, have.allocated, have.charged);
+            return;
+        }
+        fault::point("alloc.punched");
+        Reserved::store(r, need, need);
+        self.hint_sub(have.charged - need);
+    }
+
+    /// Shrinks free slot `j` to `to` bytes if it holds more: claims it (FREE -> WRITING by us),
+    /// shrinks it, frees it. Returns the bytes given back (0 if it was busy or small already).
+    fn trim(&self, j: u32, to: u64) -> u64 {
+        let have = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride);
+        if have.charged <= worth_keeping(to) || !self.try_claim_free(j) {
+            return 0;
+        }
+        // Read again now that it is ours: its last owner may have changed it before freeing it.
+        let have = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride);
+        let before = have.charged;
+        if have.charged > to {
+            self.shrink(j, have, to.min(have.allocated));
+        }
+        let after = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride).charged;
+        self.give_back(j);
+        before.saturating_sub(after)
+    }
+
+    /// Empties free slots (other than `k`) of their pages until `want` bytes came back or none
+    /// is left; returns the bytes that came back. For a growth that found no room.
+    fn trim_free(&self, k: u32, want: u64) -> u64 {
+        let mut freed = 0;
+        for j in (0..self.seg.layout.capacity).filter(|&j| j != k) {
+            if freed >= want {
+                break;
+            }
+            freed += self.trim(j, 0);
+        }
+        freed
+    }
+
+    /// Returns slot `k`, WRITING by us and never published, to FREE.
+    pub(super) fn give_back(&self, k: u32) {
+        let st = &self.seg.slot(k).state;
+        // SYNC POINT: Acquire sees our own claim; the AcqRel CAS publishes FREE (and our reserve
+        // stores before it) to the next claimer's Acquire CAS.
+        let cur = State(st.load(Acquire));
+        if cur.kind() == Kind::Writing && cur.sender() == self.me {
+            let _ = st.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);
+            self.wake(Side::Send);
+        }
+    }
 }
 
 impl Handle {
@@ -173,16 +320,27 @@ impl Handle {
         if have.allocated >= need && !over {
             return Ok(()); // the steady state: one load of the table, one of the hint
         }
+        // Pages get allocated or given back from here: what sends needed lately decides which.
+        let now = sys::coarse_ms();
+        if need > 0 {
+            self.note_need(need, now);
+        }
+        let keep = need.max(self.kept(now));
         if have.allocated < need {
             let grown = self.grow(k, have, need);
             // What a FULL_MEMORY sender waits for (`memory_room`), 0 once it got it.
             l.memory_short = if grown == Err(FULL_MEMORY) { need - have.charged.min(need) } else { 0 };
             grown?;
-        } else if have.charged > Self::worth_keeping(need) {
-            self.shrink(k, have, need);
+        } else {
+            // Where the bound can bind, pages kept in a slot that goes in flight could refuse a
+            // send it has room for: the slot keeps only what its message needs.
+            let own = if self.bound_binds() { need } else { keep };
+            if have.charged > worth_keeping(own) {
+                self.shrink(k, have, own.min(have.allocated));
+            }
         }
         if over {
-            self.trim_one(l, k, need);
+            self.trim_one(l, k, keep);
         }
         Ok(())
     }
@@ -190,12 +348,11 @@ impl Handle {
     /// Charges and allocates slot `k`'s region up to `need`. Err(FULL_MEMORY) over the bound,
     /// Err(ERR_NO_SPACE) when /dev/shm is full; either way the slot's reservation is as it was.
     fn grow(&self, k: u32, have: Reserved, need: u64) -> Result<(), i32> {
-        let layout = &self.seg.layout;
         let r = self.seg.reserve(k);
         let extra = need.saturating_sub(have.charged);
         let hint = &self.seg.header().memory.reserved_hint;
         if extra > 0 {
-            if layout.memory_bound() >= layout.slot_stride * u64::from(layout.capacity) {
+            if !self.bound_binds() {
                 // The bound can never bind (every slot full fits it): no lock, no sum.
                 Reserved::store(r, have.allocated, need);
                 // SYNC POINT: a hint.
@@ -274,54 +431,6 @@ impl Handle {
         }
     }
 
-    /// Gives back slot `k`'s pages past `need` (we hold it WRITING, so nobody reads them).
-    fn shrink(&self, k: u32, have: Reserved, need: u64) {
-        let r = self.seg.reserve(k);
-        // Nobody may touch past `need` from here; still charged until the pages are gone.
-        Reserved::store(r, need.min(have.allocated), have.charged);
-        fault::point("alloc.punching");
-        let at = self.seg.data_offset(k) + need;
-        if sys::punch(&self.seg.fd, at, have.charged - need).is_err() {
-            // Not supported or failed: the pages stay, allocated and charged as before.
-            Reserved::store(r, have.allocated, have.charged);
-            return;
-        }
-        fault::point("alloc.punched");
-        Reserved::store(r, need, need);
-        self.hint_sub(have.charged - need);
-    }
-
-    /// Shrinks free slot `j` to `to` bytes if it holds more: claims it (FREE -> WRITING by us),
-    /// shrinks it, frees it. Returns the bytes given back (0 if it was busy or small already).
-    fn trim(&self, j: u32, to: u64) -> u64 {
-        let have = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride);
-        if have.charged <= Self::worth_keeping(to) || !self.try_claim_free(j) {
-            return 0;
-        }
-        // Read again now that it is ours: its last owner may have changed it before freeing it.
-        let have = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride);
-        let before = have.charged;
-        if have.charged > to {
-            self.shrink(j, have, to.min(have.allocated));
-        }
-        let after = Reserved::read(self.seg.reserve(j), self.seg.layout.slot_stride).charged;
-        self.give_back(j);
-        before.saturating_sub(after)
-    }
-
-    /// Empties free slots (other than `k`) of their pages until `want` bytes came back or none
-    /// is left; returns the bytes that came back. For a growth that found no room.
-    fn trim_free(&self, k: u32, want: u64) -> u64 {
-        let mut freed = 0;
-        for j in (0..self.seg.layout.capacity).filter(|&j| j != k) {
-            if freed >= want {
-                break;
-            }
-            freed += self.trim(j, 0);
-        }
-        freed
-    }
-
     /// Over the low-water mark: trims one free slot (other than `k`) holding more than `need`,
     /// among the next TRIM_SCAN entries of the table.
     fn trim_one(&self, l: &mut Local, k: u32, need: u64) {
@@ -334,23 +443,28 @@ impl Handle {
             }
         }
     }
-
-    /// The most a slot may hold for messages needing `need` before a trim takes the rest: twice
-    /// as much, so that messages of varying large sizes do not punch and reallocate pages on
-    /// every send (a slot with none needed keeps none).
-    fn worth_keeping(need: u64) -> u64 {
-        need.saturating_mul(2)
-    }
-
-    /// Returns slot `k`, WRITING by us and never published, to FREE.
-    pub(super) fn give_back(&self, k: u32) {
-        let st = &self.seg.slot(k).state;
-        // SYNC POINT: Acquire sees our own claim; the AcqRel CAS publishes FREE (and our reserve
-        // stores before it) to the next claimer's Acquire CAS.
-        let cur = State(st.load(Acquire));
-        if cur.kind() == Kind::Writing && cur.sender() == self.me {
-            let _ = st.compare_exchange(cur.0, cur.freed().0, AcqRel, Relaxed);
-            self.wake(Side::Send);
-        }
-    }
 }
+
+/// The most a slot may hold for messages needing `need` before a trim takes the rest: twice
+/// as much, so that messages of varying large sizes do not punch and reallocate pages on
+/// every send (a slot with none needed keeps none).
+fn worth_keeping(need: u64) -> u64 {
+    need.saturating_mul(2)
+}
+
+/// The `recent_need` word (layout.rs) as (pages, age in ms at `now`). A time ahead of `now`
+/// (another process stored it after we read the clock) is age 0.
+fn recent_need(word: u64, now: u64) -> (u32, u64) {
+    ((word & NEED_PAGES_MASK) as u32, now.saturating_sub(word >> NEED_PAGES_BITS))
+}
+
+/// `recent_need` for `pages` needed at `now`.
+fn recent_need_word(pages: u64, now: u64) -> u64 {
+    pages.min(NEED_PAGES_MASK) | (now << NEED_PAGES_BITS)
+}
+
+/// `recent_need` holds pages in its low 24 bits (a 1 GiB message is 2^18 pages) and the time
+/// above them (40 bits of milliseconds since boot: 34 years).
+const NEED_PAGES_BITS: u32 = 24;
+const NEED_PAGES_MASK: u64 = (1 << NEED_PAGES_BITS) - 1;
+const _: () = assert!(((MAX_MESSAGE_LIMIT as u64).div_ceil(PAGE)) <= NEED_PAGES_MASK);

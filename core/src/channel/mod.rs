@@ -331,6 +331,7 @@ impl Handle {
         if !o.observer {
             h.join()?;
             h.sweep();
+            h.trim_idle();
         }
         Ok(h)
     }
@@ -426,6 +427,8 @@ impl Handle {
         }
         {
             let _g = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+            // The last call many idle channels get: pages nobody needed lately go back now.
+            self.trim_idle_locked();
             self.recover_locked(self.me, Leaving::Closed);
             // SYNC POINT: our resets happen before anyone sees EMPTY (a joiner then need not
             // recover us).

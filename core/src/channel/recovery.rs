@@ -16,7 +16,9 @@ use crate::sys;
 const SWEEP_EVERY_MS: u64 = 20;
 
 impl Shared {
-    /// Sweeps at most once per SWEEP_EVERY_MS across the channel's processes.
+    /// Sweeps at most once per SWEEP_EVERY_MS across the channel's processes. The same turn gives
+    /// back pages no send needed lately (`trim_idle`): an idle channel's participants are parked
+    /// in waits that call this, while nobody sends.
     pub fn maybe_sweep(&self) -> u32 {
         let shared = &self.seg.header().shared;
         let now = sys::coarse_ms();
@@ -26,7 +28,9 @@ impl Shared {
         {
             return 0;
         }
-        self.sweep()
+        let recovered = self.sweep();
+        self.trim_idle();
+        recovered
     }
 
     /// Recovers every participant whose lock nobody holds. Returns how many it recovered.

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use super::{Handle, Local, Side, OBSERVER};
+use super::{Handle, Local, Shared, Side, OBSERVER};
 use crate::fault;
 use crate::layout::*;
 use crate::state::*;
@@ -325,22 +325,6 @@ impl Handle {
         });
     }
 
-    pub(super) fn try_claim_free(&self, k: u32) -> bool {
-        let st = &self.seg.slot(k).state;
-        let cur = State(st.load(Relaxed));
-        // SYNC POINT (Acquire): the previous holder's reads of the data region (its Release
-        // when freeing) happen before our writes to it.
-        cur.kind() == Kind::Free
-            && st
-                .compare_exchange(
-                    cur.0,
-                    cur.with_kind(Kind::Writing).with_sender(self.me).0,
-                    Acquire,
-                    Relaxed,
-                )
-                .is_ok()
-    }
-
     pub(super) fn claim_free_slot(&self, l: &mut Local) -> Option<u32> {
         while let Some(k) = l.spare.pop() {
             if self.try_claim_free(k) {
@@ -382,5 +366,24 @@ impl Handle {
             // SYNC POINT: publishes the new head to senders' Acquire loads (their window check).
             let _ = p.head.head.compare_exchange(h, h + 1, AcqRel, Relaxed);
         }
+    }
+}
+
+impl Shared {
+    /// Claims free slot `k` for this participant (FREE -> WRITING by us); false if it was not free.
+    pub(super) fn try_claim_free(&self, k: u32) -> bool {
+        let st = &self.seg.slot(k).state;
+        let cur = State(st.load(Relaxed));
+        // SYNC POINT (Acquire): the previous holder's reads of the data region (its Release
+        // when freeing) happen before our writes to it.
+        cur.kind() == Kind::Free
+            && st
+                .compare_exchange(
+                    cur.0,
+                    cur.with_kind(Kind::Writing).with_sender(self.me).0,
+                    Acquire,
+                    Relaxed,
+                )
+                .is_ok()
     }
 }
