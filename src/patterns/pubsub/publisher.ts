@@ -12,6 +12,7 @@
 
 import type { Channel } from "../../channel/channel.ts";
 import { ChannelClosedError, ChannelFullError, FerryError, InvalidOptionError } from "../../errors.ts";
+import type { GroupWatch } from "../../namespace/watch.ts";
 import { FrameWriter } from "../headers.ts";
 import { checkBase, openPeer, reclaimIfOrphaned } from "../private_channels.ts";
 import type { PublisherOptions, PublishOptions, PublishResult } from "./options.ts";
@@ -46,6 +47,14 @@ export function publish(
 
 const token = Symbol("ferry.pubsub.publisher");
 
+/** A topic's subscribers as a publisher last saw them, by what their full inbox does. */
+interface Subscribed {
+  dropWatch: GroupWatch;
+  waitWatch: GroupWatch;
+  drop?: readonly string[];
+  wait?: readonly string[];
+}
+
 /** Sends each published value to every subscriber of its topic. */
 export class Publisher implements Disposable {
   /** The namespace. */
@@ -56,6 +65,8 @@ export class Publisher implements Disposable {
   #writer = new FrameWriter();
   /** Per topic, the handles on its inboxes this publisher wrote to: one per inbox, for its order. */
   #topics = new Map<string, Map<string, Channel<Uint8Array>>>();
+  /** Per topic published to, its subscribers as last seen, and the watches that say when they change. */
+  #subscribed = new Map<string, Subscribed>();
   /** Per "wait" inbox, the last copy still waiting for room (later copies queue behind it). */
   #queued = new Map<string, Promise<void>>();
   #closed = false;
@@ -184,12 +195,22 @@ export class Publisher implements Disposable {
    * that are no longer among them have left: their handles are closed, and the inboxes of those
    * that died are removed (counted in `result.reclaimed`).
    */
-  #subscribers(topic: string): { drop: string[]; wait: string[]; result: PublishResult } {
-    checkBase("topic", topic);
+  #subscribers(topic: string): { drop: readonly string[]; wait: readonly string[]; result: PublishResult } {
     if (this.#closed) throw new FerryError("PublisherClosed", "this publisher is closed");
+    let seen = this.#subscribed.get(topic);
+    if (seen === undefined) {
+      checkBase("topic", topic);
+      seen = { dropWatch: this.#groups.watch(topic, "drop"), waitWatch: this.#groups.watch(topic, "wait") };
+      this.#subscribed.set(topic, seen);
+    }
     const result: PublishResult = { delivered: 0, dropped: 0, reclaimed: 0 };
-    const drop = this.#groups.members(topic, "drop");
-    const wait = this.#groups.members(topic, "wait");
+    // The same arrays as last time while no membership changed (and no subscriber died): then no
+    // inbox this publisher writes to can have left.
+    const drop = seen.dropWatch.members();
+    const wait = seen.waitWatch.members();
+    if (drop === seen.drop && wait === seen.wait) return { drop, wait, result };
+    seen.drop = drop;
+    seen.wait = wait;
     const known = this.#topics.get(topic);
     if (known !== undefined && known.size > 0) {
       const now = new Set([...drop, ...wait]);
@@ -295,6 +316,7 @@ export class Publisher implements Disposable {
     this.#closed = true;
     for (const inboxes of this.#topics.values()) for (const inbox of inboxes.values()) inbox.close();
     this.#topics.clear();
+    this.#subscribed.clear();
     this.#groups.release();
     for (const [prefix, p] of shared) if (p === this) shared.delete(prefix);
   }
