@@ -179,15 +179,51 @@ export class Publisher implements Disposable {
         result.delivered += at;
       }
       // The rest waits for room in order, behind any earlier copy still waiting for this inbox.
-      for (let i = at; i < frames.length; i++) {
+      if (at < frames.length) {
         const before = this.#queued.get(name) ?? Promise.resolve();
         waiting.push(
-          this.#behind(name, before.then(() => this.#waitForRoom(topic, name, inbox, frames[i], result))),
+          this.#behind(
+            name,
+            before.then(() => this.#waitForRoomMany(topic, name, inbox, frames, at, result)),
+          ),
         );
       }
     }
     await Promise.all(waiting);
     return result;
+  }
+
+  /**
+   * Sends `frames` from `from` on to a full "wait" inbox, in order: waits for room for one, then
+   * writes as many as fit at once, so a batch waits once per time its subscriber catches up rather
+   * than once per copy. Once one copy is not sent (the subscriber left, or the timeout passed), the
+   * rest count the same way.
+   */
+  async #waitForRoomMany(
+    topic: string,
+    name: string,
+    inbox: Channel<Uint8Array>,
+    frames: Uint8Array[],
+    from: number,
+    result: PublishResult,
+  ): Promise<void> {
+    for (let at = from; at < frames.length;) {
+      const { delivered, reclaimed } = result;
+      await this.#waitForRoom(topic, name, inbox, frames[at++], result);
+      if (result.delivered === delivered) {
+        if (result.reclaimed > reclaimed) result.reclaimed += frames.length - at;
+        else result.dropped += frames.length - at;
+        return;
+      }
+      try {
+        const sent = inbox.trySendMany(frames.slice(at));
+        result.delivered += sent;
+        at += sent;
+      } catch (error) {
+        if (!(error instanceof FerryError)) throw error;
+        // It left meanwhile, or refuses a copy (too large): the next wait sends one or says which.
+      }
+    }
   }
 
   /**
