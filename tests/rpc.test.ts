@@ -228,6 +228,59 @@ Deno.test("a server killed mid-stream ends the loop with PeerDiedError after the
   assert.deepEqual(got, [0, 1, 2]);
 });
 
+Deno.test("a batching server (streamBatch) sends every item in order, within the window, and its errors after its items", async () => {
+  await using s = new Scope();
+  using events = s.open("events", { mode: "async" });
+  await s.spawn("rpc_server.ts", SERVICE, { concurrency: 2, streamBatch: 64 });
+  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
+  const got: number[] = [];
+  for await (const i of math.stream<number>("count", { n: 1000 }, { window: 256 })) got.push(i);
+  assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => i));
+  {
+    // A batch larger than the client's reply messages goes item by item.
+    using small = connect(SERVICE, { prefix: s.prefix, timeout: 20_000, replyMaxMessageSize: 1024 });
+    const items: string[] = [];
+    for await (const x of small.stream<string>("padded", { n: 50, size: 300 })) items.push(x);
+    assert.deepEqual(items, Array.from({ length: 50 }, (_, i) => `${i}`.padEnd(300, ".")));
+  }
+
+  const before: number[] = [];
+  const error = await (async () => {
+    for await (const i of math.stream<number>("failStream", { after: 5 })) before.push(i);
+  })().catch((e) => e);
+  assert.deepEqual(before, [0, 1, 2, 3, 4], "the items batched before the throw");
+  assert.ok(error instanceof RemoteError && error.remoteCode === "Dry");
+
+  const window = 4;
+  let produced = 0, consumed = 0;
+  for await (const _ of math.stream("produce", { n: 40 }, { window })) {
+    consumed++;
+    await math.call("whoami"); // time for the producer to run ahead if it could
+    while (events.tryRecv() !== undefined) produced++;
+    assert.ok(
+      produced <= consumed + window,
+      `produced ${produced} with ${consumed} consumed, window ${window}`,
+    );
+  }
+  assert.equal(consumed, 40);
+});
+
+Deno.test("a batching server killed mid-stream still ends the loop with PeerDiedError, never a clean end", async () => {
+  await using s = new Scope();
+  using events = s.open("events", { mode: "async" });
+  const server = await s.spawn("rpc_server.ts", SERVICE, { streamBatch: 64 });
+  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
+  const got: number[] = [];
+  const loop = follow((async () => {
+    for await (const i of math.stream<number>("holdStream", { n: 3 })) got.push(i);
+  })());
+  assert.equal((await nextEvent(events, "the server mid-stream")).holding, server.pid);
+  await server.kill();
+  await within(assert.rejects(loop.promise, PeerDiedError), "the stream after its server died");
+  // What the generator yielded just before it signalled may have been in the unsent batch.
+  assert.deepEqual(got, [0, 1, 2].slice(0, got.length));
+});
+
 Deno.test("a server closed gracefully finishes its running call first", async () => {
   await using s = new Scope();
   using events = s.open("events", { mode: "async" });
