@@ -138,13 +138,8 @@ pub unsafe extern "C" fn ferry_group_members(
     out_cap: u32,
     info: *mut u32,
 ) -> i32 {
-    let Some(g) = group_table(g) else {
-        return ERR_INVALID_ARGUMENT;
-    };
-    match g.members(bytes(group, group_len)) {
-        Ok(names) => write_members(&names, 0, out, out_cap, info),
-        Err(code) => code,
-    }
+    // SAFETY: the caller's pointers, as this function's own contract; no watch.
+    unsafe { ferry_group_members_watched(g, group, group_len, std::ptr::null_mut(), 0, out, out_cap, info) }
 }
 
 /// `ferry_group_members` for a caller that reads one group again and again (a publisher before
