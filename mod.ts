@@ -35,6 +35,7 @@ export { Message, type RejectOutcome } from "./src/message.ts";
 
 // Namespaces: groups and fan-out, listing and cleanup (src/namespace/).
 export { Namespace } from "./src/namespace/namespace.ts";
+export { GroupWatch } from "./src/namespace/watch.ts";
 export type {
   GroupAddOptions,
   GroupFullPolicy,

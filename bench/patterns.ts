@@ -4,7 +4,8 @@
 // - call round trip with the promise API (ferry rpc) next to a Unix-socket request/response in Deno
 //   (length-prefixed msgpack frames, the server a separate process) and NATS request/reply when
 //   `nats-server` is installed (client npm:nats@2, in separate processes: bench/patterns_nats_peer.ts);
-// - streamed items per second (one server process, the loop here);
+// - streamed items per second (one server process, the loop here), each item its own message and
+//   with the server's streamBatch 64 (items its generator has ready share a message);
 // - pub/sub deliveries per second to 3 subscriber processes.
 // Each row reports the median and range over rounds; transports alternate within a round. The
 // machine may be shared: the range says how noisy a figure is.
@@ -25,12 +26,13 @@ const ARGS = { a: 1, b: 2 };
 async function role(args: string[]): Promise<boolean> {
   const [name, prefix, extra] = args;
   if (name === "rpc-server") {
+    // `extra`: the server's streamBatch (default 1, each item its own message).
     await using _server = serve("bench", {
       echo: (x: unknown) => x,
       async *count({ n }: { n: number }) {
         for (let i = 0; i < n; i++) yield i;
       },
-    }, { prefix });
+    }, { prefix, streamBatch: Number(extra ?? 1) });
     console.log("ready");
     for await (const _ of textLines(Deno.stdin.readable)) { /* until stdin closes */ }
     return true;
@@ -242,9 +244,9 @@ async function natsCall(count: number): Promise<Latency> {
   }
 }
 
-async function streamRate(count: number, window: number): Promise<number> {
+async function streamRate(count: number, window: number, streamBatch = 1): Promise<number> {
   const prefix = uniquePrefix();
-  const server = Peer.self("rpc-server", prefix);
+  const server = Peer.self("rpc-server", prefix, String(streamBatch));
   await server.line();
   try {
     using client = connect("bench", { prefix, replyCapacity: 256, replyMaxMessageSize: 1024 });
@@ -358,6 +360,8 @@ async function main(argv: string[]): Promise<void> {
     }
     add("stream items/s (window 32)", await streamRate(items, 32));
     add("stream items/s (window 256)", await streamRate(items, 256));
+    add("stream items/s (window 32, batch 64)", await streamRate(items, 32, 64));
+    add("stream items/s (window 256, batch 64)", await streamRate(items, 256, 64));
     add("pubsub deliveries/s (3 subscribers, publish)", await pubsubRate(publishes / 5, 3, 1));
     add("pubsub deliveries/s (3 subscribers, publishMany 256)", await pubsubRate(publishes * 2, 3, 256));
     console.log(`round ${r + 1}/${rounds} done`);

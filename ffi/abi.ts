@@ -130,11 +130,26 @@ export const GroupInfo = {
   LENGTH: 2,
 } as const;
 
-/** `ferry_group_members` info (2 x u32). */
+/** `ferry_group_members` and `ferry_group_members_watched` info (3 x u32). */
 export const MembersInfo = {
   COUNT: 0,
   BYTES: 1,
-  LENGTH: 2,
+  /** u32s the watch of these members takes: a smaller watch buffer is left empty. */
+  WATCH_WORDS: 2,
+  LENGTH: 3,
+} as const;
+
+/** A watch as `ferry_group_members_watched` keeps it: HEADER u32s, then HELD entries of ENTRY u32s. */
+export const GroupWatch = {
+  VALID: 0,
+  GROUP_HASH: 1,
+  VERSION_LO: 2,
+  VERSION_HI: 3,
+  EXPIRY_LO: 4,
+  EXPIRY_HI: 5,
+  HELD: 6,
+  HEADER: 7,
+  ENTRY: 3,
 } as const;
 
 /** `ferry_group_stat` out (15 x u64). */

@@ -39,7 +39,7 @@ export const IncompatibleReason: Record<number, string> = {
 };
 
 /** Outcomes and the one error of `ferry_group_add` (core/src/status.rs, `mod group`). */
-export const GroupStatus = { ADDED: 0, REFRESHED: 1, ERR_TABLE_FULL: -100 } as const;
+export const GroupStatus = { ADDED: 0, REFRESHED: 1, UNCHANGED: 2, ERR_TABLE_FULL: -100 } as const;
 
 /** Outcomes of `ferry_structs_append` besides the shared codes (core/src/status.rs, `mod structs`). */
 export const StructsStatus = { CONFLICT: 200, ERR_STORE_FULL: -200, ERR_STALE: -201 } as const;

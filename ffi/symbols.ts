@@ -233,9 +233,22 @@ export const symbols = {
       "u32", // group_len
       "buffer", // u8 *out: [len u8][name] records
       "u32", // out_cap
-      "buffer", // u32 info[2]: count, bytes
+      "buffer", // u32 info[3]: count, bytes, watch words
     ],
     result: "i32",
+  },
+  ferry_group_members_watched: {
+    parameters: [
+      "pointer", // GroupTable *g
+      "buffer", // const u8 *group
+      "u32", // group_len
+      "buffer", // u32 *watch: what the last call saw (GroupWatch), rewritten when it changed
+      "u32", // watch_cap (u32s)
+      "buffer", // u8 *out: [len u8][name] records
+      "u32", // out_cap
+      "buffer", // u32 info[3]: count, bytes, watch words
+    ],
+    result: "i32", // GroupStatus.UNCHANGED: nothing written
   },
   ferry_group_note_fanout: { parameters: ["pointer", "u32", "u32"], result: "void" }, // g, skipped, missing
   ferry_group_channel_ids: {

@@ -146,6 +146,52 @@ Deno.test('a "wait" subscriber killed while a publish waits for it: the publish 
   assert.ok(!segmentsOf(s.prefix).includes(inbox));
 });
 
+Deno.test("a publisher that keeps its topic's subscribers sees one that joins, and one killed, at the next publish", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  const doomed = await s.spawn("pubsub_sub.ts", TOPIC);
+  const doomedInbox = await doomed.line("inbox name");
+  using pub = publisher({ prefix: s.prefix });
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(await pub.publish(TOPIC, i), { delivered: 1, dropped: 0, reclaimed: 0 });
+  }
+  const late = await s.spawn("pubsub_sub.ts", TOPIC, { whenFull: "wait" });
+  await late.line("inbox name");
+  assert.deepEqual(
+    await pub.publish(TOPIC, 2),
+    { delivered: 2, dropped: 0, reclaimed: 0 },
+    "the join was missed",
+  );
+
+  await doomed.kill();
+  // Nothing in the group table changed: only the dead process's lock on its membership is gone.
+  assert.deepEqual(
+    await pub.publish(TOPIC, 3),
+    { delivered: 1, dropped: 0, reclaimed: 1 },
+    "written to a dead inbox",
+  );
+  assert.ok(!segmentsOf(s.prefix).includes(doomedInbox));
+  assert.deepEqual(await pub.publishMany(TOPIC, [4, 5]), { delivered: 2, dropped: 0, reclaimed: 0 });
+  await late.tell("read 4");
+  for (const i of [2, 3, 4, 5]) assert.equal(JSON.parse(await late.line(`message ${i}`)).data, i);
+});
+
+Deno.test("a killed subscriber another process noticed first is still reclaimed by the publisher that wrote to it", async () => {
+  await using s = new Scope();
+  using _groups = groupTableOf(s.prefix);
+  const doomed = await s.spawn("pubsub_sub.ts", TOPIC);
+  const inbox = await doomed.line("inbox name");
+  using pub = publisher({ prefix: s.prefix });
+  assert.deepEqual(await pub.publish(TOPIC, 1), { delivered: 1, dropped: 0, reclaimed: 0 });
+  await doomed.kill();
+  {
+    using other = Namespace.connect({ prefix: s.prefix }); // its own table handle: "another process"
+    assert.deepEqual(other.groupMembers(`${TOPIC}!drop`), []); // its scan ends the membership
+  }
+  assert.deepEqual(await pub.publish(TOPIC, 2), { delivered: 0, dropped: 0, reclaimed: 1 });
+  assert.ok(!segmentsOf(s.prefix).includes(inbox));
+});
+
 Deno.test("close() ends the membership and removes the inbox", async () => {
   await using s = new Scope();
   using _groups = groupTableOf(s.prefix);

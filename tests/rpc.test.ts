@@ -3,7 +3,7 @@
 // so every step waits for what happened, never for time.
 
 import assert from "node:assert/strict";
-import { type Channel, connect, PeerDiedError, RemoteError, TimeoutError } from "../mod.ts";
+import { type Channel, type Client, connect, PeerDiedError, RemoteError, TimeoutError } from "../mod.ts";
 import { follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const SERVICE = "math";
@@ -150,14 +150,13 @@ Deno.test("a streamed method yields every item, then ends cleanly; a generator t
   assert.deepEqual(one, [2]);
 });
 
-Deno.test("a slow stream consumer holds the producer to the window", async () => {
-  await using s = new Scope();
-  using events = s.open("events", { mode: "async" });
-  await s.spawn("rpc_server.ts", SERVICE, { concurrency: 2 }); // the stream, and a call beside it
-  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
-  const window = 4;
+/**
+ * Streams `n` items of "produce" with `window`, making a call after each item, and checks that the
+ * server never produced more than `window` items ahead of the loop (it reports each on `events`).
+ */
+async function consumeSlowly(math: Client, events: Channel, n: number, window: number): Promise<void> {
   let produced = 0, consumed = 0;
-  for await (const _ of math.stream("produce", { n: 60 }, { window })) {
+  for await (const _ of math.stream("produce", { n }, { window })) {
     consumed++;
     // A round trip to the server gives the producer time to run ahead if it could.
     await math.call("whoami");
@@ -167,7 +166,15 @@ Deno.test("a slow stream consumer holds the producer to the window", async () =>
       `produced ${produced} with ${consumed} consumed, window ${window}`,
     );
   }
-  assert.equal(consumed, 60);
+  assert.equal(consumed, n);
+}
+
+Deno.test("a slow stream consumer holds the producer to the window", async () => {
+  await using s = new Scope();
+  using events = s.open("events", { mode: "async" });
+  await s.spawn("rpc_server.ts", SERVICE, { concurrency: 2 }); // the stream, and a call beside it
+  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
+  await consumeSlowly(math, events, 60, 4);
 });
 
 Deno.test("breaking out of a stream, or aborting it, cancels the generator on the server", async () => {
@@ -212,12 +219,15 @@ Deno.test("a stream given up before any server took it is cancelled when one doe
   assert.equal(await within(math.call("add", { a: 1, b: 2 }), "a call after the abandoned stream", 5000), 3);
 });
 
-Deno.test("a server killed mid-stream ends the loop with PeerDiedError after the items it sent", async () => {
+/**
+ * Streams "holdStream" (3 items, then it signals and holds) from a server started with `options`,
+ * kills the server once it holds, expects the loop to end with PeerDiedError, and returns the items.
+ */
+async function killedMidStream(options: Record<string, unknown>): Promise<number[]> {
   await using s = new Scope();
   using events = s.open("events", { mode: "async" });
-  const server = await s.spawn("rpc_server.ts", SERVICE);
+  const server = await s.spawn("rpc_server.ts", SERVICE, options);
   using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
-
   const got: number[] = [];
   const loop = follow((async () => {
     for await (const i of math.stream<number>("holdStream", { n: 3 })) got.push(i);
@@ -225,7 +235,43 @@ Deno.test("a server killed mid-stream ends the loop with PeerDiedError after the
   assert.equal((await nextEvent(events, "the server mid-stream")).holding, server.pid);
   await server.kill();
   await within(assert.rejects(loop.promise, PeerDiedError), "the stream after its server died");
-  assert.deepEqual(got, [0, 1, 2]);
+  return got;
+}
+
+Deno.test("a server killed mid-stream ends the loop with PeerDiedError after the items it sent", async () => {
+  assert.deepEqual(await killedMidStream({}), [0, 1, 2]);
+});
+
+Deno.test("a batching server (streamBatch) sends every item in order, within the window, and its errors after its items", async () => {
+  await using s = new Scope();
+  using events = s.open("events", { mode: "async" });
+  await s.spawn("rpc_server.ts", SERVICE, { concurrency: 2, streamBatch: 64 });
+  using math = connect(SERVICE, { prefix: s.prefix, timeout: 20_000 });
+  const got: number[] = [];
+  for await (const i of math.stream<number>("count", { n: 1000 }, { window: 256 })) got.push(i);
+  assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => i));
+  {
+    // A batch larger than the client's reply messages goes item by item.
+    using small = connect(SERVICE, { prefix: s.prefix, timeout: 20_000, replyMaxMessageSize: 1024 });
+    const items: string[] = [];
+    for await (const x of small.stream<string>("padded", { n: 50, size: 300 })) items.push(x);
+    assert.deepEqual(items, Array.from({ length: 50 }, (_, i) => `${i}`.padEnd(300, ".")));
+  }
+
+  const before: number[] = [];
+  const error = await (async () => {
+    for await (const i of math.stream<number>("failStream", { after: 5 })) before.push(i);
+  })().catch((e) => e);
+  assert.deepEqual(before, [0, 1, 2, 3, 4], "the items batched before the throw");
+  assert.ok(error instanceof RemoteError && error.remoteCode === "Dry");
+
+  await consumeSlowly(math, events, 40, 4);
+});
+
+Deno.test("a batching server killed mid-stream still ends the loop with PeerDiedError, never a clean end", async () => {
+  const got = await killedMidStream({ streamBatch: 64 });
+  // What the generator yielded just before it signalled may have been in the unsent batch.
+  assert.deepEqual(got, [0, 1, 2].slice(0, got.length));
 });
 
 Deno.test("a server closed gracefully finishes its running call first", async () => {

@@ -73,6 +73,8 @@ pub mod group {
     pub const ADDED: i32 = 0;
     /// The pair was a member already: its deadline moved to the later one (or this handle held it).
     pub const REFRESHED: i32 = 1;
+    /// `ferry_group_members_watched`: the members are those the watch was made with.
+    pub const UNCHANGED: i32 = 2;
     /// Every entry holds a live membership or a live writer's claim: raise groupMemory or discard.
     pub const ERR_TABLE_FULL: i32 = -100;
 }

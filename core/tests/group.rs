@@ -504,3 +504,80 @@ fn a_full_table_sweeps_dead_holders_of_other_groups_before_giving_up() {
     assert_eq!(t.add(b"g", b"b", 0), Ok(ADDED));
     assert_settled(&t, 2);
 }
+
+#[test]
+fn a_watch_stays_unchanged_until_a_member_joins_leaves_or_its_holder_dies() {
+    let n = name("watch");
+    let _u = Unlink(n.clone());
+    let reader = open(&n, memory_for(8));
+    let (a, b) = (open(&n, memory_for(8)), open(&n, memory_for(8)));
+    assert_eq!(a.add_held(b"g", b"a"), Ok(ADDED));
+    let (names, w) = reader.members_watched(b"g").unwrap();
+    assert_eq!(names, [b"a".to_vec()]);
+    assert!(reader.unchanged(&w), "nothing changed");
+    assert!(w.is_of(b"g") && !w.is_of(b"other"));
+
+    // Another group's change moves the version too: the watch looks again and finds the same.
+    assert_eq!(b.add(b"other", b"x", 0), Ok(ADDED));
+    assert!(!reader.unchanged(&w), "a change anywhere in the table is a change");
+    let (names, w) = reader.members_watched(b"g").unwrap();
+    assert_eq!(names, [b"a".to_vec()]);
+
+    assert_eq!(b.add_held(b"g", b"b"), Ok(ADDED));
+    assert!(!reader.unchanged(&w), "a join was not seen");
+    let (names, w) = reader.members_watched(b"g").unwrap();
+    assert_eq!(names, [b"a".to_vec(), b"b".to_vec()]);
+    assert!(reader.unchanged(&w));
+
+    assert_eq!(b.discard(b"g", b"b"), Ok(true));
+    assert!(!reader.unchanged(&w), "a discard was not seen");
+    let (_, w) = reader.members_watched(b"g").unwrap();
+
+    drop(a); // a close ends the holder's memberships
+    assert!(!reader.unchanged(&w), "a holder's close was not seen");
+    let (names, _) = reader.members_watched(b"g").unwrap();
+    assert!(names.is_empty());
+    assert_settled(&reader, 1);
+}
+
+#[test]
+fn a_watch_sees_a_dead_holder_and_ends_its_membership_for_every_watcher() {
+    let n = name("watchdead");
+    let _u = Unlink(n.clone());
+    let (reader, other) = (open(&n, memory_for(4)), open(&n, memory_for(4)));
+    let dead = open(&n, memory_for(4));
+    assert_eq!(dead.add_stopping(b"g", b"inbox", Lifetime::Process, AddStop::HeldForgotten), Ok(ADDED));
+    let (names, w) = reader.members_watched(b"g").unwrap();
+    let (_, w_other) = other.members_watched(b"g").unwrap();
+    assert_eq!(names, [b"inbox".to_vec()]);
+    assert!(reader.unchanged(&w) && other.unchanged(&w_other));
+    let version = reader.members_version();
+    drop(dead); // its lock goes, its word stays HELD: a process killed, nothing bumped
+
+    assert_eq!(reader.members_version(), version);
+    assert!(!reader.unchanged(&w), "a dead holder's membership was taken as unchanged");
+    assert_eq!(reader.stat().died, 1, "the watch that saw the death ended the membership");
+    assert_ne!(reader.members_version(), version, "ending it must bump the version");
+    assert!(!other.unchanged(&w_other), "another watcher must see the death through the version");
+    assert!(reader.members_watched(b"g").unwrap().0.is_empty());
+    assert_settled(&reader, 0);
+}
+
+#[test]
+fn a_watch_sees_a_deadline_pass_and_keeps_its_own_holds_without_a_syscall() {
+    let n = name("watchexp");
+    let _u = Unlink(n.clone());
+    let t = open(&n, memory_for(4));
+    assert_eq!(t.add_held(b"g", b"mine"), Ok(ADDED));
+    let (_, w) = t.members_watched(b"g").unwrap();
+    assert!(w.held.is_empty(), "this handle's own holds need no lock check");
+    assert!(t.unchanged(&w));
+
+    assert_eq!(t.add(b"g", b"brief", 30), Ok(ADDED));
+    let (names, w) = t.members_watched(b"g").unwrap();
+    assert_eq!(names, [b"brief".to_vec(), b"mine".to_vec()]);
+    assert!(w.earliest_expiry != EXPIRES_NEVER);
+    spin_for(Duration::from_millis(40)); // the deadline passes: no CAS, no bump
+    assert!(!t.unchanged(&w), "an expired member was taken as unchanged");
+    assert_eq!(members(&t, "g"), ["mine"]);
+}

@@ -3,7 +3,7 @@
 // group calls. Opening it, reading and changing memberships, its stat, and what its statuses mean.
 
 import { core } from "../../ffi/lib.ts";
-import { GroupInfo, GroupStatIndex, MembersInfo } from "../../ffi/abi.ts";
+import { GroupInfo, GroupStatIndex, GroupWatch, MembersInfo } from "../../ffi/abi.ts";
 import {
   GroupStatus,
   IncompatibleReason,
@@ -86,6 +86,26 @@ export function unlinkTable(prefix: string): boolean {
   throw tableError({ status: st, detail: 0 }, prefix);
 }
 
+/** What `GroupTable.membersWatched` keeps of one group between calls. */
+export interface WatchState {
+  /** The group's name, encoded. */
+  readonly groupBytes: Uint8Array;
+  /** The core's watch (GroupWatch in ffi/abi.ts); all zeros: none yet. */
+  words: Uint32Array;
+  /** The members the watch stands for. */
+  members: readonly string[];
+}
+
+/** A fresh WatchState of `group` (its first read scans). */
+export function watchState(group: string): WatchState {
+  return {
+    groupBytes: encoder.encode(checkName("group name", group)),
+    // Room for the header and 8 members held by other processes; grown when a group has more.
+    words: new Uint32Array(GroupWatch.HEADER + 8 * GroupWatch.ENTRY),
+    members: [],
+  };
+}
+
 /** One open group table. `owner` (the Namespace) is what the finalizer watches. */
 export class GroupTable {
   readonly prefix: string;
@@ -100,8 +120,8 @@ export class GroupTable {
   #prefixBytes: Uint8Array;
   /** The [len][name] records of the last members read, grown when a group outgrows it. */
   #membersOut = new Uint8Array(16 * 1024);
-  /** ferry_group_members' count and bytes of those records. */
-  #info = new Uint32Array(2);
+  /** ferry_group_members' count and bytes of those records, and the u32s of their watch. */
+  #info = new Uint32Array(MembersInfo.LENGTH);
 
   /** Opens (creating it, `memory` bytes, if absent) the table of `prefix`. */
   constructor(owner: object, prefix: string, memory: number, trust: Trust, timeout: number) {
@@ -171,16 +191,49 @@ export class GroupTable {
   /** The member channels of `group` now, sorted. */
   members(group: string): string[] {
     const g = encoder.encode(checkName("group name", group));
+    return this.#readMembers((out) =>
+      this.#lib.ferry_group_members(this.live(), g, g.length, out, out.length, this.#info)
+    )!; // never UNCHANGED
+  }
+
+  /**
+   * The member channels of the group `watch` follows: `watch.members` itself while they are the
+   * same as at the last call (no scan: one atomic load, and one lock test per member another
+   * process holds), else a new sorted array, which becomes `watch.members`.
+   */
+  membersWatched(watch: WatchState): readonly string[] {
+    const g = watch.groupBytes;
+    const names = this.#readMembers((out) =>
+      this.#lib.ferry_group_members_watched(
+        this.live(),
+        g,
+        g.length,
+        watch.words,
+        watch.words.length,
+        out,
+        out.length,
+        this.#info,
+      )
+    );
+    if (names === undefined) return watch.members;
+    // A watch that did not fit stayed empty: the next call scans again, into a larger one.
+    const needed = this.#info[MembersInfo.WATCH_WORDS];
+    if (needed > watch.words.length) watch.words = new Uint32Array(needed * 2);
+    return watch.members = names;
+  }
+
+  /**
+   * Runs a members call (`read` into the records buffer, grown as needed) and decodes its names;
+   * undefined for UNCHANGED.
+   */
+  #readMembers(read: (out: Uint8Array) => number): string[] | undefined {
     const info = this.#info;
-    const read = () => {
-      const out = this.#membersOut;
-      return this.#lib.ferry_group_members(this.live(), g, g.length, out, out.length, info);
-    };
-    let st = read();
+    let st = read(this.#membersOut);
     while (st === Status.NEED_BUFFER) {
       this.#membersOut = new Uint8Array(Math.max(info[MembersInfo.BYTES], this.#membersOut.length * 2));
-      st = read();
+      st = read(this.#membersOut);
     }
+    if (st === GroupStatus.UNCHANGED) return undefined;
     if (st !== Status.OK) throw this.#statusError(st);
     const out = this.#membersOut;
     const names: string[] = [];

@@ -42,6 +42,8 @@ export const FrameKind = {
   Cancel: 8,
   /** The receiver of a stream takes `count` more items. */
   Credit: 9,
+  /** Several items of a stream, in order: the payload is an array of them. */
+  Items: 10,
 } as const;
 
 /** The content type under which the payload is the raw bytes, not msgpack. */

@@ -85,10 +85,12 @@ export function openShared<T>(
 /**
  * A handle for writing frames to another process's private channel (a reply channel, a control
  * channel, an inbox), which must exist: its owner made it, and a missing one means the owner is
- * gone (ChannelNotFoundError, or another FerryError).
+ * gone (ChannelNotFoundError, or another FerryError). It may have the most messages written and
+ * not yet released that a sender can (32, against 16 by default): a publisher or a streaming
+ * server writes bursts to one reader, and waits for room each time it gets that far ahead.
  */
 export function openPeer(name: string, prefix: string): Channel<Uint8Array> {
-  return Channel.open<Uint8Array>(name, { prefix, codec: "raw", mode: "async", create: false });
+  return Channel.open<Uint8Array>(name, { prefix, codec: "raw", mode: "async", slots: 32, create: false });
 }
 
 /**

@@ -26,6 +26,9 @@ const server = serve(service, {
   async *count({ n }: { n: number }) {
     for (let i = 0; i < n; i++) yield i;
   },
+  async *padded({ n, size }: { n: number; size: number }) {
+    for (let i = 0; i < n; i++) yield `${i}`.padEnd(size, ".");
+  },
   async *produce({ n }: { n: number }) {
     for (let i = 0; i < n; i++) {
       events.trySend({ produced: i });

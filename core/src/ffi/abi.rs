@@ -161,11 +161,28 @@ pub mod structs_read {
     pub const LENGTH: usize = 3;
 }
 
-/// `ferry_group_members` info (LENGTH x u32).
+/// `ferry_group_members` and `ferry_group_members_watched` info (LENGTH x u32).
 pub mod members_info {
     pub const COUNT: usize = 0;
     pub const BYTES: usize = 1;
-    pub const LENGTH: usize = 2;
+    /// u32s the watch of these members takes (`group_watch`): a smaller watch buffer is left empty.
+    pub const WATCH_WORDS: usize = 2;
+    pub const LENGTH: usize = 3;
+}
+
+/// A watch as `ferry_group_members_watched` keeps it in the caller's buffer (`group::Watch`):
+/// a header of HEADER u32s, then `HELD` entries of ENTRY u32s (entry index, state word lo, hi).
+pub mod group_watch {
+    /// 1: the rest is a watch; 0: empty (the next call scans).
+    pub const VALID: usize = 0;
+    pub const GROUP_HASH: usize = 1;
+    pub const VERSION_LO: usize = 2;
+    pub const VERSION_HI: usize = 3;
+    pub const EXPIRY_LO: usize = 4;
+    pub const EXPIRY_HI: usize = 5;
+    pub const HELD: usize = 6;
+    pub const HEADER: usize = 7;
+    pub const ENTRY: usize = 3;
 }
 
 /// `ferry_group_stat` out (LENGTH x u64), `group::GroupStat` field by field.

@@ -2,8 +2,8 @@
 //! travels as a u64.
 
 use super::abi::*;
-use super::{bytes, bytes_mut, open_report, trusted_owners, unlink_status, write_out};
-use crate::group::{GroupOpen, GroupTable, Lifetime};
+use super::{bytes, bytes_mut, lo_hi, open_report, trusted_owners, unlink_status, write_out};
+use crate::group::{GroupOpen, GroupTable, Lifetime, Watch, UNCHANGED};
 use crate::segment::{OpenError, Policy};
 use crate::status::*;
 
@@ -127,8 +127,8 @@ pub unsafe extern "C" fn ferry_group_discard(
 }
 
 /// The members of `group`, sorted, as [len: u8][name] records into `out` (`out_cap` bytes).
-/// `info` (2 x u32) receives [count, bytes]. Returns OK, or NEED_BUFFER when `bytes` > `out_cap`
-/// (nothing written: call again with a larger buffer), or an error.
+/// `info` (`members_info`) receives [count, bytes, watch words]. Returns OK, or NEED_BUFFER when
+/// `bytes` > `out_cap` (nothing written: call again with a larger buffer), or an error.
 #[no_mangle]
 pub unsafe extern "C" fn ferry_group_members(
     g: *const GroupTable,
@@ -138,28 +138,113 @@ pub unsafe extern "C" fn ferry_group_members(
     out_cap: u32,
     info: *mut u32,
 ) -> i32 {
+    // SAFETY: the caller's pointers, as this function's own contract; no watch.
+    unsafe { ferry_group_members_watched(g, group, group_len, std::ptr::null_mut(), 0, out, out_cap, info) }
+}
+
+/// `ferry_group_members` for a caller that reads one group again and again (a publisher before
+/// each message): `watch` (`watch_cap` u32s, `group_watch`) keeps what the last call saw. While
+/// those members are still the members (`GroupTable::unchanged`: one atomic load, and a syscall
+/// per member held by another process), returns UNCHANGED and writes nothing. Otherwise reads them
+/// as `ferry_group_members` does, and writes the new watch, or an empty one when it needs more
+/// than `watch_cap` u32s (`info` says how many: a larger buffer watches next time). A zeroed
+/// buffer is an empty watch.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_group_members_watched(
+    g: *const GroupTable,
+    group: *const u8,
+    group_len: u32,
+    watch: *mut u32,
+    watch_cap: u32,
+    out: *mut u8,
+    out_cap: u32,
+    info: *mut u32,
+) -> i32 {
     let Some(g) = group_table(g) else {
         return ERR_INVALID_ARGUMENT;
     };
-    let names = match g.members(bytes(group, group_len)) {
-        Ok(names) => names,
+    let group = bytes(group, group_len);
+    let kept = words_mut(watch, watch_cap);
+    if let Some(w) = read_watch(kept) {
+        if w.is_of(group) && g.unchanged(&w) {
+            return UNCHANGED;
+        }
+    }
+    let (names, w) = match g.members_watched(group) {
+        Ok(read) => read,
         Err(code) => return code,
     };
+    let needed = group_watch::HEADER + w.held.len() * group_watch::ENTRY;
+    let status = write_members(&names, needed as u32, out, out_cap, info);
+    // Kept only with the names it stands for: after NEED_BUFFER the next call must read them.
+    write_watch(if status == OK { Some(&w) } else { None }, kept);
+    status
+}
+
+/// Writes `names` as [len: u8][name] records into `out`, and [count, bytes, watch_words] into
+/// `info`; NEED_BUFFER (records not written) when they do not fit.
+fn write_members(names: &[Vec<u8>], watch_words: u32, out: *mut u8, out_cap: u32, info: *mut u32) -> i32 {
     let total: usize = names.iter().map(|n| 1 + n.len()).sum();
     let mut i = [0u32; members_info::LENGTH];
     i[members_info::COUNT] = names.len() as u32;
     i[members_info::BYTES] = total as u32;
+    i[members_info::WATCH_WORDS] = watch_words;
     write_out(info, &i);
     let Some(dst) = bytes_mut(out, out_cap).get_mut(..total) else {
         return NEED_BUFFER;
     };
     let mut at = 0;
-    for name in &names {
+    for name in names {
         dst[at] = name.len() as u8; // names are at most 100 bytes
         dst[at + 1..at + 1 + name.len()].copy_from_slice(name);
         at += 1 + name.len();
     }
     OK
+}
+
+fn words_mut<'a>(p: *mut u32, len: u32) -> &'a mut [u32] {
+    if p.is_null() || len == 0 {
+        return &mut [];
+    }
+    // SAFETY: the binding passes a Uint32Array of `len` u32s that lives for the call and is not
+    // aliased during it.
+    unsafe { std::slice::from_raw_parts_mut(p, len as usize) }
+}
+
+/// The watch in `buf`, if it holds one that parses (anything else is empty: the caller rescans).
+fn read_watch(buf: &[u32]) -> Option<Watch> {
+    use group_watch::*;
+    if buf.get(VALID) != Some(&1) || buf.len() < HEADER {
+        return None;
+    }
+    let held = buf[HELD] as usize;
+    let entries = buf.get(HEADER..HEADER.checked_add(held.checked_mul(ENTRY)?)?)?;
+    let u64_of = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Some(Watch {
+        group_hash: buf[GROUP_HASH],
+        version: u64_of(buf[VERSION_LO], buf[VERSION_HI]),
+        earliest_expiry: u64_of(buf[EXPIRY_LO], buf[EXPIRY_HI]),
+        held: entries.chunks_exact(ENTRY).map(|e| (e[0], u64_of(e[1], e[2]))).collect(),
+    })
+}
+
+/// Writes `w` into `buf` if it fits, else leaves `buf` an empty watch (so does None).
+fn write_watch(w: Option<&Watch>, buf: &mut [u32]) {
+    use group_watch::*;
+    if let Some(valid) = buf.get_mut(VALID) {
+        *valid = 0;
+    }
+    let Some(w) = w.filter(|w| buf.len() >= HEADER + w.held.len() * ENTRY) else { return };
+    buf[GROUP_HASH] = w.group_hash;
+    (buf[VERSION_LO], buf[VERSION_HI]) = lo_hi(w.version);
+    (buf[EXPIRY_LO], buf[EXPIRY_HI]) = lo_hi(w.earliest_expiry);
+    buf[HELD] = w.held.len() as u32;
+    for (k, &(i, word)) in w.held.iter().enumerate() {
+        let at = HEADER + k * ENTRY;
+        buf[at] = i;
+        (buf[at + 1], buf[at + 2]) = lo_hi(word);
+    }
+    buf[VALID] = 1;
 }
 
 /// Counts one sendGroup call, the members it skipped as full and those it found without a

@@ -33,6 +33,7 @@ impl GroupTable {
         let freed = self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed).is_ok();
         sys::unlock_byte(&self.fd, entry_lock_byte(i));
         if freed {
+            self.bump_members_version();
             self.header().counters.died.fetch_add(1, Relaxed);
         }
         true
@@ -75,6 +76,7 @@ impl GroupTable {
             // SYNC POINT (Release): our accesses to the entry happen before its reuse.
             let ended = self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed).is_ok();
             if ended {
+                self.bump_members_version();
                 self.header().counters.closed.fetch_add(1, Relaxed);
             }
             fault::point("group.closing");

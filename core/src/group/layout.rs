@@ -19,8 +19,9 @@ use crate::segment::{
 use crate::status::*;
 use crate::sys;
 
-/// Settings fixed at creation. `magic`, `version` and `init_state` sit at offsets 0, 8 and 12, as
-/// in a channel's `Fixed`, so either kind of opener recognises the other as foreign.
+/// Settings fixed at creation, and the membership version. `magic`, `version` and `init_state` sit
+/// at offsets 0, 8 and 12, as in a channel's `Fixed`, so either kind of opener recognises the other
+/// as foreign.
 #[repr(C, align(128))]
 pub struct GroupFixed {
     pub magic: AtomicU64,
@@ -32,6 +33,10 @@ pub struct GroupFixed {
     pub entry_size: AtomicU32,
     pub entries_off: AtomicU64,
     pub created_unix_ms: AtomicU64,
+    /// Bumped (Release) after every change to which channels are members of which group (see
+    /// "Watching a group" in the module doc). It shares this read-mostly line rather than the
+    /// counters', which every sendGroup writes.
+    pub members_version: AtomicU64,
 }
 
 /// Cumulative counters, written by any process (Relaxed: they publish nothing).

@@ -8,6 +8,7 @@ use std::sync::atomic::{fence, AtomicU64};
 
 use super::layout::{deadline, entry_lock_byte, EntryKind, Word, EXPIRES_NEVER};
 use super::names::{fnv1a, meta_valid, meta_word, Filter, Packed, Read, Seen};
+use super::watch::Watch;
 use super::{
     AddStop, GroupTable, Holds, Lifetime, ADDED, ERR_TABLE_FULL, NAME_WORDS, READ_RETRIES, REFRESHED,
 };
@@ -115,6 +116,7 @@ impl GroupTable {
         if !published {
             return Err(ERR_IO);
         }
+        self.bump_members_version();
         counters.added.fetch_add(1, Relaxed);
         let outcome = if was_member { REFRESHED } else { ADDED };
         if kind == EntryKind::Held || stop == AddStop::PublishedUnmerged {
@@ -149,6 +151,7 @@ impl GroupTable {
                 // SYNC POINT (Release): our reads of the entry happen before its reuse.
                 match self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed) {
                     Ok(_) => {
+                        self.bump_members_version();
                         counters.discarded.fetch_add(1, Relaxed);
                         removed = true;
                         break;
@@ -168,11 +171,20 @@ impl GroupTable {
     /// The channels of `group` whose membership lasts (unexpired, or held by a live process),
     /// sorted, each once.
     pub fn members(&self, group: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
+        self.members_watched(group).map(|(names, _)| names)
+    }
+
+    /// `members`, and a `Watch` of them: while `unchanged(&watch)` says so, they are still the
+    /// members, and a caller that keeps them need not scan again.
+    pub fn members_watched(&self, group: &[u8]) -> Result<(Vec<Vec<u8>>, Watch), i32> {
         let g = Packed::new(group).ok_or(ERR_INVALID_NAME)?;
         let holds = self.lock_ops();
+        // Loaded before the scan: a change the scan misses bumps the version after this load.
+        let mut watch = Watch::new(group, self.members_version());
         let found = self.scan(&holds, sys::boottime_ms(), Filter::Group(&g, fnv1a(group)));
         let mut by_channel: HashMap<Packed, Vec<(u32, Seen)>> = HashMap::new();
         for (i, seen) in found {
+            watch.note(i, &seen, holds.contains_key(&i));
             by_channel.entry(seen.channel).or_default().push((i, seen));
         }
         let mut names = Vec::with_capacity(by_channel.len());
@@ -186,7 +198,7 @@ impl GroupTable {
             names.push(channel.bytes());
         }
         names.sort();
-        Ok(names)
+        Ok((names, watch))
     }
 
     /// Counts a sendGroup call, the members it skipped because they were full and those it found
@@ -344,6 +356,7 @@ impl GroupTable {
     pub(super) fn free_if_unchanged(&self, i: u32, w: Word, counter: Option<&AtomicU64>) {
         // SYNC POINT (Release): our reads of the entry happen before its reuse.
         if self.entry(i).state.compare_exchange(w.0, w.freed().0, AcqRel, Relaxed).is_ok() {
+            self.bump_members_version();
             if let Some(c) = counter {
                 c.fetch_add(1, Relaxed);
             }

@@ -4,6 +4,7 @@
 // at the group, SIGKILL included, with no liveness check here.
 
 import { Namespace } from "../../namespace/namespace.ts";
+import type { GroupWatch } from "../../namespace/watch.ts";
 import type { WhenFull } from "./options.ts";
 
 const groupOf = (topic: string, whenFull: WhenFull) => `${topic}!${whenFull}`;
@@ -53,5 +54,10 @@ export class TopicGroups {
   /** The inboxes subscribed now; the memberships of dead subscribers end on this look. */
   members(topic: string, whenFull: WhenFull): string[] {
     return this.#ns.groupMembers(groupOf(topic, whenFull));
+  }
+
+  /** A watch on the inboxes subscribed (see GroupWatch), valid until the last release(). */
+  watch(topic: string, whenFull: WhenFull): GroupWatch {
+    return this.#ns.watchGroup(groupOf(topic, whenFull));
   }
 }

@@ -44,6 +44,16 @@ export interface ServeOptions {
   maxMessageSize?: number;
   /** Milliseconds a reply waits for room in a full reply channel before it is dropped. Default 5000. */
   replyTimeout?: number;
+  /**
+   * Most items of a stream sent in one message (1..256). Default 1: each item is written before
+   * its generator runs on, so what the generator does after a `yield` (log, acknowledge, signal)
+   * happens after that item is in the client's reply channel, and a server that dies there has
+   * delivered it. Above 1, items the generator has ready (it yields the next one within a few
+   * microtask turns) go out together, up to this many and within the client's window: several times
+   * the items per second for small items, but a server that dies may take with it items its
+   * generator yielded and ran on from (the client still gets PeerDiedError, never a clean end).
+   */
+  streamBatch?: number;
 }
 
 /** Options of `connect`. */

@@ -41,6 +41,25 @@ export class ReplySender {
   }
 
   /**
+   * Sends stream items `values` (two or more) as one Items frame; "split" when that frame would be
+   * larger than the client's reply channel takes (send them one by one: each may still fit).
+   * Otherwise as `send`.
+   */
+  sendItems(replyTo: string, id: number, values: unknown[]): boolean | Promise<boolean> | "split" {
+    const ch = this.#channel(replyTo);
+    if (ch === undefined) return false;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#writer.encode({ kind: FrameKind.Items, id }, values);
+    } catch (error) {
+      if (error instanceof EncodeError) return "split"; // the one that cannot be sent is reported alone
+      throw error;
+    }
+    if (bytes.length > ch.maxMessageSize) return "split";
+    return this.#write(replyTo, ch, bytes);
+  }
+
+  /**
    * Sends one frame to a client's reply channel: true once written, false when the client is gone
    * (its channel removed, or its owner dead and the channel full). A value too large or unencodable
    * is answered with an error frame instead. Returns a promise only when it must wait for room.
@@ -70,6 +89,11 @@ export class ReplySender {
         message: error.message,
       });
     }
+    return this.#write(replyTo, ch, bytes);
+  }
+
+  /** Writes `bytes` (the writer's buffer) now, or waits for room; false when the client is gone. */
+  #write(replyTo: string, ch: Channel<Uint8Array>, bytes: Uint8Array): boolean | Promise<boolean> {
     try {
       ch.trySend(bytes);
       return true;

@@ -20,7 +20,7 @@ import {
   type ServeOptions,
 } from "./options.ts";
 import { ReplySender } from "./replies.ts";
-import { StreamSender } from "./streams.ts";
+import { MAX_STREAM_BATCH, StreamSender } from "./streams.ts";
 import {
   type ErrorPayload,
   POLL_MS,
@@ -95,7 +95,8 @@ export class Server implements AsyncDisposable {
       },
     );
     this.#replies = new ReplySender(this.prefix, replyTimeout);
-    this.#streams = new StreamSender(this.service, this.prefix, this.#replies);
+    const batch = checkCount("streamBatch", options.streamBatch, 1, 1, MAX_STREAM_BATCH);
+    this.#streams = new StreamSender(this.service, this.prefix, this.#replies, batch);
     this.controlChannel = this.#streams.controlChannel;
     this.#sweeper = setInterval(() => this.#replies.sweep(), SWEEP_MS);
     Deno.unrefTimer(Number(this.#sweeper)); // a server's sweeps alone keep no process alive

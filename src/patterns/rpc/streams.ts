@@ -1,5 +1,5 @@
 // Streamed replies, both ends. The server writes StreamStart (naming its control channel), then
-// items, then an End or Error frame; it sends at most the credits the client granted (its window at
+// items (several to a frame when its generator has them ready), then an End or Error frame; it sends at most the credits the client granted (its window at
 // first, then what the loop consumed), and stops when the client sends Cancel. The client yields
 // the items, grants credits as its loop consumes them, and tells a clean end (an End frame) from a
 // server that died (the request's ack fails with PeerDiedError): the two are never confused.
@@ -16,6 +16,26 @@ import type { ReplySender } from "./replies.ts";
 import { CONTROL_CAPACITY, CONTROL_MAX_SIZE, expiryOf, POLL_MS, resultOf, SWEEP_MS } from "./wire.ts";
 
 // ====================================================================== server side
+
+/** The largest `streamBatch`. */
+export const MAX_STREAM_BATCH = 256;
+/**
+ * Microtask turns an item may take to come out of the generator and still join the batch: an async
+ * generator that has it ready yields it in 2 (4 through a `for await` of another), one that waits
+ * for anything else takes a macrotask at least.
+ */
+const READY_TURNS = 8;
+
+/** Whether `pending` settles within READY_TURNS microtask turns (the generator had the item ready). */
+async function settlesSoon(pending: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  const mark = () => {
+    settled = true;
+  };
+  pending.then(mark, mark);
+  for (let turn = 0; turn < READY_TURNS && !settled; turn++) await null;
+  return settled;
+}
 
 /** One stream a server is sending: its credits, and whether its client cancelled it. */
 interface SendingStream {
@@ -36,8 +56,12 @@ export class StreamSender {
   #controlLoop: Promise<void> | null = null;
   #closing = false;
 
-  constructor(service: string, prefix: string, replies: ReplySender) {
+  /** Most items per frame (`streamBatch`); 1: each item is written before the generator runs on. */
+  #batch: number;
+
+  constructor(service: string, prefix: string, replies: ReplySender, batch: number) {
     this.#prefix = prefix;
+    this.#batch = batch;
     this.#replies = replies;
     this.controlChannel = privateName(service, "ctl");
     this.#control = Channel.open<Uint8Array>(this.controlChannel, {
@@ -74,22 +98,55 @@ export class StreamSender {
       iterator = isAsyncIterable(source) ? source[Symbol.asyncIterator]() : (async function* () {
         yield source;
       })();
+      // Items the generator has ready go out together, one frame for up to #batch of them (within
+      // the credits); the batch is sent before anything waits (a slow generator, no credit). With
+      // #batch 1 every item is sent before the generator is resumed.
+      let batch: unknown[] = [];
+      const delivered = (ok: boolean): boolean => {
+        if (!ok) stream.cancelled = true; // the client is gone
+        return ok;
+      };
+      // Sends the batch; a promise only when it had to wait for room.
+      const flush = (): boolean | Promise<boolean> => {
+        const items = batch;
+        batch = [];
+        stream.credits -= items.length;
+        const sent = this.#sendBatch(replyTo, frame.id, items);
+        return typeof sent === "boolean" ? delivered(sent) : sent.then(delivered);
+      };
       for (;;) {
-        while (stream.credits === 0 && !stream.cancelled) await this.#awaitCredit(stream, replyTo);
+        while (stream.credits === batch.length && !stream.cancelled) {
+          if (batch.length > 0) await flush();
+          else await this.#awaitCredit(stream, replyTo);
+        }
         if (stream.cancelled) break;
-        const next = await iterator.next();
+        const pending = iterator.next();
+        if (batch.length > 0 && !await settlesSoon(pending)) {
+          const sent = flush(); // the generator is not ready: what it gave goes now
+          if (sent !== true && !await sent) break;
+        }
+        let next: IteratorResult<unknown>;
+        try {
+          next = await pending;
+        } catch (error) {
+          if (batch.length > 0) await flush(); // the items before the failure, then its error frame
+          throw error;
+        }
         if (stream.cancelled) break;
         if (next.done) {
           iterator = undefined;
+          if (batch.length > 0) {
+            const sent = flush();
+            if (sent !== true && !await sent) break;
+          }
           await this.#replies.send(replyTo, FrameKind.End, frame.id, undefined);
           return;
         }
-        const sent = this.#replies.send(replyTo, FrameKind.Item, frame.id, next.value);
-        if (sent === false || (sent !== true && !await sent)) { // awaited only when it had to wait for room
-          stream.cancelled = true; // the client is gone
-          break;
+        batch.push(next.value);
+        if (batch.length === this.#batch) {
+          const sent = flush();
+          if (sent !== true && !await sent) break;
         }
-        stream.credits--;
       }
       if (this.#closing) {
         await this.#replies.sendError(frame, {
@@ -106,6 +163,26 @@ export class StreamSender {
       stream.abort.abort();
       await iterator?.return?.();
     }
+  }
+
+  /**
+   * Sends `items` (one or more) to the stream's client: one Items frame, or one frame each when
+   * the batch is too large for its reply channel. Resolves false once the client is gone.
+   */
+  #sendBatch(replyTo: string, id: number, items: unknown[]): boolean | Promise<boolean> {
+    if (items.length > 1) {
+      const sent = this.#replies.sendItems(replyTo, id, items);
+      if (sent !== "split") return sent;
+    }
+    const one = (i: number): boolean | Promise<boolean> => {
+      for (; i < items.length; i++) {
+        const sent = this.#replies.send(replyTo, FrameKind.Item, id, items[i]);
+        if (sent === false) return false;
+        if (sent !== true) return sent.then((ok) => ok && one(i + 1));
+      }
+      return true;
+    };
+    return one(0);
   }
 
   /** Waits for a credit or a cancel; every SWEEP_MS checks that the client still lives. */
@@ -262,12 +339,15 @@ export async function* receiveStream<R>(
     for (;;) {
       const frame = stream.take();
       if (frame !== undefined) {
-        if (frame.kind === FrameKind.Item) {
-          if (++consumed >= credit && stream.control !== undefined) {
-            inbox.sendControl(stream.control, FrameKind.Credit, id, consumed);
-            consumed = 0;
+        if (frame.kind === FrameKind.Item || frame.kind === FrameKind.Items) {
+          const items = frame.kind === FrameKind.Item ? [frame.data as R] : frame.data as R[];
+          for (const item of items) {
+            if (++consumed >= credit && stream.control !== undefined) {
+              inbox.sendControl(stream.control, FrameKind.Credit, id, consumed);
+              consumed = 0;
+            }
+            yield item;
           }
-          yield frame.data as R;
           continue;
         }
         finished = true;
