@@ -134,6 +134,7 @@ function sendStaged<T>(
       bytes.length,
       staged.lens.subarray(at, at + count),
       count,
+      0,
       expiry,
       out,
     );
