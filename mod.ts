@@ -23,6 +23,7 @@ export type {
   OpenOptions,
   RecvOneOptions,
   RecvOptions,
+  SendManyOptions,
   SendMode,
   SendOptions,
   Spin,

@@ -62,6 +62,8 @@ export const SEND_ACK = 1;
 export const SEND_COUNT_FULL = 2;
 /** A retry after FULL: the core may look only at the oldest in-flight slot most times. */
 export const SEND_RETRY = 4;
+/** The message may repeat one sent before: its receiver sees REDELIVERED (the `redelivered` send option). */
+export const SEND_REPEAT = 8;
 export const RECV_AUTO_RELEASE = 1;
 /** Claim without copying; the payload is read in place through a zero-copy view. */
 export const RECV_NO_COPY = 2;

@@ -54,7 +54,7 @@ export const symbols = {
       "u32", // generation
       "u32", // loaned length
       "u32", // committed length
-      "u32", // flags (1 ack)
+      "u32", // flags (1 ack, 8 repeat)
       "u32", // expiry_ms
       "buffer", // u32 out[4]
     ],
@@ -66,7 +66,7 @@ export const symbols = {
       "pointer", // Handle *h
       "buffer", // const u8 *payload
       "u32", // len
-      "u32", // flags (1 ack, 2 count full)
+      "u32", // flags (1 ack, 2 count full, 4 retry, 8 repeat)
       "u32", // expiry_ms (0 never)
       "buffer", // u32 out[4]: slot, generation, seq_lo, seq_hi
     ],
@@ -92,6 +92,7 @@ export const symbols = {
       "u32", // bytes in payloads
       "buffer", // const u32 *lens
       "u32", // count
+      "u32", // flags (8 repeat)
       "u32", // expiry_ms
       "buffer", // u32 out[1]: sent
     ],

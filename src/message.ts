@@ -70,7 +70,11 @@ export class Message<T = unknown> {
   readonly seq: number;
   /** Process id of the sender. */
   readonly sender: number;
-  /** True when a receiver died or closed holding this message and it was queued again. */
+  /**
+   * True when this message may have been delivered before: a receiver died or closed holding it
+   * and it was queued again, or its sender marked it as a possible repeat (the `redelivered` send
+   * option: a relay such as the NATS bridge, a retry after an unknown outcome).
+   */
   readonly redelivered: boolean;
   #buf: Uint8Array;
   #start: number;

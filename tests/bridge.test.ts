@@ -98,6 +98,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "bridge: a copy that may repeat one sent before reaches a plain receiver on B marked redelivered",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using server = await NatsServer.start();
+    await using a = new Scope();
+    await using b = new Scope();
+    await using bridgeA = new BridgeProcess(server.url, a.prefix, [
+      "--out",
+      "ev=t.ev:async",
+      "--out",
+      "jobs=t.jobs:ack",
+    ]);
+    await using bridgeB = new BridgeProcess(server.url, b.prefix, [
+      "--in",
+      "t.ev=ev:async",
+      "--in",
+      "t.jobs=jobs:ack",
+    ]);
+    await within(Promise.all([bridgeA.ready, bridgeB.ready]), "both bridges start");
+
+    // A producer on A marks a retry: A's bridge forwards it with Ferry-Redelivered, and B's bridge
+    // sends it into B's channel marked, with no envelope. The unmarked copies arrive unmarked.
+    const events = a.open("ev", { mode: "async" });
+    const onB = b.open("ev");
+    await events.send({ id: 1 });
+    await events.send({ id: 2 }, { redelivered: true });
+    await events.send({ id: 3 });
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(await within(onB.recv({ timeout: 10_000 }), `B's event ${i}`));
+    assert.deepEqual(got.map((m) => [m.data, m.redelivered]), [[{ id: 1 }, false], [{ id: 2 }, true], [
+      { id: 3 },
+      false,
+    ]]);
+
+    const producer = a.open("jobs", { mode: "ack", timeout: 5000 });
+    const worker = b.open("jobs");
+    const [, job] = await within(
+      Promise.all([producer.send({ id: 4 }, { redelivered: true }), worker.recv({ timeout: 10_000 })]),
+      "a marked ack job round-trips",
+    );
+    assert.deepEqual([job.data, job.redelivered], [{ id: 4 }, true]);
+    assert.equal((await bridgeB.stop()).routes.reduce((n, r) => n + r.redelivered, 0), 2);
+  },
+});
+
+Deno.test({
   name:
     "bridge, topics: a message published on A reaches B's subscribers once, with its headers, and never loops",
   ignore: !HAVE_NATS,
@@ -170,7 +216,11 @@ interface Copy {
   sender: number;
   seq: number;
   origin: string;
-  /** `Message.redelivered` on B's channel (ferry's marking, not the bridge's). */
+  /**
+   * `Message.redelivered` on B's channel: B's bridge sends a copy it knows may repeat marked, and
+   * nothing on B requeues (its one receiver never dies), so this is `redelivered`, as a plain local
+   * receiver sees it.
+   */
   local: boolean;
 }
 
@@ -336,6 +386,12 @@ async function chaos(victims: Victim[], seed: number, count: number, kills: numb
     for (let i = 0; i < count; i++) {
       const list = seen.get(i);
       assert.ok(list, `message ${i} never arrived\n${report()}`);
+      const differ = list.find((c) => c.local !== c.redelivered);
+      assert.ok(
+        differ === undefined,
+        `message ${i}: the local msg.redelivered (${differ?.local}) is not the bridge's mark ` +
+          `(${differ?.redelivered}) at delivery ${differ?.delivery}\n${report()}`,
+      );
       duplicates += list.length - 1;
       marked += list.filter((c) => c.redelivered).length;
       if (list.filter((c) => !c.redelivered).length > 1) {

@@ -5,7 +5,10 @@
 //! ```text
 //! bits  0..3   kind: FREE, WRITING, READY, READING, ACKED, PEER_DIED, EXPIRED, REJECTED
 //! bit   4      ACK: the sender waits for the outcome (ack mode)
-//! bit   5      REDELIVERED: a receiver died holding it and it was queued again
+//! bit   5      REDELIVERED: a receiver died holding it and it was queued again (recovery sets it;
+//!              receivers find such a message by a scan, counted in `redeliver_pending`)
+//! bit   6      REPEAT: its sender marked it as a possible repeat of one sent before (a relay, a
+//!              retry after an unknown outcome); set with READY, kept until the slot is freed
 //! bits  8..16  sender participant index
 //! bits 16..24  receiver participant index (meaningful in READING)
 //! bits 32..64  generation: bumped on every return to FREE, so a stale CAS never succeeds
@@ -31,6 +34,9 @@ pub enum Kind {
 
 pub const FLAG_ACK: u64 = 1 << 4;
 pub const FLAG_REDELIVERED: u64 = 1 << 5;
+/// Set by the sender, never by recovery: a message queued in its lane like any other, so it is no
+/// business of `claim_redelivered` or the `redeliver_pending` hint; receivers are told only.
+pub const FLAG_REPEAT: u64 = 1 << 6;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct State(pub u64);
@@ -52,8 +58,15 @@ impl State {
     pub fn ack(self) -> bool {
         self.0 & FLAG_ACK != 0
     }
-    pub fn redelivered(self) -> bool {
+    /// Queued again by recovery (FLAG_REDELIVERED): found by `claim_redelivered`'s scan and
+    /// counted in the `redeliver_pending` hint.
+    pub fn requeued(self) -> bool {
         self.0 & FLAG_REDELIVERED != 0
+    }
+    /// What a receiver is told as `redelivered`: queued again by recovery, or marked a possible
+    /// repeat by its sender.
+    pub fn redelivered(self) -> bool {
+        self.0 & (FLAG_REDELIVERED | FLAG_REPEAT) != 0
     }
     pub fn sender(self) -> u32 {
         ((self.0 >> 8) & 0xff) as u32
@@ -99,5 +112,17 @@ mod tests {
         let f = r.freed();
         assert_eq!((f.kind(), f.generation(), f.ack(), f.sender()), (Kind::Free, 8, false, 0));
         assert_eq!(State(u64::MAX << 32).freed().generation(), 0);
+    }
+
+    #[test]
+    fn receivers_are_told_of_either_mark_and_only_recovery_s_is_found_by_scan() {
+        let ready = State(3u64 << 32).with_kind(Kind::Ready);
+        let repeat = ready.with_flag(FLAG_REPEAT, true);
+        assert_eq!((repeat.redelivered(), repeat.requeued()), (true, false));
+        let requeued =
+            repeat.with_kind(Kind::Reading).with_kind(Kind::Ready).with_flag(FLAG_REDELIVERED, true);
+        assert_eq!((requeued.redelivered(), requeued.requeued()), (true, true));
+        assert!(!ready.redelivered());
+        assert!(!requeued.freed().redelivered(), "a freed slot forgets both marks");
     }
 }

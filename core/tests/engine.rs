@@ -1,7 +1,8 @@
 //! The engine between handles of one process. Each handle has its own fd and OFD lock, so
 //! dropping a handle without `close` looks to the others exactly like a process death.
 
-use ferry_core::channel::{Handle, Side};
+use ferry_core::channel::{Handle, Marks, Side};
+use ferry_core::state::{State, FLAG_REPEAT};
 use ferry_core::status::*;
 
 mod common;
@@ -325,4 +326,61 @@ fn a_batch_with_auto_release_frees_each_slot_and_acks_ack_messages() {
         tx.send(b"again", false, 0).unwrap();
     }
     assert_eq!(rx.stat().released, 4);
+}
+
+/// A sender may mark a message as a possible repeat (a relay, a retry after an unknown outcome):
+/// its receiver is told `redelivered`, through a single receive, a batch, a commit and ack mode
+/// alike, and the mark is no recovery's: the message keeps its place in its sender's order and the
+/// redelivery hint stays untouched. A receiver dying with it hands it on still marked.
+#[test]
+fn a_message_its_sender_marked_as_a_repeat_arrives_redelivered() {
+    let n = name("repeat");
+    let _u = Unlink(n.clone());
+    let tx = open(&n, 8, 8);
+    let rx = open(&n, 8, 8);
+    let repeat = Marks { ack: false, repeat: true };
+    tx.send_with(b"plain", Marks::default(), 0, false).unwrap();
+    tx.send_with(b"again", repeat, 0, false).unwrap();
+    let (k, g, _) = tx.loan(0).unwrap();
+    tx.commit(k, g, 0, 0, repeat, 0).unwrap();
+    assert_eq!(tx.send_batch(b"b1b2", &[2, 2], 0, true), (2, OK));
+    assert_eq!(tx.send_batch(b"b3", &[2], 0, false), (1, OK));
+    let (ak, ag, _) = tx.send_with(b"ack", Marks { ack: true, repeat: true }, 0, false).unwrap();
+    let hint = || tx.seg.header().shared.redeliver_pending.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(hint(), 0, "a sender's mark is not a recovery's redelivery");
+
+    let (b, m) = recv_bytes(&rx).unwrap();
+    assert_eq!((b.as_slice(), m.redelivered), (&b"plain"[..], false));
+    assert_eq!(rx.release(m.slot, m.generation), OK);
+    let run = recv_run(&rx, 8);
+    assert_eq!(
+        run.iter().map(|(b, m)| (b.as_slice(), m.redelivered, m.ack)).collect::<Vec<_>>(),
+        vec![
+            (&b"again"[..], true, false),
+            (&b""[..], true, false),
+            (&b"b1"[..], true, false),
+            (&b"b2"[..], true, false),
+            (&b"b3"[..], false, false),
+            (&b"ack"[..], true, true),
+        ],
+        "marked where sent so, in send order"
+    );
+    for (_, m) in &run {
+        assert_eq!(rx.release(m.slot, m.generation), OK);
+    }
+    assert_eq!(tx.ack_status(ak, ag), OK);
+    assert_eq!(tx.stat().redelivered, 0, "no recovery redelivered anything");
+
+    tx.send_with(b"held", repeat, 0, false).unwrap();
+    let doomed = open(&n, 8, 8);
+    let (b, m) = recv_bytes(&doomed).unwrap();
+    assert_eq!((b.as_slice(), m.redelivered), (&b"held"[..], true));
+    drop(doomed);
+    assert_eq!(tx.sweep(), 1);
+    let requeued = State(tx.seg.slot(m.slot).state.load(std::sync::atomic::Ordering::Acquire));
+    assert_eq!((requeued.requeued(), requeued.0 & FLAG_REPEAT != 0), (true, true), "recovery keeps the mark");
+    let (b, m) = recv_bytes(&rx).unwrap();
+    assert_eq!((b.as_slice(), m.redelivered), (&b"held"[..], true));
+    assert_eq!(rx.release(m.slot, m.generation), OK);
+    assert_eq!(hint(), 0);
 }

@@ -1,5 +1,5 @@
 // An in route: messages from NATS are sent into a local channel, so local receivers see plain
-// ferry messages. Ack routes answer the origin's request only after a local receiver released the
+// ferry messages, a possible repeat marked `msg.redelivered`. Ack routes answer the origin's request only after a local receiver released the
 // message (or with the error the local send raised); async routes acknowledge to JetStream only
 // once the message is in shared memory, where it outlives this bridge.
 
@@ -114,7 +114,7 @@ export class InboundRoute {
         ? Math.max(1, Math.min(this.#route.timeout, asked - REPLY_MARGIN_MS))
         : this.#route.timeout;
       try {
-        await this.#channel.send(this.#payload(a), { mode: "ack", timeout });
+        await this.#channel.send(this.#payload(a), { mode: "ack", timeout, redelivered: a.redelivered });
       } catch (e) {
         this.stat.failed++;
         this.stat.lastError = text(e);
@@ -171,7 +171,7 @@ export class InboundRoute {
         // Recorded before the send: once the message is in the channel, a process that replaces
         // this one must find a bound that covers it.
         await this.#highWater!.cover(m.seq);
-        await this.#channel.send(this.#payload(a), { mode: "async" });
+        await this.#channel.send(this.#payload(a), { mode: "async", redelivered: a.redelivered });
       } catch (e) {
         // Not in the channel (full for the whole timeout, closed, or its bound not recorded):
         // JetStream offers it again later, and that copy counts as redelivered.

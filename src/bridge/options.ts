@@ -81,9 +81,9 @@ export interface InRoute {
   ackWait?: number;
   /**
    * Deliver each message wrapped as `{ data, redelivered, deliveries, sender, seq, origin, subject }`
-   * (the `Envelope` type): the only way a local receiver can learn that a copy may be a duplicate,
-   * since a local send cannot set `msg.redelivered`. Needs producers that use the msgpack codec.
-   * Default false: the producer's bytes, untouched.
+   * (the `Envelope` type): for receivers that want the delivery count and the origin's sender and
+   * sequence too (a possible duplicate is marked `msg.redelivered` either way). Needs producers that
+   * use the msgpack codec. Default false: the producer's bytes, untouched.
    */
   envelope?: boolean;
   /** Ack routes: the NATS queue group, so several bridges share a subject. Default "ferry". */

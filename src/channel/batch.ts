@@ -7,7 +7,16 @@ import { RECV_AUTO_RELEASE, SIDE_RECV, SIDE_SEND, Status } from "../../ffi/statu
 import { TimeoutError } from "../errors.ts";
 import type { Message } from "../message.ts";
 import { BATCH_MAX, type ChannelCore, type Staged } from "./core.ts";
-import { abiMs, checkInt, expiryOf, type RecvOptions, spinWord, timeoutOf } from "./options.ts";
+import {
+  abiMs,
+  checkInt,
+  expiryOf,
+  type RecvOptions,
+  repeatFlag,
+  type SendManyOptions,
+  spinWord,
+  timeoutOf,
+} from "./options.ts";
 import { ensureChunk, messageOf, readHeld, recvSyncNow } from "./receive.ts";
 import { encode } from "./send.ts";
 import { isFull, nothingArrived, sendError, statusError } from "./status.ts";
@@ -18,29 +27,30 @@ import { receiveInPlace } from "./zero_copy.ts";
 export function trySendMany<T>(
   c: ChannelCore<T>,
   values: readonly T[],
-  options?: { expiry?: number },
+  options?: Omit<SendManyOptions, "timeout">,
 ): number {
   const staged = stage(c, values);
-  return sendStaged(c, staged, 0, expiryOf(c, options), true);
+  return sendStaged(c, staged, 0, repeatFlag(options), expiryOf(c, options), true);
 }
 
 /** See Channel.sendManySync: the core waits for room, on this thread. */
 export function sendManySync<T>(
   c: ChannelCore<T>,
   values: readonly T[],
-  options?: { expiry?: number; timeout?: number },
+  options?: SendManyOptions,
 ): void {
   const staged = stage(c, values);
+  const flags = repeatFlag(options);
   const expiry = expiryOf(c, options);
   const timeout = timeoutOf(c, options);
   let deadline: number | undefined;
-  for (let sent = sendStaged(c, staged, 0, expiry, false); sent < values.length;) {
+  for (let sent = sendStaged(c, staged, 0, flags, expiry, false); sent < values.length;) {
     deadline ??= performance.now() + timeout;
     const left = deadline - performance.now();
     if (left <= 0 || c.lib.ferry_send_room_wait(c.live(), abiMs(left)) === Status.TIMEOUT) {
       throw stayedFull(c, "sendManySync", sent, values.length, timeout);
     }
-    sent = sendStaged(c, staged, sent, expiry, false);
+    sent = sendStaged(c, staged, sent, flags, expiry, false);
   }
 }
 
@@ -48,17 +58,18 @@ export function sendManySync<T>(
 export async function sendMany<T>(
   c: ChannelCore<T>,
   values: readonly T[],
-  options?: { expiry?: number; timeout?: number },
+  options?: SendManyOptions,
 ): Promise<void> {
+  const flags = repeatFlag(options);
   const expiry = expiryOf(c, options);
-  const first = sendStaged(c, stage(c, values), 0, expiry, false);
+  const timeout = timeoutOf(c, options);
+  const first = sendStaged(c, stage(c, values), 0, flags, expiry, false);
   if (first === values.length) return;
   // It must wait: what is left moves out of the handle's staging, which other calls reuse meanwhile.
   const rest = unsentOf(c.staging, first);
   let sent = 0;
-  const timeout = timeoutOf(c, options);
   const done = await until(c, SIDE_SEND, performance.now() + timeout, () => {
-    sent = sendStaged(c, rest, sent, expiry, false);
+    sent = sendStaged(c, rest, sent, flags, expiry, false);
     return sent === rest.count ? true : undefined;
   });
   if (done === undefined) throw stayedFull(c, "sendMany", first + sent, values.length, timeout);
@@ -114,11 +125,12 @@ function stage<T>(c: ChannelCore<T>, values: readonly T[]): Staged {
   return st;
 }
 
-/** Sends staged messages from index `from` on; returns the index reached. */
+/** Sends staged messages from index `from` on, with `flags` (SEND_REPEAT); returns the index reached. */
 function sendStaged<T>(
   c: ChannelCore<T>,
   staged: Staged,
   from: number,
+  flags: number,
   expiry: number,
   countFull: boolean,
 ): number {
@@ -134,6 +146,7 @@ function sendStaged<T>(
       bytes.length,
       staged.lens.subarray(at, at + count),
       count,
+      flags,
       expiry,
       out,
     );

@@ -8,7 +8,14 @@ import { ChannelCore } from "./core.ts";
 import { Messages } from "./messages.ts";
 import * as observe from "./observe.ts";
 import type { ChannelStat, StatOptions } from "./observe.ts";
-import type { OpenOptions, RecvOneOptions, RecvOptions, SendMode, SendOptions } from "./options.ts";
+import type {
+  OpenOptions,
+  RecvOneOptions,
+  RecvOptions,
+  SendManyOptions,
+  SendMode,
+  SendOptions,
+} from "./options.ts";
 import * as receiving from "./receive.ts";
 import * as sending from "./send.ts";
 import * as zeroCopy from "./zero_copy.ts";
@@ -141,6 +148,7 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
    * using ch = Channel.open("jobs");
    * await ch.send({ id: 1 }); // resolves once a receiver released it
    * await ch.send({ id: 2 }, { mode: "async", expiry: 10 }); // once written
+   * await ch.send({ id: 2 }, { redelivered: true }); // a retry: receivers see msg.redelivered
    * ```
    */
   send(value: T, options?: SendOptions): Promise<void> {
@@ -168,17 +176,17 @@ export class Channel<T = unknown> implements AsyncIterable<Message<T>>, Disposab
    * all of them, or those before the first that found no room. Every value is encoded and
    * checked before any is written, so bad input sends nothing.
    */
-  trySendMany(values: readonly T[], options?: { expiry?: number }): number {
+  trySendMany(values: readonly T[], options?: Omit<SendManyOptions, "timeout">): number {
     return batch.trySendMany(this.#c, values, options);
   }
 
   /** As sendMany, blocking the thread while it waits for room (scripts, workers, benchmarks). */
-  sendManySync(values: readonly T[], options?: { expiry?: number; timeout?: number }): void {
+  sendManySync(values: readonly T[], options?: SendManyOptions): void {
     batch.sendManySync(this.#c, values, options);
   }
 
   /** As trySendMany, waiting for room (up to `timeout`) until every value is sent. */
-  sendMany(values: readonly T[], options?: { expiry?: number; timeout?: number }): Promise<void> {
+  sendMany(values: readonly T[], options?: SendManyOptions): Promise<void> {
     return batch.sendMany(this.#c, values, options);
   }
 

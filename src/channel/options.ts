@@ -3,7 +3,7 @@
 // calls validate with the same functions, so a rule changes here and nowhere else.
 
 import { Layout, WaitPolicy } from "../../ffi/abi.ts";
-import { NO_TIMEOUT } from "../../ffi/status.ts";
+import { NO_TIMEOUT, SEND_REPEAT } from "../../ffi/status.ts";
 import type { CapacityPatterns } from "../capacity.ts";
 import type { CodecOption } from "../codec.ts";
 import { InvalidNameError, InvalidOptionError } from "../errors.ts";
@@ -91,6 +91,24 @@ export interface SendOptions {
   expiry?: number;
   /** How this call's waits spin before they sleep (see {@linkcode Spin}). The handle's by default. */
   spin?: Spin;
+  /**
+   * This message may repeat one sent before (a relay, or a retry after an unknown outcome):
+   * receivers see `msg.redelivered` true. Default false.
+   */
+  redelivered?: boolean;
+}
+
+/** Per-call options of the batch sends (`sendMany`, `sendManySync`, `trySendMany`), async mode. */
+export interface SendManyOptions {
+  /** Seconds before an unreceived message is dropped. The handle's expiry by default. */
+  expiry?: number;
+  /** Milliseconds to wait for room (`trySendMany` never waits). The handle's timeout by default. */
+  timeout?: number;
+  /**
+   * These messages may repeat ones sent before (a relay, or a retry after an unknown outcome):
+   * receivers see `msg.redelivered` true on each. Default false.
+   */
+  redelivered?: boolean;
 }
 
 /** Per-call options of the receive calls. */
@@ -267,6 +285,13 @@ export function timeoutOf(handle: { readonly timeout: number }, options?: { time
 export function acks(handle: { readonly mode: SendMode }, options?: { mode?: SendMode }): boolean {
   const mode = options?.mode;
   return (mode === undefined ? handle.mode : checkMode(mode)) === "ack";
+}
+
+/** The `redelivered` send option as the core's flag: SEND_REPEAT, or 0. */
+export function repeatFlag(options?: { redelivered?: boolean }): number {
+  const value = options?.redelivered;
+  if (value === undefined) return 0; // per send: the common case checks nothing more
+  return checkBool("redelivered", value, false) ? SEND_REPEAT : 0;
 }
 
 /** The `spin` option as the core takes it (ffi/abi.ts WaitPolicy), `fallback` when absent. */

@@ -6,7 +6,7 @@ import { SendOut } from "../../ffi/abi.ts";
 import { SEND_ACK, SEND_COUNT_FULL, SEND_RETRY, SIDE_SEND, Status } from "../../ffi/status.ts";
 import { MessageTooLargeError } from "../errors.ts";
 import type { ChannelCore } from "./core.ts";
-import { abiMs, acks, expiryOf, type SendOptions, spinWord, timeoutOf } from "./options.ts";
+import { abiMs, acks, expiryOf, repeatFlag, type SendOptions, spinWord, timeoutOf } from "./options.ts";
 import { ackError, isFull, sendError } from "./status.ts";
 import { spinning, until } from "./wait.ts";
 
@@ -23,7 +23,7 @@ export function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Pro
     // Every option is checked before anything is written, whether the send then waits or not.
     bytes = encode(c, value);
     call = {
-      flags: acks(c, options) ? SEND_ACK : 0,
+      flags: (acks(c, options) ? SEND_ACK : 0) | repeatFlag(options),
       expiry: expiryOf(c, options),
       timeout: timeoutOf(c, options),
       spin: spinWord(options?.spin, c.spin),
@@ -32,7 +32,7 @@ export function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Pro
   } catch (e) {
     return Promise.reject(e);
   }
-  if (st === Status.OK && call.flags === 0) return SENT;
+  if (st === Status.OK && (call.flags & SEND_ACK) === 0) return SENT;
   return sendWaiting(c, bytes, call, st);
 }
 
@@ -88,7 +88,7 @@ export function sendSync<T>(c: ChannelCore<T>, value: T, options?: SendOptions):
 function sendSyncNow<T>(c: ChannelCore<T>, value: T, options?: SendOptions): void {
   const bytes = encode(c, value);
   const ack = acks(c, options);
-  const flags = ack ? SEND_ACK : 0;
+  const flags = (ack ? SEND_ACK : 0) | repeatFlag(options);
   const expiry = expiryOf(c, options);
   const timeout = timeoutOf(c, options);
   const out = c.sendOut;
@@ -111,7 +111,7 @@ export function trySend<T>(c: ChannelCore<T>, value: T, options?: SendOptions): 
   const ack = acks(c, options);
   const expiry = expiryOf(c, options);
   const out = c.sendOut;
-  const flags = (ack ? SEND_ACK : 0) | SEND_COUNT_FULL;
+  const flags = (ack ? SEND_ACK : 0) | repeatFlag(options) | SEND_COUNT_FULL;
   const st = c.lib.ferry_send(c.live(), bytes, bytes.length, flags, expiry, out);
   if (st !== Status.OK) throw sendError(c, st);
   if (ack) return ackAfter(c, out, options);

@@ -8,7 +8,7 @@ import { RECV_NO_COPY, SEND_ACK, Status } from "../../ffi/status.ts";
 import { FerryError, InvalidOptionError } from "../errors.ts";
 import type { Message } from "../message.ts";
 import type { ChannelCore, Loan } from "./core.ts";
-import { abiMs, acks, checkInt, expiryOf, type SendOptions, timeoutOf } from "./options.ts";
+import { abiMs, acks, checkInt, expiryOf, repeatFlag, type SendOptions, timeoutOf } from "./options.ts";
 import { messageOf } from "./receive.ts";
 import { ackAfter } from "./send.ts";
 import { closedError, isFull, sendError, statusError } from "./status.ts";
@@ -62,22 +62,16 @@ export function commit<T>(
   bytes: Uint8Array,
   options?: SendOptions & { length?: number },
 ): void | Promise<void> {
-  const lent = takeLoan(c, bytes);
+  // Every option is checked before the loan leaves the caller's hands: bad input keeps it lent.
+  const lent = loanOf(c, bytes);
   const len = options?.length ?? lent.len;
   checkInt("commit length", len, 0, lent.len);
   const ack = acks(c, options);
+  const flags = (ack ? SEND_ACK : 0) | repeatFlag(options);
   const expiry = expiryOf(c, options);
+  takeLoan(c, bytes);
   const out = c.sendOut;
-  const st = c.lib.ferry_commit(
-    c.live(),
-    lent.slot,
-    lent.generation,
-    lent.len,
-    len,
-    ack ? SEND_ACK : 0,
-    expiry,
-    out,
-  );
+  const st = c.lib.ferry_commit(c.live(), lent.slot, lent.generation, lent.len, len, flags, expiry, out);
   if (st !== Status.OK) throw sendError(c, st);
   if (ack) return ackAfter(c, out, options);
 }
@@ -91,6 +85,14 @@ export function unloan<T>(c: ChannelCore<T>, bytes: Uint8Array): void {
 
 /** The loan behind `bytes`, taken out of the caller's hands: its view is detached. */
 function takeLoan<T>(c: ChannelCore<T>, bytes: Uint8Array): Loan {
+  const lent = loanOf(c, bytes);
+  c.loans.delete(bytes);
+  c.views.detach(lent.view); // the slot is no longer the caller's to write
+  return lent;
+}
+
+/** The loan behind `bytes`, still the caller's. */
+function loanOf<T>(c: ChannelCore<T>, bytes: Uint8Array): Loan {
   if (c.closed) throw closedError(c); // close() took every loan back
   const lent = c.loans.get(bytes);
   if (lent === undefined) {
@@ -99,8 +101,6 @@ function takeLoan<T>(c: ChannelCore<T>, bytes: Uint8Array): Loan {
       `that view was not lent by loan() on '${c.name}', or was used already`,
     );
   }
-  c.loans.delete(bytes);
-  c.views.detach(lent.view); // the slot is no longer the caller's to write
   return lent;
 }
 

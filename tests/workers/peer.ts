@@ -6,6 +6,7 @@
 //   {"op":"reject","outcome":o}            -> {rejected}: msg.reject(o) on the oldest held message
 //   {"op":"trySend","n":n}                 -> {sent, error}: trySend {from: pid, i} n times, stopping at an error
 //   {"op":"send","values":[..],"opts":{}}  -> {sent}: awaits send of each value in turn
+//   {"op":"sendMany","values":[..],"opts":{}} -> {sent}: awaits one sendMany of the values
 //   {"op":"close"}                         -> {}: closes the channel; the process lives on
 // A failed command answers {error: <class name>, code, message}.
 
@@ -58,6 +59,11 @@ async function run(command: Record<string, unknown>): Promise<object> {
     case "send": {
       const values = command.values as unknown[];
       for (const value of values) await channel.send(value, command.opts as Parameters<Channel["send"]>[1]);
+      return { sent: values.length };
+    }
+    case "sendMany": {
+      const values = command.values as unknown[];
+      await channel.sendMany(values, command.opts as Parameters<Channel["sendMany"]>[1]);
       return { sent: values.length };
     }
     case "close":

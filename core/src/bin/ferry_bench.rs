@@ -156,7 +156,7 @@ fn recv_wait(h: &Handle, dst: &mut [u8]) -> Result<usize, String> {
 fn send_batch_wait(h: &Handle, payloads: &[u8], lens: &[u32]) -> Result<(), String> {
     let (mut at, mut from) = (0usize, 0usize);
     while from < lens.len() {
-        let (sent, why) = h.send_batch(&payloads[at..], &lens[from..], EXPIRY_MS);
+        let (sent, why) = h.send_batch(&payloads[at..], &lens[from..], EXPIRY_MS, false);
         at += lens[from..from + sent as usize].iter().map(|&l| l as usize).sum::<usize>();
         from += sent as usize;
         match why {

@@ -52,7 +52,7 @@ impl Handle {
                 if cur.kind() == Kind::Ready {
                     let shared = &self.seg.header().shared;
                     shared.expired.fetch_add(1, Relaxed);
-                    if cur.redelivered() {
+                    if cur.requeued() {
                         Shared::uncount_redelivery(shared); // a closed receiver handed it back
                     }
                 }
@@ -88,7 +88,7 @@ impl Handle {
             // tells the holder's release.
             if s.state.compare_exchange(cur.0, next.0, AcqRel, Relaxed).is_ok() {
                 if cur.kind() == Kind::Ready {
-                    if cur.redelivered() {
+                    if cur.requeued() {
                         // Withdrawn after a closed receiver handed it back: take its count out.
                         Shared::uncount_redelivery(&self.seg.header().shared);
                     }

@@ -51,6 +51,23 @@ impl Side {
     }
 }
 
+/// How a send marks its message, besides its payload: the flags it publishes with READY.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks {
+    /// Ack mode: the sender waits for the release (state::FLAG_ACK).
+    pub ack: bool,
+    /// A possible repeat of a message sent before (a relay, a retry after an unknown outcome):
+    /// receivers see it as redelivered (state::FLAG_REPEAT).
+    pub repeat: bool,
+}
+
+impl Marks {
+    /// An ack-mode (`ack`) or async message, not marked as a repeat.
+    pub fn mode(ack: bool) -> Marks {
+        Marks { ack, repeat: false }
+    }
+}
+
 /// What a receive hands back besides the payload.
 #[derive(Default, Clone, Copy)]
 pub struct Received {

@@ -53,7 +53,7 @@ impl Handle {
     /// past the slot or touch a page its sender did not allocate, SIGBUS on a full /dev/shm).
     fn admit(&self, k: u32, cur: State, now: u64) -> Result<Option<Received>, i32> {
         let s = self.seg.slot(k);
-        if cur.redelivered() {
+        if cur.requeued() {
             Shared::uncount_redelivery(&self.seg.header().shared);
         }
         if Self::expired(s, now) {
@@ -189,7 +189,7 @@ impl Handle {
             // SYNC POINT: pairs with recovery's AcqRel CAS that made it READY again; the claim CAS
             // below is Acquire for the payload.
             let cur = State(st.load(Acquire));
-            if cur.kind() == Kind::Ready && cur.redelivered() {
+            if cur.kind() == Kind::Ready && cur.requeued() {
                 let reading = cur.with_kind(Kind::Reading).with_receiver(self.me);
                 if st.compare_exchange(cur.0, reading.0, Acquire, Relaxed).is_ok() {
                     return Some((k, reading));

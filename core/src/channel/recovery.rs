@@ -182,7 +182,7 @@ impl Handle {
             }
         }
         let shared = &self.seg.header().shared;
-        if cur.kind() == Kind::Ready && cur.redelivered() {
+        if cur.kind() == Kind::Ready && cur.requeued() {
             Shared::uncount_redelivery(shared);
         }
         shared.expired.fetch_add(1, Relaxed);

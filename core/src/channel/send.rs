@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use super::{Handle, Local, Shared, Side, OBSERVER};
+use super::{Handle, Local, Marks, Shared, Side, OBSERVER};
 use crate::fault;
 use crate::layout::*;
 use crate::state::*;
@@ -18,16 +18,16 @@ const FULL_REAP_EVERY: u32 = 32;
 impl Handle {
     /// Writes `payload` into a free slot and publishes it. Never waits.
     pub fn send(&self, payload: &[u8], ack: bool, expiry_ms: u32) -> Result<(u32, u32, u64), i32> {
-        self.send_with(payload, ack, expiry_ms, false)
+        self.send_with(payload, Marks::mode(ack), expiry_ms, false)
     }
 
-    /// As `send`. `retry`: the caller tries again when this finds no room (a blocking send, a
+    /// As `send`, the message marked as `marks` says. `retry`: the caller tries again when this finds no room (a blocking send, a
     /// batch past its first message), so a look at its oldest in-flight slot is enough most times
     /// (see `reap`); a one-shot send looks at all of them.
     pub fn send_with(
         &self,
         payload: &[u8],
-        ack: bool,
+        marks: Marks,
         expiry_ms: u32,
         retry: bool,
     ) -> Result<(u32, u32, u64), i32> {
@@ -42,7 +42,7 @@ impl Handle {
         unsafe {
             std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, payload.len()), payload.len())
         };
-        Ok(self.publish(l, k, payload.len() as u32, ack, expiry_ms))
+        Ok(self.publish(l, k, payload.len() as u32, marks, expiry_ms))
     }
 
     /// `acquire`, then `fit` for a message of `len` bytes; a slot that cannot be fitted (memory
@@ -98,10 +98,10 @@ impl Handle {
         l: &mut Local,
         k: u32,
         len: u32,
-        ack: bool,
+        marks: Marks,
         expiry_ms: u32,
     ) -> (u32, u32, u64) {
-        let sent = self.publish_quietly(l, k, len, ack, expiry_ms);
+        let sent = self.publish_quietly(l, k, len, marks, expiry_ms);
         self.wake(Side::Recv);
         sent
     }
@@ -112,11 +112,11 @@ impl Handle {
         l: &mut Local,
         k: u32,
         len: u32,
-        ack: bool,
+        marks: Marks,
         expiry_ms: u32,
     ) -> (u32, u32, u64) {
         let deadline = if expiry_ms == 0 { 0 } else { sys::coarse_ms() + u64::from(expiry_ms) };
-        let sent = self.mark_ready(l, k, len, ack, deadline);
+        let sent = self.mark_ready(l, k, len, marks, deadline);
         self.link(l);
         sent
     }
@@ -125,8 +125,9 @@ impl Handle {
     /// reachable: receivers find messages through the lane's tail, which `link` publishes. A death
     /// between the two leaves READY slots past the tail, which recovery publishes in ring order
     /// (`recover_locked`): each such message is delivered once, as after a death at
-    /// "send.ready" of a single send.
-    fn mark_ready(&self, l: &mut Local, k: u32, len: u32, ack: bool, deadline_ms: u64) -> (u32, u32, u64) {
+    /// "send.ready" of a single send. `marks` become flags of the READY word, so marking costs
+    /// nothing beyond the store that publishes the message.
+    fn mark_ready(&self, l: &mut Local, k: u32, len: u32, marks: Marks, deadline_ms: u64) -> (u32, u32, u64) {
         let s = self.seg.slot(k);
         let lane = self.seg.participant(self.me);
         let seq = l.tail;
@@ -137,10 +138,14 @@ impl Handle {
         lane.ring.slot[(seq % LANE_RING as u64) as usize].store(k, Relaxed);
         fault::point("send.written");
         let writing = State(s.state.load(Relaxed));
+        let ready = writing
+            .with_kind(Kind::Ready)
+            .with_flag(FLAG_ACK, marks.ack)
+            .with_flag(FLAG_REPEAT, marks.repeat);
         // SYNC POINT: the payload, the metadata and the ring entry are visible to whoever
         // observes READY (receivers' Acquire loads and claim CAS). Only we may change a slot we
         // are WRITING, so a store is the whole transition.
-        s.state.store(writing.with_kind(Kind::Ready).with_flag(FLAG_ACK, ack).0, Release);
+        s.state.store(ready.0, Release);
         fault::point("send.ready");
         l.tail = seq + 1;
         l.sent += 1;
@@ -159,9 +164,9 @@ impl Handle {
     }
 
     /// Sends the messages laid end to end in `payloads` (lengths in `lens`) until one finds no
-    /// room; one wake for the batch. Returns how many were sent and why it stopped (OK when all
-    /// were).
-    pub fn send_batch(&self, payloads: &[u8], lens: &[u32], expiry_ms: u32) -> (u32, i32) {
+    /// room; one wake for the batch. Async mode; `repeat` marks every one (`Marks::repeat`).
+    /// Returns how many were sent and why it stopped (OK when all were).
+    pub fn send_batch(&self, payloads: &[u8], lens: &[u32], expiry_ms: u32, repeat: bool) -> (u32, i32) {
         let l = &mut *self.local.borrow_mut();
         let mut at = 0usize;
         let mut sent = 0u32;
@@ -189,7 +194,7 @@ impl Handle {
             // SAFETY: as in `send_with`: slot k is WRITING by us and the payload fits its place
             // (fitted above).
             unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.payload_ptr(k, len), len) };
-            self.mark_ready(l, k, len as u32, false, deadline);
+            self.mark_ready(l, k, len as u32, Marks { ack: false, repeat }, deadline);
             at += len;
             sent += 1;
         }
@@ -227,7 +232,7 @@ impl Handle {
         g: u32,
         loaned: u32,
         len: u32,
-        ack: bool,
+        marks: Marks,
         expiry_ms: u32,
     ) -> Result<(u32, u32, u64), i32> {
         if k >= self.seg.layout.capacity || len > loaned || loaned > self.seg.layout.max_message {
@@ -250,7 +255,7 @@ impl Handle {
             // SAFETY: both regions belong to slot k, which we hold WRITING; ptr::copy allows overlap.
             unsafe { std::ptr::copy(from, to, len as usize) };
         }
-        Ok(self.publish(&mut self.local.borrow_mut(), k, len, ack, expiry_ms))
+        Ok(self.publish(&mut self.local.borrow_mut(), k, len, marks, expiry_ms))
     }
 
     /// Returns a loaned slot unpublished.

@@ -16,6 +16,9 @@ pub const SEND_ACK: u32 = 1;
 pub const SEND_COUNT_FULL: u32 = 2;
 /// The caller tries again after FULL: a cheaper look at its in-flight slots will do.
 pub const SEND_RETRY: u32 = 4;
+/// `flags` of `ferry_send*`/`ferry_commit`/`ferry_send_batch`: the message may repeat one sent
+/// before (a relay, a retry after an unknown outcome); its receiver sees `meta_flag::REDELIVERED`.
+pub const SEND_REPEAT: u32 = 8;
 /// `flags` of `ferry_recv*`: release the message once it is copied.
 pub const RECV_AUTO_RELEASE: u32 = 1;
 /// Claim without copying: the caller reads the payload in place (`recv_meta::OFFSET_*`).

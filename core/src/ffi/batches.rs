@@ -9,7 +9,8 @@ use crate::channel::{Handle, Received};
 use crate::status::*;
 
 /// Sends `count` messages laid end to end in `buf` (their lengths in `lens`), in async mode,
-/// until one finds no room. `out[0]` = how many were sent; returns why it stopped (OK: all).
+/// until one finds no room (flags: SEND_REPEAT marks every one; SEND_ACK is not taken).
+/// `out[0]` = how many were sent; returns why it stopped (OK: all).
 #[no_mangle]
 pub unsafe extern "C" fn ferry_send_batch(
     h: *const Handle,
@@ -17,6 +18,7 @@ pub unsafe extern "C" fn ferry_send_batch(
     buf_len: u32,
     lens: *const u32,
     count: u32,
+    flags: u32,
     expiry_ms: u32,
     out: *mut u32,
 ) -> i32 {
@@ -27,7 +29,7 @@ pub unsafe extern "C" fn ferry_send_batch(
         // SAFETY: the binding passes a Uint32Array of at least `count` lengths.
         unsafe { slice::from_raw_parts(lens, count as usize) }
     };
-    let (sent, why) = h.send_batch(bytes(buf, buf_len), lens, expiry_ms);
+    let (sent, why) = h.send_batch(bytes(buf, buf_len), lens, expiry_ms, flags & SEND_REPEAT != 0);
     write_out(out, &[sent]);
     why
 }

@@ -2,7 +2,10 @@
 //! outcome.
 
 use super::abi::*;
-use super::{bytes, bytes_mut, handle, lo_hi, open_report, send_result, shm_name, trusted_owners, write_out};
+use super::{
+    bytes, bytes_mut, handle, lo_hi, open_report, send_marks, send_result, shm_name, trusted_owners,
+    write_out,
+};
 use crate::channel::Received;
 use crate::channel::{Handle, OpenOptions};
 use crate::segment::{OpenError, Policy};
@@ -120,7 +123,7 @@ pub unsafe extern "C" fn ferry_info(h: *const Handle, out: *mut u32) -> i32 {
     OK
 }
 
-/// Sends without waiting (flags: SEND_ACK, SEND_COUNT_FULL). `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
+/// Sends without waiting (flags: SEND_ACK, SEND_COUNT_FULL, SEND_RETRY, SEND_REPEAT). `out` (4 x u32) receives [slot, generation, seq_lo, seq_hi].
 #[no_mangle]
 pub unsafe extern "C" fn ferry_send(
     h: *const Handle,
@@ -133,7 +136,7 @@ pub unsafe extern "C" fn ferry_send(
     let Some(h) = handle(h) else {
         return ERR_INVALID_ARGUMENT;
     };
-    let r = h.send_with(bytes(buf, len), flags & SEND_ACK != 0, expiry_ms, flags & SEND_RETRY != 0);
+    let r = h.send_with(bytes(buf, len), send_marks(flags), expiry_ms, flags & SEND_RETRY != 0);
     if flags & SEND_COUNT_FULL != 0 && matches!(r, Err(FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY)) {
         h.note_full();
     }

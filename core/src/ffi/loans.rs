@@ -3,7 +3,7 @@
 //! committed (published) or given back.
 
 use super::abi::*;
-use super::{handle, lo_hi, send_result, write_out};
+use super::{handle, lo_hi, send_marks, send_result, write_out};
 use crate::channel::Handle;
 use crate::status::*;
 
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn ferry_commit(
     out: *mut u32,
 ) -> i32 {
     let Some(h) = handle(h) else { return ERR_INVALID_ARGUMENT };
-    send_result(h.commit(slot, generation, loaned, len, flags & SEND_ACK != 0, expiry_ms), out)
+    send_result(h.commit(slot, generation, loaned, len, send_marks(flags), expiry_ms), out)
 }
 
 #[no_mangle]

@@ -31,7 +31,7 @@ mod waits;
 
 use std::slice;
 
-use crate::channel::Handle;
+use crate::channel::{Handle, Marks};
 use crate::segment::OpenError;
 use crate::status::*;
 use crate::waiter::WaitSet;
@@ -116,6 +116,11 @@ pub(crate) fn open_report(e: &OpenError) -> [i32; open_report::LENGTH] {
     r[open_report::SIZE_HI] = size_hi as i32;
     r[open_report::MTIME] = f.map_or(0, |f| f.modified_unix_s.min(u64::from(u32::MAX)) as u32 as i32);
     r
+}
+
+/// How the `flags` of a send or commit mark its message (SEND_ACK, SEND_REPEAT).
+pub(crate) fn send_marks(flags: u32) -> Marks {
+    Marks { ack: flags & SEND_ACK != 0, repeat: flags & SEND_REPEAT != 0 }
 }
 
 pub(crate) fn send_result(r: Result<(u32, u32, u64), i32>, out: *mut u32) -> i32 {

@@ -3,10 +3,9 @@
 //! promise waits from (they all sleep in one `crate::waiter::WaitSet` per JS realm, on one
 //! blocking-pool thread).
 
-use super::abi::*;
 use super::batches::ferry_recv_batch;
 use super::channel::recv_into;
-use super::{bytes, bytes_mut, handle, send_result, wait_set};
+use super::{bytes, bytes_mut, handle, send_marks, send_result, wait_set};
 use crate::channel::{Handle, Side};
 use crate::status::*;
 use crate::wait::Spin;
@@ -28,15 +27,14 @@ pub unsafe extern "C" fn ferry_send_wait(
     };
     let payload = bytes(buf, len);
     let mut last = TIMEOUT;
-    let r = h.wait(Side::Send, timeout_ms, || {
-        match h.send_with(payload, flags & SEND_ACK != 0, expiry_ms, true) {
+    let r =
+        h.wait(Side::Send, timeout_ms, || match h.send_with(payload, send_marks(flags), expiry_ms, true) {
             Err(code @ (FULL_CAPACITY | FULL_SLOTS | FULL_MEMORY)) => {
                 last = code;
                 None
             }
             r => Some(send_result(r, out)),
-        }
-    });
+        });
     if r == TIMEOUT {
         h.note_full();
         return last;
