@@ -127,7 +127,7 @@ Deno.test({
   ignore: !HAVE_NATS,
   async fn() {
     await using sides = await Sides.start();
-    const { b, math, bridgeA, bridgeB } = sides;
+    const { b, math } = sides;
     using events = b.open("events", { mode: "async" });
     const doomed = await b.spawn("rpc_server.ts", SERVICE);
 
