@@ -20,7 +20,7 @@ import { FrameWriter } from "../headers.ts";
 import { checkBase, openPeer, reclaimIfOrphaned } from "../private_channels.ts";
 import type { PublisherOptions, PublishOptions, PublishResult } from "./options.ts";
 import { TopicGroups } from "./topics.ts";
-import { isWildcardInbox, WildcardSubscribers, WILDCARDS } from "./wildcards.ts";
+import { isWildcardInbox, WILDCARDS, WildcardSubscribers } from "./wildcards.ts";
 
 const DEFAULT_TIMEOUT = 5000;
 /** How often a publish waiting for room in an inbox looks whether its subscriber is still there. */
