@@ -16,7 +16,10 @@ export const PATTERN_HELP = [
   ["call <service> <method> [<json>]", "call a service's method once with a JSON value and print its result"],
   ["services", "services of a namespace: servers, clients, calls queued and in progress"],
   ["pub <topic> <json>", "publish one JSON value (text with --string) to a topic's subscribers"],
-  ["sub <topic> [--count N]", "subscribe and print each published value as a JSON line"],
+  [
+    "sub <topic> [--count N]",
+    "subscribe (to a topic or a pattern: prices.*, prices.>) and print each value as a JSON line",
+  ],
 ];
 
 const USAGE: Record<string, string> = {
@@ -37,7 +40,8 @@ Publishes one JSON value to every subscriber of <topic> now and prints how many 
 where it stops being JSON (exit 2); --string publishes the text itself as a string.`,
   sub: `Usage: deno run -A cli.ts sub <topic> [--count N] [--timeout ms] [--prefix p] [--json]
 Subscribes to <topic> and prints each value published afterwards as a JSON line (with --json, a line
-{"topic", "data", "headers", "publisher"}), until --count values or Ctrl-C. The inbox is removed on exit.`,
+{"topic", "data", "headers", "publisher"}), until --count values or Ctrl-C. The inbox is removed on exit.
+<topic> may be a pattern: * stands for one token, > (last) for the rest (prices.*, prices.>).`,
 };
 
 function ms(text: string | undefined, fallback: number): number {

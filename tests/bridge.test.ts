@@ -173,6 +173,7 @@ Deno.test({
     await remote.tell("read 3");
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(JSON.parse(await remote.line(`B's copy of message ${i}`)), {
+        topic: "prices",
         data: { i },
         headers: { traceparent: `t${i}` },
       });

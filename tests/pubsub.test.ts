@@ -34,6 +34,7 @@ Deno.test("every subscriber gets every message published after it subscribed, wi
     await child.tell("read 5");
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(JSON.parse(await child.line(`message ${i}`)), {
+        topic: TOPIC,
         data: { i },
         headers: { trace: `t${i}` },
       });

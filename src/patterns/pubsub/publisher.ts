@@ -2,6 +2,8 @@
 // through one handle per inbox, and removes the inboxes of subscribers that died once it sees them
 // leave the topic. It keeps each topic's subscribers between publishes, with a GroupWatch that says
 // when they changed (a join, a leave, a death), so an unchanged topic costs no scan of the table.
+// Wildcard subscribers are watched the same way, in their own group (wildcards.ts): a publish also
+// reaches the ones whose pattern matches its topic, found once per topic and change.
 //
 // The fan-out is written here rather than with Namespace.sendGroup, for two reasons. A channel
 // keeps order per sender handle (each has its own lane), so one publisher must write to an inbox
@@ -18,6 +20,7 @@ import { FrameWriter } from "../headers.ts";
 import { checkBase, openPeer, reclaimIfOrphaned } from "../private_channels.ts";
 import type { PublisherOptions, PublishOptions, PublishResult } from "./options.ts";
 import { TopicGroups } from "./topics.ts";
+import { isWildcardInbox, WILDCARDS, WildcardSubscribers } from "./wildcards.ts";
 
 const DEFAULT_TIMEOUT = 5000;
 /** How often a publish waiting for room in an inbox looks whether its subscriber is still there. */
@@ -54,6 +57,9 @@ interface Subscribed {
   waitWatch: GroupWatch;
   drop?: readonly string[];
   wait?: readonly string[];
+  /** Those with the wildcard subscribers matching the topic, as of `wildcards` (WildcardSubscribers.version). */
+  all?: { drop: readonly string[]; wait: readonly string[] };
+  wildcards?: number;
 }
 
 /** Sends each published value to every subscriber of its topic. */
@@ -64,10 +70,14 @@ export class Publisher implements Disposable {
   readonly timeout: number;
   #groups: TopicGroups;
   #writer = new FrameWriter();
-  /** Per topic, the handles on its inboxes this publisher wrote to: one per inbox, for its order. */
-  #topics = new Map<string, Map<string, Channel<Uint8Array>>>();
+  /**
+   * The handles on the inboxes this publisher wrote to: one per inbox, for its order (a wildcard
+   * inbox gets the topics it matches through the one handle).
+   */
+  #inboxes = new Map<string, Channel<Uint8Array>>();
   /** Per topic published to, its subscribers as last seen, and the watches that say when they change. */
   #subscribed = new Map<string, Subscribed>();
+  #wildcards: WildcardSubscribers;
   /** Per "wait" inbox, the last copy still waiting for room (later copies queue behind it). */
   #queued = new Map<string, Promise<void>>();
   #closed = false;
@@ -82,6 +92,7 @@ export class Publisher implements Disposable {
     }
     this.timeout = timeout;
     this.#groups = TopicGroups.acquire(this.prefix);
+    this.#wildcards = new WildcardSubscribers(this.#groups);
   }
 
   /**
@@ -229,9 +240,10 @@ export class Publisher implements Disposable {
   }
 
   /**
-   * The subscribers of `topic` now, by what their full inbox does. Inboxes this publisher wrote to
-   * that are no longer among them have left: their handles are closed, and the inboxes of those
-   * that died are removed (counted in `result.reclaimed`).
+   * The subscribers of `topic` now, by what their full inbox does, with the wildcard subscribers
+   * whose pattern matches it. Inboxes this publisher wrote to that are no longer among them (or no
+   * longer wildcard subscribers) have left: their handles are closed, and the inboxes of those that
+   * died are removed (counted in `result.reclaimed`).
    */
   #subscribers(topic: string): { drop: readonly string[]; wait: readonly string[]; result: PublishResult } {
     if (this.#closed) throw new FerryError("PublisherClosed", "this publisher is closed");
@@ -242,21 +254,34 @@ export class Publisher implements Disposable {
       this.#subscribed.set(topic, seen);
     }
     const result: PublishResult = { delivered: 0, dropped: 0, reclaimed: 0 };
+    for (const name of this.#wildcards.refresh()) if (this.#leave(name)) result.reclaimed++;
     // The same arrays as last time while no membership changed (and no subscriber died): then no
     // inbox this publisher writes to can have left.
     const drop = seen.dropWatch.members();
     const wait = seen.waitWatch.members();
-    if (drop === seen.drop && wait === seen.wait) return { drop, wait, result };
-    seen.drop = drop;
-    seen.wait = wait;
-    const known = this.#topics.get(topic);
-    if (known !== undefined && known.size > 0) {
+    if (drop !== seen.drop || wait !== seen.wait) {
       const now = new Set([...drop, ...wait]);
-      for (const name of known.keys()) {
-        if (!now.has(name) && this.#leave(topic, name)) result.reclaimed++;
+      for (const name of [...(seen.drop ?? []), ...(seen.wait ?? [])]) {
+        if (!now.has(name) && this.#leave(name)) result.reclaimed++;
       }
+      seen.drop = drop;
+      seen.wait = wait;
+      seen.all = undefined;
     }
-    return { drop, wait, result };
+    if (seen.all === undefined || seen.wildcards !== this.#wildcards.version) {
+      const wild = this.#wildcards.matching(topic);
+      seen.all = {
+        drop: wild.drop.length === 0 ? drop : [...drop, ...wild.drop],
+        wait: wild.wait.length === 0 ? wait : [...wait, ...wild.wait],
+      };
+      seen.wildcards = this.#wildcards.version;
+    }
+    return { drop: seen.all.drop, wait: seen.all.wait, result };
+  }
+
+  /** The group key (see TopicGroups) an inbox subscribed through: its topic's, or the wildcards'. */
+  #groupOf(topic: string, name: string): string {
+    return isWildcardInbox(name) ? WILDCARDS : topic;
   }
 
   /** Records `copy` as the last copy waiting for the inbox `name`, until it is sent. */
@@ -281,7 +306,7 @@ export class Publisher implements Disposable {
   ): Promise<void> {
     const deadline = performance.now() + this.timeout;
     for (;;) {
-      if (this.#topics.get(topic)?.get(name) !== inbox) {
+      if (this.#inboxes.get(name) !== inbox) {
         result.reclaimed++; // it left while this copy waited (the handle was closed)
         return;
       }
@@ -295,8 +320,8 @@ export class Publisher implements Disposable {
         // Still full when the slice ended (send reports that as ChannelFullError).
         if (!(error instanceof ChannelFullError)) return this.#failed(error, result);
       }
-      if (!this.#groups.members(topic, "wait").includes(name)) {
-        this.#leave(topic, name);
+      if (!this.#groups.members(this.#groupOf(topic, name), "wait").includes(name)) {
+        this.#leave(name);
         result.reclaimed++;
         return;
       }
@@ -307,10 +332,9 @@ export class Publisher implements Disposable {
     }
   }
 
-  /** This publisher's handle on the inbox `name` of `topic`, opened on first use. */
+  /** This publisher's handle on the inbox `name` (subscribed to `topic`), opened on first use. */
   #inbox(topic: string, name: string, result: PublishResult): Channel<Uint8Array> | undefined {
-    let inboxes = this.#topics.get(topic);
-    let inbox = inboxes?.get(name);
+    let inbox = this.#inboxes.get(name);
     if (inbox !== undefined) return inbox;
     try {
       inbox = openPeer(name, this.prefix);
@@ -318,13 +342,13 @@ export class Publisher implements Disposable {
       if (!(error instanceof FerryError)) throw error;
       // A membership whose inbox is gone: its subscriber died and the inbox was removed between
       // the look-up and now, or it is a membership no process holds (left by an older ferry).
-      this.#groups.discard(topic, "drop", name);
-      this.#groups.discard(topic, "wait", name);
+      const group = this.#groupOf(topic, name);
+      this.#groups.discard(group, "drop", name);
+      this.#groups.discard(group, "wait", name);
       result.reclaimed++;
       return undefined;
     }
-    if (inboxes === undefined) this.#topics.set(topic, inboxes = new Map());
-    inboxes.set(name, inbox);
+    this.#inboxes.set(name, inbox);
     return inbox;
   }
 
@@ -335,15 +359,14 @@ export class Publisher implements Disposable {
   }
 
   /**
-   * Forgets an inbox that left `topic`: closes this publisher's handle on it (a copy still waiting
-   * there ends) and removes the inbox if its subscriber is dead. True if it removed it.
+   * Forgets an inbox that left its topic (or the wildcard subscriptions): closes this publisher's
+   * handle on it (a copy still waiting there ends) and removes the inbox if its subscriber is dead.
+   * True if it removed it.
    */
-  #leave(topic: string, name: string): boolean {
-    const inboxes = this.#topics.get(topic);
-    const inbox = inboxes?.get(name);
+  #leave(name: string): boolean {
+    const inbox = this.#inboxes.get(name);
     if (inbox === undefined) return false;
-    inboxes!.delete(name);
-    if (inboxes!.size === 0) this.#topics.delete(topic);
+    this.#inboxes.delete(name);
     inbox.close();
     return reclaimIfOrphaned(name, this.prefix);
   }
@@ -352,8 +375,8 @@ export class Publisher implements Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const inboxes of this.#topics.values()) for (const inbox of inboxes.values()) inbox.close();
-    this.#topics.clear();
+    for (const inbox of this.#inboxes.values()) inbox.close();
+    this.#inboxes.clear();
     this.#subscribed.clear();
     this.#groups.release();
     for (const [prefix, p] of shared) if (p === this) shared.delete(prefix);

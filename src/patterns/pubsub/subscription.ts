@@ -1,6 +1,7 @@
 // Subscribing: a subscription is a private inbox channel (`<topic>!sub.<pid>.<random>`) made a
 // member of its topic's group for as long as it is open and its process lives. Making one also
-// removes the inboxes of the topic's subscribers that died.
+// removes the inboxes of the topic's subscribers that died. A subscription to a pattern is the
+// same, its inbox named after the pattern and a member of the wildcard group (wildcards.ts).
 
 import { Channel } from "../../channel/channel.ts";
 import { ChannelClosedError, InvalidOptionError } from "../../errors.ts";
@@ -9,10 +10,18 @@ import { type Frame, readFrame } from "../headers.ts";
 import { checkBase, privateName, sweepPrivate } from "../private_channels.ts";
 import type { SubscribeOptions, TopicMessage, WhenFull } from "./options.ts";
 import { TopicGroups } from "./topics.ts";
+import { checkPattern, inboxBase, isPattern, WILDCARDS } from "./wildcards.ts";
 
 const KiB = 1024;
 
-/** Subscribes to `topic`: creates this process's inbox for it, which `close()` removes. */
+/**
+ * Subscribes to `topic`: creates this process's inbox for it, which `close()` removes. `topic` may
+ * be a pattern (NATS style): `*` stands for one token (`prices.*` gets `prices.eur`, not
+ * `prices.eur.spot`), `>` as the last token for one or more (`prices.>` gets both); tokens are
+ * what lies between dots. A bad pattern is InvalidNameError. Each subscription is its own inbox: a
+ * process subscribed to `prices.*` and `prices.eur` gets what is published to `prices.eur` twice,
+ * once in each; `m.topic` is the topic it was published to.
+ */
 export function subscribe<T = unknown>(topic: string, options: SubscribeOptions = {}): Subscription<T> {
   return new Subscription<T>(token, topic, options);
 }
@@ -26,7 +35,7 @@ const token = Symbol("ferry.pubsub.subscription");
  * wrote to it and by the next subscribe to the topic.
  */
 export class Subscription<T = unknown> implements AsyncIterable<TopicMessage<T>>, Disposable {
-  /** The topic. */
+  /** The topic, or the pattern, subscribed to. */
   readonly topic: string;
   /** The namespace. */
   readonly prefix: string;
@@ -36,12 +45,18 @@ export class Subscription<T = unknown> implements AsyncIterable<TopicMessage<T>>
   readonly whenFull: WhenFull;
   #channel: Channel<Uint8Array>;
   #groups: TopicGroups;
+  /** The group key in TopicGroups: the topic, or WILDCARDS for a pattern. */
+  #group: string;
   #closed = false;
 
   /** @internal Use `subscribe()`. */
   constructor(key: symbol, topic: string, options: SubscribeOptions) {
     if (key !== token) throw new TypeError("use subscribe()");
-    this.topic = checkBase("topic", topic);
+    const wildcard = isPattern(topic);
+    this.topic = wildcard ? checkPattern(topic) : checkBase("topic", topic);
+    // A pattern's subscribers are members of the wildcard group, its inboxes named after it.
+    this.#group = wildcard ? WILDCARDS : topic;
+    const base = wildcard ? inboxBase(topic) : topic;
     this.prefix = options.prefix ?? "ferry";
     const whenFull = options.whenFull ?? "drop";
     if (whenFull !== "drop" && whenFull !== "wait") {
@@ -49,8 +64,8 @@ export class Subscription<T = unknown> implements AsyncIterable<TopicMessage<T>>
     }
     this.whenFull = whenFull;
     // Inboxes of subscribers that died (their memberships ended with them).
-    sweepPrivate(this.prefix, `${topic}!sub.`);
-    this.inbox = privateName(topic, "sub");
+    sweepPrivate(this.prefix, `${base}!sub.`);
+    this.inbox = privateName(base, "sub");
     this.#channel = Channel.open<Uint8Array>(this.inbox, {
       prefix: this.prefix,
       codec: "raw",
@@ -66,7 +81,7 @@ export class Subscription<T = unknown> implements AsyncIterable<TopicMessage<T>>
       throw error;
     }
     try {
-      this.#groups.add(topic, whenFull, this.inbox);
+      this.#groups.add(this.#group, whenFull, this.inbox);
     } catch (error) {
       this.#groups.release();
       this.#channel.close();
@@ -120,7 +135,7 @@ export class Subscription<T = unknown> implements AsyncIterable<TopicMessage<T>>
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#groups.discard(this.topic, this.whenFull, this.inbox);
+    this.#groups.discard(this.#group, this.whenFull, this.inbox);
     this.#groups.release();
     this.#channel.close();
     Channel.unlink(this.inbox, { prefix: this.prefix });
