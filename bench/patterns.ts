@@ -6,14 +6,15 @@
 //   `nats-server` is installed (client npm:nats@2, in separate processes: bench/patterns_nats_peer.ts);
 // - streamed items per second (one server process, the loop here), each item its own message and
 //   with the server's streamBatch 64 (items its generator has ready share a message);
-// - pub/sub deliveries per second to 3 subscriber processes.
+// - pub/sub deliveries per second to 3 subscriber processes, and what plain channels deliver in
+//   the same shape (a value sent into 3 channels, each read by its own process): the ceiling under it.
 // Each row reports the median and range over rounds; transports alternate within a round. The
 // machine may be shared: the range says how noisy a figure is.
 
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { Packr, Unpackr } from "npm:msgpackr@1.11.5/pack";
-import { connect, FrameKind, FrameWriter, publisher, readFrame, serve, subscribe } from "../mod.ts";
+import { Channel, connect, FrameKind, FrameWriter, publisher, readFrame, serve, subscribe } from "../mod.ts";
 import { textLines } from "../cli/lines.ts";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -43,6 +44,21 @@ async function role(args: string[]): Promise<boolean> {
     console.log("ready");
     let n = 0;
     for await (const _ of sub) if (++n === count) break;
+    console.log("done");
+    return true;
+  }
+  if (name === "receiver") {
+    // The pub/sub row's ceiling: the same value to a plain channel per subscriber, no pub/sub layer.
+    const count = Number(extra);
+    using ch = Channel.open(`inbox${args[3]}`, {
+      prefix,
+      mode: "async",
+      capacity: 1024,
+      maxMessageSize: 256,
+    });
+    console.log("ready");
+    let n = 0;
+    for await (const _ of ch) if (++n === count) break;
     console.log("done");
     return true;
   }
@@ -284,6 +300,38 @@ async function pubsubRate(wanted: number, subscribers: number, batch: number): P
   }
 }
 
+/**
+ * What the channels under pub/sub deliver with nothing on top: one value sent into each of
+ * `receivers` plain channels (`await send`, or `await sendMany` of `batch` values; msgpack), each read by
+ * its own process with `for await`.
+ */
+async function fanOutRate(wanted: number, receivers: number, batch: number): Promise<number> {
+  const count = Math.ceil(wanted / batch) * batch;
+  const prefix = uniquePrefix();
+  const peers = Array.from(
+    { length: receivers },
+    (_, i) => Peer.self("receiver", prefix, String(count), String(i)),
+  );
+  try {
+    for (const p of peers) await p.line();
+    const inboxes = peers.map((_, i) => Channel.open(`inbox${i}`, { prefix, mode: "async", create: false }));
+    const value = { sym: "EURUSD", px: 1.0842 };
+    const start = performance.now();
+    if (batch === 1) { for (let i = 0; i < count; i++) for (const ch of inboxes) await ch.send(value); }
+    else {
+      const values = Array.from({ length: batch }, () => value);
+      for (let i = 0; i < count; i += batch) for (const ch of inboxes) await ch.sendMany(values);
+    }
+    for (const p of peers) if ((await p.line()) !== "done") throw new Error("a receiver failed");
+    const rate = (count * receivers) / ((performance.now() - start) / 1000);
+    for (const ch of inboxes) ch.close();
+    return rate;
+  } finally {
+    for (const p of peers) await p.stop();
+    unlinkPrefix(prefix);
+  }
+}
+
 function frameCost(count: number): { encodeNs: number; decodeNs: number; headerOnlyNs: number } {
   const writer = new FrameWriter();
   const header = {
@@ -364,6 +412,8 @@ async function main(argv: string[]): Promise<void> {
     add("stream items/s (window 256, batch 64)", await streamRate(items, 256, 64));
     add("pubsub deliveries/s (3 subscribers, publish)", await pubsubRate(publishes / 5, 3, 1));
     add("pubsub deliveries/s (3 subscribers, publishMany 256)", await pubsubRate(publishes * 2, 3, 256));
+    add("channels deliveries/s (3 receivers, send)", await fanOutRate(publishes / 5, 3, 1));
+    add("channels deliveries/s (3 receivers, sendMany 256)", await fanOutRate(publishes * 2, 3, 256));
     console.log(`round ${r + 1}/${rounds} done`);
   }
   console.log("\nrow                                      median        range");
