@@ -27,10 +27,10 @@ Deno.test("chaos (short): processes killed at random and at chosen points lose n
   assert.equal(figures.soak?.lost, 0);
 });
 
-// A reproduction of a failure the chaos run found (src/channel.ts, not the core): ack-mode sends
+// A regression test for a failure the chaos run found (src/channel.ts, not the core): ack-mode sends
 // that had to wait for room read their slot from the handle's shared out-array after an await,
 // where another send that got room in the same wake-up has overwritten it.
-Deno.test("REPRO: concurrent ack sends that waited for room each get their own outcome", async () => {
+Deno.test("concurrent ack sends that waited for room each get their own outcome (a chaos run once found them crossed)", async () => {
   await using s = new Scope();
   const tx = s.open("acks", { mode: "ack", slots: 4, capacity: 2 });
   const rx = s.open("acks", { mode: "async", autoRelease: false });
