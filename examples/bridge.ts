@@ -8,7 +8,7 @@
 // at least once. The example starts its own nats-server (Debian: apt-get install nats-server) on a
 // free loopback port, with JetStream storing in a temporary directory, and stops it at the end.
 
-import { Bridge, Channel } from "../mod.ts";
+import { Bridge, Channel, Namespace } from "../mod.ts";
 
 const server = await startNats();
 try {
@@ -55,6 +55,7 @@ try {
   ) {
     Channel.unlink(name, { prefix });
   }
+  for (const prefix of ["east", "west"]) Namespace.unlinkShapes({ prefix }); // shared msgpack shapes
 } finally {
   await server.stop();
 }

@@ -7,7 +7,7 @@
 // keeps its order.
 
 import { fileURLToPath } from "node:url";
-import { Channel, demux } from "../mod.ts";
+import { Channel, demux, Namespace } from "../mod.ts";
 
 const prefix = Deno.args[1] ?? `example${Deno.pid}`;
 
@@ -33,4 +33,5 @@ if (Deno.args[0] === "sender") {
   }
   events.close();
   Channel.unlink("events", { prefix });
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

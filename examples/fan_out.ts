@@ -59,4 +59,5 @@ if (Deno.args[0] === "cache") {
   }
   ns.close();
   Namespace.unlinkGroups({ prefix });
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

@@ -9,7 +9,7 @@
 // job again (the jobs are idempotent).
 
 import { fileURLToPath } from "node:url";
-import { Channel, PeerDiedError } from "../mod.ts";
+import { Channel, Namespace, PeerDiedError } from "../mod.ts";
 
 interface Job {
   id: number;
@@ -74,4 +74,5 @@ if (Deno.args[0] === "worker") {
   }
   Channel.unlink("jobs", { prefix });
   Channel.unlink("results", { prefix });
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

@@ -7,7 +7,7 @@
 // another worker. Results come back on the channel "results".
 
 import { fileURLToPath } from "node:url";
-import { Channel, startPool, workQueue } from "../mod.ts";
+import { Channel, Namespace, startPool, workQueue } from "../mod.ts";
 
 if (Deno.args[0] === "worker") {
   const prefix = Deno.env.get("FERRY_POOL_PREFIX")!;
@@ -41,4 +41,5 @@ if (Deno.args[0] === "worker") {
   console.log(`workers exited: ${pool.exits.map((e) => e.code).join(" ")}`);
   Channel.unlink("jobs", { prefix });
   Channel.unlink("results", { prefix });
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

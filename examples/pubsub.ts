@@ -40,4 +40,5 @@ if (Deno.args[0] === "subscriber") {
   for (const s of subscribers) await s.status;
   console.log(`${lines} deliveries`);
   Namespace.unlinkGroups({ prefix }); // topics are groups in the namespace's group table
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

@@ -7,7 +7,7 @@
 // and the stream is read with `for await`, the server producing only as fast as the loop consumes.
 
 import { fileURLToPath } from "node:url";
-import { Channel, connect, RemoteError, requestChannelName, serve } from "../mod.ts";
+import { Channel, connect, Namespace, RemoteError, requestChannelName, serve } from "../mod.ts";
 
 const prefix = Deno.args[1] ?? `example${Deno.pid}`;
 
@@ -48,4 +48,5 @@ if (Deno.args[0] === "server") {
   await server.status;
   await reader.cancel();
   Channel.unlink(requestChannelName("math"), { prefix }); // the service's request channel outlives its servers
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

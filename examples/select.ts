@@ -6,7 +6,7 @@
 // from whichever channel has one, and stops after all 7.
 
 import { fileURLToPath } from "node:url";
-import { Channel, merge } from "../mod.ts";
+import { Channel, merge, Namespace } from "../mod.ts";
 
 const prefix = Deno.args[2] ?? `example${Deno.pid}`;
 
@@ -33,4 +33,5 @@ if (Deno.args[0] === "feed") {
   console.log(`merged ${n} messages: ${counts.get("fast")} from fast, ${counts.get("slow")} from slow`);
   Channel.unlink("fast", { prefix });
   Channel.unlink("slow", { prefix });
+  Namespace.unlinkShapes({ prefix }); // the store of shared msgpack shapes
 }

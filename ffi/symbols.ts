@@ -204,6 +204,7 @@ export const symbols = {
   },
   ferry_group_free: { parameters: ["pointer"], result: "void" },
   ferry_group_unlink: { parameters: ["buffer", "u32"], result: "i32" }, // prefix, prefix_len
+  ferry_structs_unlink: { parameters: ["buffer", "u32"], result: "i32" }, // prefix, prefix_len
   ferry_group_info: { parameters: ["pointer", "buffer"], result: "i32" }, // g, u32 out[2]: entries, bytes
   ferry_group_add: {
     parameters: [

@@ -18,6 +18,7 @@ import { core } from "../ffi/lib.ts";
 import { Status, StructsStatus } from "../ffi/status.ts";
 import { DecodeError } from "./errors.ts";
 import { readReport, reportBuffer, type Trust } from "./open.ts";
+import { openError } from "./channel/status.ts";
 
 /** First byte of a message that names shared shapes: 0xc1, which msgpack never uses. */
 export const TAG = 0xc1;
@@ -301,6 +302,15 @@ function nonceOf(bytes: Uint8Array, start: number): number {
 const namespaces = new Map<string, SharedMsgpack>();
 
 /** This process's shared msgpack codec of namespace `prefix`, as opened with `trust`. */
+/** Removes namespace `prefix`'s store (Namespace.unlinkShapes): false if there was none. */
+export function unlinkStore(prefix: string): boolean {
+  const bytes = new TextEncoder().encode(prefix);
+  const st = core().ferry_structs_unlink(bytes, bytes.length);
+  if (st === Status.OK) return true;
+  if (st === Status.ERR_NOT_FOUND) return false;
+  throw openError({ status: st, detail: 0 }, { prefix, name: "~structures" });
+}
+
 export function sharedMsgpack(prefix: string, trust: Trust): SharedMsgpack {
   const key = `${prefix}\0${trust.permissions}\0${trust.owners.join(",")}`;
   let codec = namespaces.get(key);

@@ -89,9 +89,10 @@ Deno.test("the README's quick start runs as written: the worker prints the job t
     await worker.status;
     await worker.stderr.cancel();
     await worker.stdout.cancel().catch(() => {});
-    for (const name of ["jobs"]) {
+    // The channel and the namespace's store of shared msgpack shapes.
+    for (const file of [`${prefix}.jobs`, `${prefix}~structures`]) {
       try {
-        Deno.removeSync(`/dev/shm/${prefix}.${name}`);
+        Deno.removeSync(`/dev/shm/${file}`);
       } catch { /* removed already */ }
     }
   } finally {

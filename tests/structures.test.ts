@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { Packr } from "npm:msgpackr@1.11.5/pack";
+import { InvalidNameError, Namespace } from "../mod.ts";
 import { Child, delay, Scope, STEP_TIMEOUT_MS, within } from "./helpers.ts";
 
 const FAULT_LIB = Deno.env.get("FERRY_FAULT_LIB");
@@ -224,4 +225,17 @@ Deno.test("bytes moved raw into another namespace are a DecodeError there, not a
   const decoded = got.find((r) => r.error === undefined);
   assert.deepEqual(decoded?.data, { other: "shape", first: 1 });
   assert.equal(got.find((r) => r !== decoded)?.error, "DecodeError");
+});
+
+Deno.test("Namespace.unlinkShapes removes the namespace's store once its processes are gone", async () => {
+  await using s = new Scope();
+  const tx = s.open("unlinked", { mode: "async", capacity: 8 });
+  tx.trySend({ price: 1, qty: 2 });
+  assert.deepEqual(tx.tryRecv()?.data, { price: 1, qty: 2 });
+  tx.close();
+  assert.ok(Deno.statSync(storePath(s.prefix)).isFile, "the first msgpack send made the store");
+  assert.equal(Namespace.unlinkShapes({ prefix: s.prefix }), true);
+  assert.throws(() => Deno.statSync(storePath(s.prefix)), Deno.errors.NotFound);
+  assert.equal(Namespace.unlinkShapes({ prefix: s.prefix }), false, "nothing left to remove");
+  assert.throws(() => Namespace.unlinkShapes({ prefix: "no/slash" }), InvalidNameError);
 });

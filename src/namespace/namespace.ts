@@ -15,6 +15,7 @@ import {
 } from "../channel/options.ts";
 import { InvalidOptionError } from "../errors.ts";
 import { trustOf } from "../open.ts";
+import { unlinkStore } from "../structures.ts";
 import { MemberHandles, sendGroup } from "./fan_out.ts";
 import {
   DEFAULT_GROUP_EXPIRY,
@@ -94,6 +95,17 @@ export class Namespace<T = unknown> implements Disposable, AsyncDisposable {
    */
   static unlinkGroups(options: { prefix?: string } = {}): boolean {
     return unlinkTable(checkPrefix(options.prefix ?? DEFAULTS.prefix));
+  }
+
+  /**
+   * Removes the namespace's msgpack structure store (`/dev/shm/<prefix>~structures`, see the README's
+   * "msgpack and shared shapes"): call it once no process of the namespace runs, as its channels
+   * are removed. A process that has it open keeps using it, and a later process makes a new one
+   * that the first cannot read (a DecodeError between them, never a wrong value); messages still
+   * queued that name the old store's shapes are a DecodeError too. Returns false if there was none.
+   */
+  static unlinkShapes(options: { prefix?: string } = {}): boolean {
+    return unlinkStore(checkPrefix(options.prefix ?? DEFAULTS.prefix));
   }
 
   private constructor(key: symbol, options: NamespaceOptions<T>) {

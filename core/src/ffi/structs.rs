@@ -111,3 +111,14 @@ pub unsafe extern "C" fn ferry_structs_append(
         Err(code) => code,
     }
 }
+
+/// Removes the structure store of namespace `prefix`: OK, ERR_NOT_FOUND, or an open error. Handles
+/// open on it keep their mapping; later opens make a new store, with a new nonce, so bytes that name
+/// the old one's shapes are a decode error, never a wrong value.
+#[no_mangle]
+pub unsafe extern "C" fn ferry_structs_unlink(prefix: *const u8, prefix_len: u32) -> i32 {
+    let Some(name) = crate::structs::segment_name(bytes(prefix, prefix_len)) else {
+        return ERR_INVALID_NAME;
+    };
+    super::unlink_status(&name)
+}
