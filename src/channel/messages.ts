@@ -9,7 +9,11 @@ import { ChannelClosedError } from "../errors.ts";
 import type { Message } from "../message.ts";
 import type { ChannelCore } from "./core.ts";
 import { receive } from "./receive.ts";
-import { until } from "./wait.ts";
+import { retryNow, until } from "./wait.ts";
+import { WaitPolicy } from "../../ffi/abi.ts";
+
+/** Receives retried in the loop's own turn before it sets up a wait (a few microseconds). */
+const QUICK_ATTEMPTS = WaitPolicy.SPIN_ATTEMPTS / 2;
 
 type Step<T> = IteratorResult<Message<T>, void>;
 
@@ -39,6 +43,9 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
       this.#releaseHeld();
       if (this.#done || c.closed) return this.#end();
       msg = receive(c, false);
+      if (msg === undefined && c.spin === WaitPolicy.SPIN_POLITE) {
+        msg = retryNow(QUICK_ATTEMPTS, () => receive(c, false));
+      }
     } catch (e) {
       return this.#fail(e);
     }
@@ -69,7 +76,8 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
   async #wait(): Promise<Step<T>> {
     const c = this.#c;
     try {
-      const msg = await until(c, SIDE_RECV, Infinity, () => receive(c, false));
+      const tried = c.spin === WaitPolicy.SPIN_POLITE ? QUICK_ATTEMPTS : 0;
+      const msg = await until(c, SIDE_RECV, Infinity, () => receive(c, false), c.spin, tried);
       return msg === undefined ? this.#end() : this.#hand(msg);
     } catch (e) {
       return this.#fail(e);
