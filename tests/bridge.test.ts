@@ -16,7 +16,7 @@ import {
 } from "../mod.ts";
 import { checkPayload, follow, patternPayload, Scope, within } from "./helpers.ts";
 import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
-import { BridgeProcess } from "./bridge_process.ts";
+import { BridgeProcess, TwoSides } from "./bridge_process.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
 if (!HAVE_NATS) {
@@ -37,17 +37,11 @@ Deno.test({
   name: "bridge, ack mode: a send on A resolves only after the receiver on B released the message",
   ignore: !HAVE_NATS,
   async fn() {
-    await using server = await NatsServer.start();
-    await using a = new Scope();
-    await using b = new Scope();
-    await using bridgeA = new BridgeProcess(server.url, a.prefix, [
-      "--out",
-      "jobs=t.jobs:ack",
-      "--timeout",
-      "2000",
-    ]);
-    await using bridgeB = new BridgeProcess(server.url, b.prefix, ["--in", "t.jobs=jobs:ack"]);
-    await within(Promise.all([bridgeA.ready, bridgeB.ready]), "both bridges start");
+    await using sides = await TwoSides.start(
+      ["--out", "jobs=t.jobs:ack", "--timeout", "2000"],
+      ["--in", "t.jobs=jobs:ack"],
+    );
+    const { a, b, bridgeA, bridgeB } = sides;
 
     const producer = a.open("jobs", { mode: "ack", timeout: 2000 });
     const worker = b.open("jobs", { autoRelease: false });
@@ -101,22 +95,11 @@ Deno.test({
   name: "bridge: a copy that may repeat one sent before reaches a plain receiver on B marked redelivered",
   ignore: !HAVE_NATS,
   async fn() {
-    await using server = await NatsServer.start();
-    await using a = new Scope();
-    await using b = new Scope();
-    await using bridgeA = new BridgeProcess(server.url, a.prefix, [
-      "--out",
-      "ev=t.ev:async",
-      "--out",
-      "jobs=t.jobs:ack",
-    ]);
-    await using bridgeB = new BridgeProcess(server.url, b.prefix, [
-      "--in",
-      "t.ev=ev:async",
-      "--in",
-      "t.jobs=jobs:ack",
-    ]);
-    await within(Promise.all([bridgeA.ready, bridgeB.ready]), "both bridges start");
+    await using sides = await TwoSides.start(
+      ["--out", "ev=t.ev:async", "--out", "jobs=t.jobs:ack"],
+      ["--in", "t.ev=ev:async", "--in", "t.jobs=jobs:ack"],
+    );
+    const { a, b, bridgeB } = sides;
 
     // A producer on A marks a retry: A's bridge forwards it with Ferry-Redelivered, and B's bridge
     // sends it into B's channel marked, with no envelope. The unmarked copies arrive unmarked.

@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import type { BridgeStat } from "../mod.ts";
-import { Child } from "./helpers.ts";
+import { NatsServer } from "../bench/nats_server.ts";
+import { Child, Scope, within } from "./helpers.ts";
 
 /** A bridge process (`cli.ts bridge --json`), started and read line by line. */
 export class BridgeProcess implements AsyncDisposable {
@@ -45,5 +46,47 @@ export class BridgeProcess implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.#child[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * Two "machines" as the bridge tests set them up: a nats-server on a loopback port, a namespace
+ * each (A and B), and a bridge each started with its arguments; removed in the reverse order.
+ */
+export class TwoSides implements AsyncDisposable {
+  private constructor(
+    readonly server: NatsServer,
+    readonly a: Scope,
+    readonly b: Scope,
+    readonly bridgeA: BridgeProcess,
+    readonly bridgeB: BridgeProcess,
+  ) {}
+
+  /** Starts both bridges (A's with `argsA`, B's with `argsB`) and waits until both are ready. */
+  static async start(argsA: string[], argsB: string[]): Promise<TwoSides> {
+    const server = await NatsServer.start();
+    const a = new Scope(), b = new Scope();
+    const sides = new TwoSides(
+      server,
+      a,
+      b,
+      new BridgeProcess(server.url, a.prefix, argsA),
+      new BridgeProcess(server.url, b.prefix, argsB),
+    );
+    try {
+      await within(Promise.all([sides.bridgeA.ready, sides.bridgeB.ready]), "both bridges start");
+    } catch (e) {
+      await sides[Symbol.asyncDispose]();
+      throw e;
+    }
+    return sides;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.bridgeB[Symbol.asyncDispose]();
+    await this.bridgeA[Symbol.asyncDispose]();
+    await this.b[Symbol.asyncDispose]();
+    await this.a[Symbol.asyncDispose]();
+    await this.server[Symbol.asyncDispose]();
   }
 }
