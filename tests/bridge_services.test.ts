@@ -16,8 +16,8 @@ import {
   type ServiceRoute,
   TimeoutError,
 } from "../mod.ts";
-import { freePort, NatsServer, natsServerPath } from "../bench/nats_server.ts";
-import { BridgeProcess } from "./bridge_process.ts";
+import { freePort, natsServerPath } from "../bench/nats_server.ts";
+import { type BridgeProcess, TwoSides } from "./bridge_process.ts";
 import { follow, Scope, segmentsOf, within } from "./helpers.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
@@ -41,33 +41,38 @@ async function nextEvent(events: Channel, what: string): Promise<Record<string, 
  * B's answers them by calling B's `math`; `math` is a client of it on A. Disposing ends them all.
  */
 class Sides implements AsyncDisposable {
-  readonly #stack = new AsyncDisposableStack();
-  server!: NatsServer;
-  readonly a = this.#stack.use(new Scope());
-  readonly b = this.#stack.use(new Scope());
-  bridgeA!: BridgeProcess;
-  bridgeB!: BridgeProcess;
-  math!: Client;
+  private constructor(readonly two: TwoSides, readonly math: Client) {}
 
-  static async start(timeouts = { a: CALL_TIMEOUT_MS, b: CALL_TIMEOUT_MS }): Promise<Sides> {
-    const sides = new Sides();
-    // Disposed last: the bridges and scopes go first.
-    sides.server = await NatsServer.start();
-    sides.#stack.defer(() => sides.server[Symbol.asyncDispose]());
-    const bridge = (prefix: string, args: string[], timeout: number) =>
-      sides.#stack.use(new BridgeProcess(sides.server.url, prefix, [...args, "--timeout", String(timeout)]));
-    sides.bridgeA = bridge(sides.a.prefix, ["--service-out", `${SERVICE}=t.math`], timeouts.a);
-    sides.bridgeB = bridge(sides.b.prefix, ["--service-in", `t.math=${SERVICE}`], timeouts.b);
-    await within(Promise.all([sides.bridgeA.ready, sides.bridgeB.ready]), "both bridges start");
-    // The caller's own timeout is longer than any step: its call ends by what the bridges answer.
-    sides.math = sides.#stack.use(
-      connect(SERVICE, { prefix: sides.a.prefix, timeout: 10 * CALL_TIMEOUT_MS }),
-    );
-    return sides;
+  get a(): Scope {
+    return this.two.a;
+  }
+  get b(): Scope {
+    return this.two.b;
+  }
+  get bridgeA(): BridgeProcess {
+    return this.two.bridgeA;
+  }
+  get bridgeB(): BridgeProcess {
+    return this.two.bridgeB;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.#stack.disposeAsync();
+  static async start(timeouts = { a: CALL_TIMEOUT_MS, b: CALL_TIMEOUT_MS }): Promise<Sides> {
+    const two = await TwoSides.start(
+      ["--service-out", `${SERVICE}=t.math`, "--timeout", String(timeouts.a)],
+      ["--service-in", `t.math=${SERVICE}`, "--timeout", String(timeouts.b)],
+    );
+    try {
+      // The caller's own timeout is longer than any step: its call ends by what the bridges answer.
+      return new Sides(two, connect(SERVICE, { prefix: two.a.prefix, timeout: 10 * CALL_TIMEOUT_MS }));
+    } catch (e) {
+      await two[Symbol.asyncDispose]();
+      throw e;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.math[Symbol.dispose]();
+    await this.two[Symbol.asyncDispose]();
   }
 }
 
