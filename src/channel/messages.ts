@@ -9,11 +9,7 @@ import { ChannelClosedError } from "../errors.ts";
 import type { Message } from "../message.ts";
 import type { ChannelCore } from "./core.ts";
 import { receive } from "./receive.ts";
-import { retryNow, until } from "./wait.ts";
-import { WaitPolicy } from "../../ffi/abi.ts";
-
-/** Receives retried in the loop's own turn before it sets up a wait (a few microseconds). */
-const QUICK_ATTEMPTS = WaitPolicy.SPIN_ATTEMPTS / 2;
+import { RETRY_NOW_ATTEMPTS, retryNow, until } from "./wait.ts";
 
 type Step<T> = IteratorResult<Message<T>, void>;
 
@@ -43,9 +39,7 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
       this.#releaseHeld();
       if (this.#done || c.closed) return this.#end();
       msg = receive(c, false);
-      if (msg === undefined && c.spin === WaitPolicy.SPIN_POLITE) {
-        msg = retryNow(QUICK_ATTEMPTS, () => receive(c, false));
-      }
+      msg ??= retryNow(c.spin, () => receive(c, false));
     } catch (e) {
       return this.#fail(e);
     }
@@ -76,8 +70,7 @@ export class Messages<T> implements AsyncGenerator<Message<T>, void, undefined> 
   async #wait(): Promise<Step<T>> {
     const c = this.#c;
     try {
-      const tried = c.spin === WaitPolicy.SPIN_POLITE ? QUICK_ATTEMPTS : 0;
-      const msg = await until(c, SIDE_RECV, Infinity, () => receive(c, false), c.spin, tried);
+      const msg = await until(c, SIDE_RECV, Infinity, () => receive(c, false), c.spin, RETRY_NOW_ATTEMPTS);
       return msg === undefined ? this.#end() : this.#hand(msg);
     } catch (e) {
       return this.#fail(e);

@@ -2,13 +2,13 @@
 // then park), and in ack mode wait for the receiver's release. send, sendSync and trySend differ
 // only in how they wait.
 
-import { SendOut, WaitPolicy } from "../../ffi/abi.ts";
+import { SendOut } from "../../ffi/abi.ts";
 import { SEND_ACK, SEND_COUNT_FULL, SEND_RETRY, SIDE_SEND, Status } from "../../ffi/status.ts";
 import { MessageTooLargeError } from "../errors.ts";
 import type { ChannelCore } from "./core.ts";
 import { abiMs, acks, expiryOf, repeatFlag, type SendOptions, spinWord, timeoutOf } from "./options.ts";
 import { ackError, isFull, sendError } from "./status.ts";
-import { retryNow, spinning, until } from "./wait.ts";
+import { RETRY_NOW_ATTEMPTS, retryNow, spinning, until } from "./wait.ts";
 
 /** An async send that found room: settled already, shared (a promise per message costs ~20 ns). */
 const SENT: Promise<void> = Promise.resolve();
@@ -29,14 +29,13 @@ export function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Pro
       spin: spinWord(options?.spin, c.spin),
     };
     st = c.lib.ferry_send(c.live(), bytes, bytes.length, call.flags, call.expiry, c.sendOut);
-    if (isFull(st) && call.spin === WaitPolicy.SPIN_POLITE) {
+    if (isFull(st)) {
       // Room a receiver makes within microseconds is taken in this turn, with no promise set up.
       const h = c.live(), lib = c.lib, flags = call.flags | SEND_RETRY, expiry = call.expiry;
-      st = retryNow(QUICK_ATTEMPTS, () => {
+      st = retryNow(call.spin, () => {
         const s = lib.ferry_send(h, bytes, bytes.length, flags, expiry, c.sendOut);
         return isFull(s) ? undefined : s;
       }) ?? st;
-      call.tried = isFull(st) ? QUICK_ATTEMPTS : 0;
     }
   } catch (e) {
     return Promise.reject(e);
@@ -45,17 +44,12 @@ export function send<T>(c: ChannelCore<T>, value: T, options?: SendOptions): Pro
   return sendWaiting(c, bytes, call, st);
 }
 
-/** Sends retried in the caller's turn before a send sets up a wait for room (a few microseconds). */
-const QUICK_ATTEMPTS = WaitPolicy.SPIN_ATTEMPTS / 2;
-
 /** A send's options, checked. */
 interface SendCall {
   flags: number;
   expiry: number;
   timeout: number;
   spin: number;
-  /** Attempts already made in a row (the wait's first spin counts them). */
-  tried?: number;
 }
 
 /** The rest of a send whose first attempt returned `st`: wait for room if full, then for the ack. */
@@ -90,7 +84,7 @@ async function sendWaiting<T>(
         return isFull(s) ? undefined : s;
       },
       spin,
-      call.tried ?? 0,
+      RETRY_NOW_ATTEMPTS,
     );
     st = sent ?? attempt(SEND_COUNT_FULL);
   }

@@ -25,7 +25,7 @@ const EXPLORE_EVERY = 8;
  * Calls `attempt` until it returns a value or `deadline` (performance.now() ms) passes
  * (undefined). `spin` is the ABI word of the call's `spin` option (the handle's by default);
  * `tried`: attempts the caller already made in a row without waiting (see `retryNow`), which the
- * polite spin's first phase counts as its own.
+ * polite spin's first phase counts as its own (other spins ignore it).
  * Throws what `attempt` throws: ChannelClosedError once the handle is closed.
  */
 export async function until<T, R>(
@@ -177,13 +177,18 @@ function adapt<T>(c: ChannelCore<T>, side: number, start: number): void {
   }
 }
 
+/** Attempts `retryNow` makes: half the polite spin's first phase, whose rest `until` then makes. */
+export const RETRY_NOW_ATTEMPTS = WaitPolicy.SPIN_ATTEMPTS / 2;
+
 /**
- * Retries `attempt` up to `attempts` times in a row, in the caller's turn, before a promise wait
- * is set up: a peer that answers within a few microseconds then costs no async machinery (about
- * half a microsecond of promises, closures and clock reads per wait). Undefined if none answered.
+ * With the polite spin, retries `attempt` RETRY_NOW_ATTEMPTS times in a row, in the caller's turn,
+ * before a promise wait is set up: a peer that answers within a few microseconds then costs no
+ * async machinery (about half a microsecond of promises, closures and clock reads per wait). Pass
+ * RETRY_NOW_ATTEMPTS as `until`'s `tried` afterwards. Undefined if none answered.
  */
-export function retryNow<R>(attempts: number, attempt: () => R | undefined): R | undefined {
-  for (let i = 0; i < attempts; i++) {
+export function retryNow<R>(spin: number, attempt: () => R | undefined): R | undefined {
+  if (spin !== WaitPolicy.SPIN_POLITE) return undefined;
+  for (let i = 0; i < RETRY_NOW_ATTEMPTS; i++) {
     const r = attempt();
     if (r !== undefined) return r;
   }
