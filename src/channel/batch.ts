@@ -178,21 +178,31 @@ function recvBatchNow<T>(c: ChannelCore<T>, max: number): Message<T>[] | undefin
     for (; m !== undefined; m = got.length < max ? receiveInPlace(c) : undefined) got.push(m);
     return got;
   }
-  const auto = c.autoRelease;
+  return batchMessages(c, recvBatchCall(c, max), c.autoRelease);
+}
+
+/**
+ * One batch receive into what is left of the chunk: at once, or waiting up to `timeout` ms in the
+ * core. Its status; `c.chunkUsed` is still where the batch's payloads start.
+ */
+function recvBatchCall<T>(c: ChannelCore<T>, max: number, timeout?: number): number {
   ensureChunk(c);
-  const base = c.chunkUsed;
-  const st = c.lib.ferry_recv_batch(
-    c.live(),
-    c.chunk,
-    c.chunk.length,
-    base,
-    max,
-    auto ? RECV_AUTO_RELEASE : 0,
-    c.batchMeta,
-    c.batchMeta.length,
-    c.batchCount,
-  );
-  return batchMessages(c, st, base, auto);
+  const h = c.live(), chunk = c.chunk, flags = c.autoRelease ? RECV_AUTO_RELEASE : 0, meta = c.batchMeta;
+  // Written out twice, not through an argument array: a wait's attempts allocate nothing.
+  return timeout === undefined
+    ? c.lib.ferry_recv_batch(h, chunk, chunk.length, c.chunkUsed, max, flags, meta, meta.length, c.batchCount)
+    : c.lib.ferry_recv_batch_wait(
+      h,
+      chunk,
+      chunk.length,
+      c.chunkUsed,
+      max,
+      flags,
+      meta,
+      meta.length,
+      c.batchCount,
+      abiMs(timeout),
+    );
 }
 
 /** See Channel.recvManySync. */
@@ -207,23 +217,9 @@ function recvManySyncNow<T>(c: ChannelCore<T>, max: number, options?: RecvOption
     return max === 1 ? [first] : [first, ...tryRecvMany(c, max - 1)];
   }
   const timeout = timeoutOf(c, options);
-  const auto = c.autoRelease;
-  ensureChunk(c);
-  const base = c.chunkUsed;
-  const st = c.lib.ferry_recv_batch_wait(
-    c.live(),
-    c.chunk,
-    c.chunk.length,
-    base,
-    max,
-    auto ? RECV_AUTO_RELEASE : 0,
-    c.batchMeta,
-    c.batchMeta.length,
-    c.batchCount,
-    abiMs(timeout),
-  );
+  const st = recvBatchCall(c, max, timeout);
   if (st === Status.TIMEOUT) throw nothingArrived(c, timeout);
-  return batchMessages(c, st, base, auto) ?? [];
+  return batchMessages(c, st, c.autoRelease) ?? [];
 }
 
 /** See Channel.recvMany. */
@@ -238,15 +234,11 @@ export async function recvMany<T>(c: ChannelCore<T>, max = 64, options?: RecvOpt
   return got;
 }
 
-/** Messages of a batch receive that returned `st` into the chunk from `base` on (undefined: none). */
-function batchMessages<T>(
-  c: ChannelCore<T>,
-  st: number,
-  base: number,
-  auto: boolean,
-): Message<T>[] | undefined {
+/** Messages of a batch receive that returned `st` into the chunk from `c.chunkUsed` on (undefined: none). */
+function batchMessages<T>(c: ChannelCore<T>, st: number, auto: boolean): Message<T>[] | undefined {
   if (st === Status.EMPTY) return undefined;
   if (st !== Status.OK) throw statusError(c, st);
+  const base = c.chunkUsed;
   const meta = c.batchMeta;
   const chunk = c.chunk;
   const n = c.batchCount[0];
