@@ -10,6 +10,7 @@ import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, metaHeaders } from "./wire.ts";
+import { Requests } from "./requests.ts";
 import { trustOf } from "../open.ts";
 import { type SharedMsgpack, sharedMsgpack } from "../structures.ts";
 
@@ -29,7 +30,8 @@ export class OutboundRoute {
   readonly stat: RouteStat;
   readonly #route: CheckedOut;
   readonly #origin: string;
-  readonly #nc: NatsConnection;
+  /** Ack routes' requests, on one reply subscription. */
+  readonly #requests: Requests;
   readonly #js: JetStreamClient | undefined;
   readonly #stream: string | undefined;
   readonly #channel: Channel<Uint8Array>;
@@ -50,7 +52,7 @@ export class OutboundRoute {
   ) {
     this.#route = route;
     this.#origin = `${prefix}/${route.channel}`;
-    this.#nc = nc;
+    this.#requests = new Requests(nc);
     this.#js = js;
     this.#stream = stream;
     this.stat = newRouteStat("out", route);
@@ -173,7 +175,7 @@ export class OutboundRoute {
       headers.set(HEADER.timeout, String(left));
       let reply;
       try {
-        reply = await this.#nc.request(this.#route.subject, this.#payload(msg), { timeout: left, headers });
+        reply = await this.#requests.request(this.#route.subject, this.#payload(msg), left, headers);
       } catch (e) {
         if (signal.aborted) return;
         if (noResponders(e)) {
@@ -241,6 +243,7 @@ export class OutboundRoute {
     for (const t of this.#held.keys()) clearTimeout(t);
     this.stat.held = 0;
     this.#held.clear();
+    this.#requests.close();
     this.#channel.close();
   }
 }

@@ -26,6 +26,7 @@ import {
 } from "../patterns/rpc/wire.ts";
 import { REPLY_MARGIN_MS } from "./inbound.ts";
 import { natsModule } from "./nats.ts";
+import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
 import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
@@ -46,7 +47,8 @@ export class ServiceCaller {
   readonly stat: RouteStat;
   readonly #route: CheckedService;
   readonly #prefix: string;
-  readonly #nc: NatsConnection;
+  /** The calls going out, as NATS requests on one reply subscription. */
+  readonly #nats: Requests;
   readonly #window: Window;
   readonly #stop = new AbortController();
   #requests: Channel<Uint8Array> | undefined;
@@ -57,7 +59,7 @@ export class ServiceCaller {
   constructor(route: CheckedService, prefix: string, nc: NatsConnection) {
     this.#route = route;
     this.#prefix = prefix;
-    this.#nc = nc;
+    this.#nats = new Requests(nc);
     this.#window = new Window(route.window);
     this.stat = newRouteStat("out", { channel: route.service, subject: route.subject, mode: "service" });
     sweepService(prefix, route.service);
@@ -126,10 +128,7 @@ export class ServiceCaller {
       }
       let reply: Msg;
       try {
-        reply = await this.#nc.request(this.#route.subject, payload, {
-          timeout: left,
-          headers: this.#headers(frame, left),
-        });
+        reply = await this.#nats.request(this.#route.subject, payload, left, this.#headers(frame, left));
       } catch (e) {
         // Closing: left held, so closing the channel hands the call to the service's next server.
         if (signal.aborted) return;
@@ -219,6 +218,7 @@ export class ServiceCaller {
     await this.#pump;
     await atMost(this.#window.idle(), ms);
     clearInterval(this.#sweeper);
+    this.#nats.close();
     // Calls still held go back to the request channel, for the service's next server.
     this.#requests?.close();
     this.#requests = undefined;
