@@ -88,3 +88,30 @@ Deno.test("the spin option: busy and timed waits deliver, and keep their timeout
     assert.equal(rx.recvSync({ spin: "busy" }).data, 2, "a per-call spin");
   }
 });
+
+Deno.test("a relay's receive, waiting while its handle releases the message before, gets every next message once and in order, and still times out", async () => {
+  await using s = new Scope();
+  // The bridge's shape: take a message, start waiting for the next, then release the first (which
+  // resolves its sender's send, so the sender sends again while the receive waits). A release
+  // that finds the receive parked cuts the park short and spins (core.ts releaseHeld).
+  const relay = s.open("relay", { mode: "ack", autoRelease: false, timeout: 20_000 });
+  const sender = await s.spawn("peer.ts", "relay", { mode: "ack", timeout: 20_000 });
+  const count = 200;
+  const sent = follow(sender.ask("send", { values: Array.from({ length: count }, (_, i) => i) }));
+  let held = await relay.recv();
+  assert.equal(held.data, 0);
+  for (let i = 1; i < count; i++) {
+    const next = relay.recv();
+    // Every other release comes after a timer's turn of the event loop, the receive waiting by then.
+    if (i % 2 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    held.release();
+    held = await within(next, `message ${i}`);
+    assert.equal(held.data, i);
+  }
+  held.release();
+  assert.deepEqual(await within(sent.promise, "the sender's last send"), { sent: count });
+  // Nothing more comes: a receive started after a release still ends at its deadline.
+  const last = relay.recv({ timeout: 200 });
+  await within(assert.rejects(last, TimeoutError), "a receive with nothing to come");
+  assert.equal(relay.tryRecv(), undefined);
+});

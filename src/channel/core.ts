@@ -5,7 +5,7 @@
 
 import { core } from "../../ffi/lib.ts";
 import { BatchMeta, InfoOut, RecvMeta, SendOut, WaitPolicy } from "../../ffi/abi.ts";
-import { MEMORY_DEFAULT, OPEN_EXISTING, Status } from "../../ffi/status.ts";
+import { MEMORY_DEFAULT, OPEN_EXISTING, SIDE_RECV, SIDE_SEND, Status } from "../../ffi/status.ts";
 import { capacityFor } from "../capacity.ts";
 import { type Codec, makeCodec } from "../codec.ts";
 import { InvalidOptionError } from "../errors.ts";
@@ -140,6 +140,8 @@ export class ChannelCore<T> implements Releaser {
   readonly wokenMisses: [number, number] = [0, 0];
   /** Woken peers still to go unheeded after a miss, per side. */
   readonly wokenSkips: [number, number] = [0, 0];
+  /** A park cut short to spin, per side: set by a release that woke a sender (see releaseHeld). */
+  readonly respin: [boolean, boolean] = [false, false];
 
   /** The Channel this is the core of: kept reachable by whatever keeps the core (see finalizer). */
   readonly owner: object;
@@ -257,6 +259,16 @@ export class ChannelCore<T> implements Releaser {
       ? this.lib.ferry_release(h, slot, generation)
       : this.lib.ferry_reject(h, slot, generation, outcome);
     if (st !== Status.OK) throw statusError(this, st);
+    // A receive of this handle parked while it held the message (a relay, or a worker taking the
+    // next message before it finished this one). The release woke the sender it answered, which
+    // most often sends again at once: the receive stops sleeping and spins through that sender's
+    // wake-up instead, as a wait does after a woken peer (wait.ts). Caught so, the next message
+    // costs neither side a wake, where the park costs two thread hops here and a syscall there.
+    const parked = this.parked[SIDE_RECV];
+    if (parked !== null && this.lib.ferry_wake_epoch(h, SIDE_SEND) !== this.peerEpoch[SIDE_RECV]) {
+      this.respin[SIDE_RECV] = true;
+      unpark(parked.token);
+    }
   }
 
   /** See Channel.close. */

@@ -92,6 +92,17 @@ export async function until<T, R>(
       if (spin === WaitPolicy.SPIN_POLITE) adapt(c, side, start);
       return r;
     }
+    if (c.respin[side]) {
+      // The park was cut short by a release that woke a peer (core.ts releaseHeld): spin through
+      // its wake-up, under the same rule as a wait that begins after a woken peer.
+      c.respin[side] = false;
+      if (spin === WaitPolicy.SPIN_POLITE && peerWoken(c, side)) {
+        const spinEnd = Math.min(performance.now() + WaitPolicy.WOKEN_SPIN_US / 1000, deadline);
+        const got = await spinYielding(spinEnd, attempt);
+        if (got !== undefined || spinEnd < deadline) wokenSpun(c, side, got !== undefined);
+        if (got !== undefined) return got;
+      }
+    }
   }
 }
 
