@@ -8,13 +8,23 @@
 //   bridge_peer.ts js-consume <url> <stream> <count> <warm>      {count, firstMs, lastMs}
 // Throughput is timed where the messages arrive, from the `warm`th to the last, on the wall clock.
 // The ferry channel is "x" in the given namespace, raw codec, 64 B payloads; NATS responders are
-// bench/nats_peer.ts ("reply").
+// bench/nats_peer.ts ("reply"). FERRY_BENCH_SPIN, when set, is the ferry peers' `spin` option
+// ("0": every wait parks at once, as waits that last a NATS round trip end up doing).
+// The JetStream peers' lines carry `cpuUs`: their CPU time (user + system) per message.
 
+import process from "node:process";
 import { connect } from "npm:nats@2.29.3";
 import { Channel } from "../mod.ts";
 import { now, wallMs } from "./clock.ts";
 
 const SIZE = 64;
+const spinEnv = Deno.env.get("FERRY_BENCH_SPIN");
+const spin = spinEnv === undefined ? undefined : spinEnv === "busy" ? "busy" : Number(spinEnv);
+/** CPU µs this process spent since `from` (a process.cpuUsage() reading), per message of `n`. */
+const cpuPer = (from: NodeJS.CpuUsage, n: number) => {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / n;
+};
 const payload = new Uint8Array(SIZE).fill(7);
 const [role, where, third] = Deno.args;
 // `consume` has no third argument: its numbers come one place earlier.
@@ -51,14 +61,18 @@ async function main(): Promise<unknown> {
     case "produce": {
       const mode = third as "ack" | "async";
       // Opened as the README tells users to: in the mode it sends in.
-      using ch = Channel.open<Uint8Array>("x", { prefix: where, codec: "raw", mode, timeout: 30_000 });
+      using ch = Channel.open<Uint8Array>("x", { prefix: where, codec: "raw", mode, timeout: 30_000, spin });
       console.log("ready");
-      if (mode === "ack") return await roundTrips(() => ch.send(payload));
+      if (mode === "ack") {
+        return await roundTrips(async () => {
+          await ch.send(payload);
+        });
+      }
       for (let i = 0; i < warm + count; i++) await ch.send(payload);
       return {};
     }
     case "consume": {
-      using ch = Channel.open<Uint8Array>("x", { prefix: where, codec: "raw", timeout: 60_000 });
+      using ch = Channel.open<Uint8Array>("x", { prefix: where, codec: "raw", timeout: 60_000, spin });
       console.log("ready");
       const arrived = arrivals();
       for (;;) {
@@ -79,6 +93,7 @@ async function main(): Promise<unknown> {
       const nc = await connect({ servers: where });
       const js = nc.jetstream();
       console.log("ready");
+      const cpu0 = process.cpuUsage();
       const window = warm;
       const inFlight = new Set<Promise<unknown>>();
       for (let i = 0; i < count; i++) { // count is the total here
@@ -87,8 +102,9 @@ async function main(): Promise<unknown> {
         if (inFlight.size >= window) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
+      const cpuUs = cpuPer(cpu0, count);
       await nc.close();
-      return {};
+      return { cpuUs };
     }
     case "js-consume": {
       // What an async in route does: a durable pull consumer, each message acked.
@@ -96,14 +112,16 @@ async function main(): Promise<unknown> {
       const consumer = await nc.jetstream().consumers.get(third, "bench");
       const messages = await consumer.consume({ max_messages: 32 });
       console.log("ready");
+      const cpu0 = process.cpuUsage();
       const arrived = arrivals();
       for await (const m of messages) {
         m.ack();
         const figures = arrived();
         if (figures) {
+          const cpuUs = cpuPer(cpu0, warm + count);
           messages.stop();
           await nc.close();
-          return figures;
+          return { ...figures, cpuUs };
         }
       }
       throw new Error("the JetStream consumer ended early");

@@ -22,7 +22,10 @@ const WINDOW = 32;
 export interface ProcFigures {
   value: number;
   unit: "us p50" | "msg/s";
-  /** Bridged rows: CPU time (user + system) bridge A and bridge B spent per message, in µs. */
+  /**
+   * CPU time (user + system) per message, in µs: bridged rows, of bridge A and bridge B; the
+   * JetStream row, of its publisher (a) and consumer (b), the plain clients doing the same work.
+   */
   cpuUs?: { a: number; b: number };
 }
 
@@ -44,8 +47,8 @@ const rate = (t: Timing): ProcFigures => ({
 });
 
 /** Spawns a peer and waits for its "ready". */
-async function started(script: URL, args: string[]): Promise<Peer> {
-  const peer = new Peer(script, args);
+async function started(script: URL, args: string[], env: Record<string, string> = {}): Promise<Peer> {
+  const peer = new Peer(script, args, env);
   await peer.expect("ready");
   return peer;
 }
@@ -102,8 +105,17 @@ export async function jetStream(
   try {
     const consumer = await started(PEER, ["js-consume", url, stream, String(messages), String(warm)]);
     peers.push(consumer);
-    peers.push(await started(PEER, ["js-publish", url, subject, String(warm + messages), String(WINDOW)]));
-    return rate(await consumer.json<Timing>());
+    const publisher = await started(PEER, [
+      "js-publish",
+      url,
+      subject,
+      String(warm + messages),
+      String(WINDOW),
+    ]);
+    peers.push(publisher);
+    const timing = await consumer.json<Timing & { cpuUs: number }>();
+    const { cpuUs } = await publisher.json<{ cpuUs: number }>();
+    return { ...rate(timing), cpuUs: { a: cpuUs, b: timing.cpuUs } };
   } finally {
     await stopAll(peers);
     await jsm.streams.delete(stream);
@@ -113,13 +125,21 @@ export async function jetStream(
 /**
  * A ferry ack round trip between two processes on one namespace, promise API: what each of the two
  * local legs of a bridged round trip (producer to bridge A, bridge B to consumer) costs at least.
+ * `parked`: both sides park at once (`spin: 0`), as a bridged leg's waits, which outlast a NATS
+ * round trip, end up doing; this is what such a leg costs on this machine.
  */
-export async function localAck(tag: string, trips: number, warm: number): Promise<ProcFigures> {
+export async function localAck(
+  tag: string,
+  trips: number,
+  warm: number,
+  parked = false,
+): Promise<ProcFigures> {
   const prefix = `benchL_${tag}`;
   const peers: Peer[] = [];
+  const env: Record<string, string> = parked ? { FERRY_BENCH_SPIN: "0" } : {};
   try {
-    peers.push(await started(PEER, ["consume", prefix, String(trips), String(warm)]));
-    const producer = await started(PEER, ["produce", prefix, "ack", String(trips), String(warm)]);
+    peers.push(await started(PEER, ["consume", prefix, String(trips), String(warm)], env));
+    const producer = await started(PEER, ["produce", prefix, "ack", String(trips), String(warm)], env);
     peers.push(producer);
     const { p50Us } = await producer.json<{ p50Us: number }>();
     return { value: p50Us, unit: "us p50" };
@@ -143,14 +163,20 @@ async function bridgeProcess(url: string, prefix: string, route: string[]): Prom
   return peer;
 }
 
-/** Producer on A -> bridge A -> NATS -> bridge B -> consumer on B, five processes with the server. */
+/**
+ * Producer on A -> bridge A -> NATS -> bridge B -> consumer on B, five processes with the server.
+ * `busy`: the producer and the consumer open their channel with `spin: "busy"`, so that their
+ * waits, which last a NATS round trip, spin instead of parking.
+ */
 export async function bridged(
   nc: NatsConnection,
   tag: string,
   mode: "ack" | "async",
   count: number,
   warm: number,
+  busy = false,
 ): Promise<ProcFigures> {
+  const env: Record<string, string> = busy ? { FERRY_BENCH_SPIN: "busy" } : {};
   const [a, b] = [`benchA_${tag}`, `benchB_${tag}`];
   const subject = `bench.${tag}`;
   const url = nc.getServer();
@@ -158,11 +184,11 @@ export async function bridged(
   try {
     peers.push(await bridgeProcess(url, a, ["--out", `x=${subject}:${mode}`]));
     peers.push(await bridgeProcess(url, b, ["--in", `${subject}=x:${mode}`]));
-    const consumer = await started(PEER, ["consume", b, String(count), String(warm)]);
+    const consumer = await started(PEER, ["consume", b, String(count), String(warm)], env);
     peers.push(consumer);
     // The bridges' CPU from here to the end, per message: where a bridged message's time goes.
     const [cpuA, cpuB] = [cpuMs(peers[0]), cpuMs(peers[1])];
-    const producer = await started(PEER, ["produce", a, mode, String(count), String(warm)]);
+    const producer = await started(PEER, ["produce", a, mode, String(count), String(warm)], env);
     peers.push(producer);
     const figures: ProcFigures = mode === "ack"
       ? { value: (await producer.json<{ p50Us: number }>()).p50Us, unit: "us p50" }
