@@ -137,7 +137,7 @@ export class Bridge implements AsyncDisposable {
           if (r.mode === "async") await ensureConsumer(jsm, streams.get(r.subject)!, r);
         }
       }
-      for (const r of out) routes.push(new OutboundRoute(r, prefix, nc, js, streams.get(r.subject)));
+      for (const r of out) routes.push(new OutboundRoute(r, prefix, nc, streams.get(r.subject)));
       const asyncIn = inn.filter((r) => r.mode === "async");
       const bucket = asyncIn.length > 0 ? await openHighWaterBucket(js!) : undefined;
       for (const r of inn) {

@@ -62,6 +62,11 @@ export class HighWater {
     return bound;
   }
 
+  /** Whether `seq` is at or below the bound this process recorded or found (no `cover` needed). */
+  covers(seq: number): boolean {
+    return seq <= this.#covered;
+  }
+
   /**
    * Makes sure the recorded bound is at least `seq`; resolves once it is stored. Concurrent
    * bridges on the same consumer raise it with compare-and-set, so it never goes down.

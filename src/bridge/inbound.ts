@@ -170,7 +170,8 @@ export class InboundRoute {
       try {
         // Recorded before the send: once the message is in the channel, a process that replaces
         // this one must find a bound that covers it.
-        await this.#highWater!.cover(m.seq);
+        // Covered mostly: the bound is raised a step ahead, one KV write per step.
+        if (!this.#highWater!.covers(m.seq)) await this.#highWater!.cover(m.seq);
         await this.#channel.send(this.#payload(a), { mode: "async", redelivered: a.redelivered });
       } catch (e) {
         // Not in the channel (full for the whole timeout, closed, or its bound not recorded):

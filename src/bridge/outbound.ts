@@ -4,7 +4,7 @@
 // holding messages hands them back through ferry's own recovery: they are delivered again, marked
 // `redelivered`, to the next bridge on the channel.
 
-import type { JetStreamClient, NatsConnection } from "npm:nats@2.29.3";
+import type { Msg, NatsConnection } from "npm:nats@2.29.3";
 import { Channel, type Message, type RejectOutcome } from "../../mod.ts";
 import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
@@ -30,9 +30,8 @@ export class OutboundRoute {
   readonly stat: RouteStat;
   readonly #route: CheckedOut;
   readonly #origin: string;
-  /** Ack routes' requests, on one reply subscription. */
+  /** Ack routes' NATS requests and async routes' JetStream publishes, on one reply subscription. */
   readonly #requests: Requests;
-  readonly #js: JetStreamClient | undefined;
   readonly #stream: string | undefined;
   readonly #channel: Channel<Uint8Array>;
   /** The origin namespace's msgpack: its shape ids mean nothing on the far side (see #payload). */
@@ -47,13 +46,11 @@ export class OutboundRoute {
     route: CheckedOut,
     prefix: string,
     nc: NatsConnection,
-    js: JetStreamClient | undefined,
     stream: string | undefined,
   ) {
     this.#route = route;
     this.#origin = `${prefix}/${route.channel}`;
     this.#requests = new Requests(nc);
-    this.#js = js;
     this.#stream = stream;
     this.stat = newRouteStat("out", route);
     this.#window = new Window(route.window);
@@ -131,11 +128,12 @@ export class OutboundRoute {
     let backoff = RETRY_MIN_MS;
     for (;;) {
       try {
-        await this.#js!.publish(this.#route.subject, this.#payload(msg), {
-          headers: metaHeaders(msg, this.#origin, resent),
-          timeout: this.#route.timeout,
-          expect: { streamName: this.#stream },
-        });
+        // What js.publish does, on the route's one reply subscription (see requests.ts).
+        const headers = metaHeaders(msg, this.#origin, resent);
+        headers.set(EXPECTED_STREAM, this.#stream!);
+        pubAck(
+          await this.#requests.request(this.#route.subject, this.#payload(msg), this.#route.timeout, headers),
+        );
         release(msg);
         this.stat.forwarded++;
         return;
@@ -273,6 +271,23 @@ export function reject(msg: Message<Uint8Array>, outcome: RejectOutcome): void {
  */
 function relayed(status: string): RejectOutcome {
   return status === "PeerDied" || status === "Expired" ? status : "Rejected";
+}
+
+/** The header by which JetStream stores a message only in the stream it names. */
+const EXPECTED_STREAM = "Nats-Expected-Stream";
+
+/** Checks JetStream's answer to a publish: a PubAck naming the stream, or an error thrown. */
+function pubAck(reply: Msg): void {
+  let ack: { stream?: string; error?: { code?: number; description?: string } };
+  try {
+    ack = reply.json();
+  } catch {
+    throw new Error("JetStream's answer to a publish is not JSON");
+  }
+  if (ack.error !== undefined) {
+    throw new Error(`JetStream refused the message: ${ack.error.description} (${ack.error.code})`);
+  }
+  if (!ack.stream) throw new Error("JetStream's answer to a publish names no stream");
 }
 
 /** @internal */
