@@ -9,7 +9,8 @@
 // Throughput is timed where the messages arrive, from the `warm`th to the last, on the wall clock.
 // The ferry channel is "x" in the given namespace, raw codec, 64 B payloads; NATS responders are
 // bench/nats_peer.ts ("reply"). FERRY_BENCH_SPIN, when set, is the ferry peers' `spin` option
-// ("0": every wait parks at once, as waits that last a NATS round trip end up doing).
+// ("0": every wait parks at once, as waits that last a NATS round trip end up doing);
+// FERRY_BENCH_SLOTS, the producer's `slots`.
 // The JetStream peers' lines carry `cpuUs`: their CPU time (user + system) per message.
 
 import process from "node:process";
@@ -20,6 +21,8 @@ import { now, wallMs } from "./clock.ts";
 const SIZE = 64;
 const spinEnv = Deno.env.get("FERRY_BENCH_SPIN");
 const spin = spinEnv === undefined ? undefined : spinEnv === "busy" ? "busy" : Number(spinEnv);
+const slotsEnv = Deno.env.get("FERRY_BENCH_SLOTS");
+const slots = slotsEnv === undefined ? undefined : Number(slotsEnv);
 /** CPU µs this process spent since `from` (a process.cpuUsage() reading), per message of `n`. */
 const cpuPer = (from: NodeJS.CpuUsage, n: number) => {
   const d = process.cpuUsage(from);
@@ -61,7 +64,14 @@ async function main(): Promise<unknown> {
     case "produce": {
       const mode = third as "ack" | "async";
       // Opened as the README tells users to: in the mode it sends in.
-      using ch = Channel.open<Uint8Array>("x", { prefix: where, codec: "raw", mode, timeout: 30_000, spin });
+      using ch = Channel.open<Uint8Array>("x", {
+        prefix: where,
+        codec: "raw",
+        mode,
+        timeout: 30_000,
+        spin,
+        slots,
+      });
       console.log("ready");
       if (mode === "ack") {
         return await roundTrips(async () => {

@@ -163,20 +163,26 @@ async function bridgeProcess(url: string, prefix: string, route: string[]): Prom
   return peer;
 }
 
-/**
- * Producer on A -> bridge A -> NATS -> bridge B -> consumer on B, five processes with the server.
- * `busy`: the producer and the consumer open their channel with `spin: "busy"`, so that their
- * waits, which last a NATS round trip, spin instead of parking.
- */
+/** How the bridged rows' producer and consumer open their channels, where not as by default. */
+export interface LocalParties {
+  /** `spin: "busy"` for both: their waits, which last a NATS round trip, spin instead of parking. */
+  busy?: boolean;
+  /** The producer's `slots`: how many of its async messages a bridge may hold in flight at once. */
+  slots?: number;
+}
+
+/** Producer on A -> bridge A -> NATS -> bridge B -> consumer on B, five processes with the server. */
 export async function bridged(
   nc: NatsConnection,
   tag: string,
   mode: "ack" | "async",
   count: number,
   warm: number,
-  busy = false,
+  local: LocalParties = {},
 ): Promise<ProcFigures> {
-  const env: Record<string, string> = busy ? { FERRY_BENCH_SPIN: "busy" } : {};
+  const env: Record<string, string> = {};
+  if (local.busy) env.FERRY_BENCH_SPIN = "busy";
+  if (local.slots !== undefined) env.FERRY_BENCH_SLOTS = String(local.slots);
   const [a, b] = [`benchA_${tag}`, `benchB_${tag}`];
   const subject = `bench.${tag}`;
   const url = nc.getServer();
