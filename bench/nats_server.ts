@@ -23,16 +23,20 @@ export function freePort(): number {
   return port;
 }
 
-/** Waits until something accepts TCP connections on `port` and sends NATS's INFO line. */
-async function waitAccepting(port: number, ms: number): Promise<void> {
+/**
+ * Waits until the server named `name` accepts TCP connections on `port` (its INFO line names it:
+ * another server that took the same port would otherwise pass for it). Throws at once when
+ * `exited()` says the process is gone: it could not bind the port, most likely.
+ */
+async function waitAccepting(port: number, name: string, ms: number, exited: () => boolean): Promise<void> {
   const deadline = Date.now() + ms;
   for (let backoff = 10;; backoff = Math.min(200, backoff * 2)) {
+    if (exited()) throw new ServerExited(`nats-server exited before it accepted connections on port ${port}`);
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       try {
-        const buf = new Uint8Array(4);
-        const n = await conn.read(buf);
-        if (n === 4 && new TextDecoder().decode(buf) === "INFO") return;
+        const info = await infoLine(conn);
+        if (info?.server_name === name) return;
       } finally {
         conn.close();
       }
@@ -44,6 +48,24 @@ async function waitAccepting(port: number, ms: number): Promise<void> {
   }
 }
 
+/** The JSON of the INFO line a NATS server greets a connection with; undefined if it is not one. */
+async function infoLine(conn: Deno.Conn): Promise<{ server_name?: string } | undefined> {
+  let text = "";
+  const buf = new Uint8Array(4096);
+  while (!text.includes("\r\n") && text.length < 65536) {
+    const n = await conn.read(buf);
+    if (n === null) return undefined;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  if (!text.startsWith("INFO ")) return undefined;
+  return JSON.parse(text.slice(5, text.indexOf("\r\n")));
+}
+
+/** The server process ended before it served: it could not bind its port, most likely. */
+class ServerExited extends Error {}
+
+let servers = 0;
+
 /** One nats-server process (JetStream on, storing in `storeDir`), restartable on the same port. */
 export class NatsServer implements AsyncDisposable {
   readonly port: number;
@@ -52,6 +74,8 @@ export class NatsServer implements AsyncDisposable {
   readonly #extra: string[];
   #process: Deno.ChildProcess | undefined;
   #ownsDir: boolean;
+  /** The server's name (`-n`), which its INFO line must show: unique to this object. */
+  readonly #name = `ferry_${Deno.pid}_${++servers}`;
 
   private constructor(path: string, port: number, storeDir: string, ownsDir: boolean, extra: string[]) {
     this.#path = path;
@@ -68,15 +92,28 @@ export class NatsServer implements AsyncDisposable {
     const path = natsServerPath();
     if (path === undefined) throw new Error("nats-server is not installed (apt-get install nats-server)");
     const storeDir = options.storeDir ?? await Deno.makeTempDir({ prefix: "ferry_nats_" });
-    const server = new NatsServer(
-      path,
-      options.port ?? freePort(),
-      storeDir,
-      options.storeDir === undefined,
-      options.args ?? [],
-    );
-    await server.restart();
-    return server;
+    // A port free when picked can be taken before the server binds it (by a test running beside
+    // this one): a server that could not bind gets another pick, unless the caller named the port.
+    for (let attempt = 1;; attempt++) {
+      const server = new NatsServer(
+        path,
+        options.port ?? freePort(),
+        storeDir,
+        options.storeDir === undefined,
+        options.args ?? [],
+      );
+      try {
+        await server.restart();
+        return server;
+      } catch (e) {
+        if (!(e instanceof ServerExited) || options.port !== undefined || attempt === 3) {
+          if (options.storeDir === undefined) {
+            await Deno.remove(storeDir, { recursive: true }).catch(() => {});
+          }
+          throw e;
+        }
+      }
+    }
   }
 
   get url(): string {
@@ -85,13 +122,19 @@ export class NatsServer implements AsyncDisposable {
 
   /** Starts the server again (after kill) with the same port and store. */
   async restart(): Promise<void> {
-    this.#process = new Deno.Command(this.#path, {
-      args: ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.#extra],
+    const named = this.#extra.indexOf("-n");
+    const name = named >= 0 ? this.#extra[named + 1] : this.#name;
+    const own = named >= 0 ? [] : ["-n", name];
+    const p = new Deno.Command(this.#path, {
+      args: ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...own, ...this.#extra],
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
-    await waitAccepting(this.port, 10_000);
+    this.#process = p;
+    let exited = false;
+    p.status.then(() => exited = true);
+    await waitAccepting(this.port, name, 10_000, () => exited);
   }
 
   /** Kills the server (SIGKILL by default: nothing flushed on the way out) and waits for it. */
