@@ -12,6 +12,7 @@ import {
   publisher,
   RejectedError,
   subscribe,
+  TimeoutError,
   type TopicMessage,
 } from "../mod.ts";
 import { checkPayload, follow, patternPayload, Scope, within } from "./helpers.ts";
@@ -88,6 +89,50 @@ Deno.test({
     assert.equal(statA.routes[0].held, 0);
     assert.equal(statB.routes[0].forwarded, 2);
     assert.equal(statB.routes[0].failed, 2);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, ack mode: a message nobody answers on B is TimeoutError at the producer's timeout, and the route still works once someone answers",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // B's bridge serves another subject: nobody subscribes to t.jobs.
+    await using sides = await TwoSides.start(
+      ["--out", "jobs=t.jobs:ack", "--timeout", "800"],
+      ["--in", "t.other=other:ack"],
+    );
+    // Slots to spare: each unanswered message stays held by A's bridge a while after its timeout.
+    const producer = sides.a.open("jobs", { mode: "ack", codec: "raw", timeout: 800, slots: 4 }) as Channel<
+      Uint8Array
+    >;
+    // No subscriber: the server answers "no responders", and A's bridge asks again until the timeout.
+    await within(
+      assert.rejects(producer.send(new Uint8Array([1])), TimeoutError),
+      "a send nobody subscribes to",
+    );
+
+    const { connect } = await import("npm:nats@2.29.3");
+    const nc = await connect({ servers: sides.server.url });
+    try {
+      // A subscriber that never replies: the request itself runs out of time.
+      const heard: number[] = [];
+      const silent = nc.subscribe("t.jobs", { callback: (_e, m) => heard.push(m.data[0]) });
+      await nc.flush();
+      await within(assert.rejects(producer.send(new Uint8Array([2])), TimeoutError), "a send nobody answers");
+      assert.ok(heard.includes(2), `the silent subscriber heard ${JSON.stringify(heard)}`);
+      silent.unsubscribe();
+      // A plain NATS responder: an answer without ferry's status header means done, so A's bridge
+      // releases the message and the producer's send resolves.
+      nc.subscribe("t.jobs", { callback: (_e, m) => m.respond() });
+      await nc.flush();
+      await within(producer.send(new Uint8Array([3]), { timeout: 10_000 }), "an answered send");
+    } finally {
+      await nc.close();
+    }
+    const route = (await sides.bridgeA.stop()).routes[0];
+    assert.equal(route.forwarded, 1);
+    assert.equal(route.failed, 2);
   },
 });
 
