@@ -137,6 +137,45 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "bridge: a message larger than the NATS server takes is refused at once (ack: RejectedError; async: counted as failed), and the next one crosses",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await TwoSides.start(
+      ["--out", "jobs=t.jobs:ack", "--out", "events=t.events:async", "--timeout", "20000"],
+      ["--in", "t.jobs=jobs:ack", "--in", "t.events=events:async"],
+    );
+    // ferry's default maxMessageSize is 1 MiB, nats-server's default max_payload 1 MB: a message
+    // of the full size cannot cross with its headers, whatever the bridge does.
+    const big = new Uint8Array(1 << 20).fill(7);
+    const small = new Uint8Array([1, 2, 3]);
+    const jobs = sides.a.open("jobs", { mode: "ack", codec: "raw", timeout: 20_000 }) as Channel<Uint8Array>;
+    const worker = sides.b.open("jobs", { codec: "raw" }) as Channel<Uint8Array>;
+    // At once, not at the producer's 20 s timeout (within's own bound is shorter).
+    await within(assert.rejects(jobs.send(big), RejectedError), "the too-large ack send", 10_000);
+    const [, got] = await within(
+      Promise.all([jobs.send(small), worker.recv({ timeout: 10_000 })]),
+      "the next job",
+    );
+    assert.deepEqual(got.bytes, small);
+
+    const events = sides.a.open("events", { mode: "async", codec: "raw" }) as Channel<Uint8Array>;
+    const onB = sides.b.open("events", { codec: "raw" }) as Channel<Uint8Array>;
+    await events.send(big);
+    await events.send(small);
+    // The big one is dropped by A's bridge, counted; the small one after it arrives, alone.
+    assert.deepEqual((await within(onB.recv({ timeout: 10_000 }), "the next event")).bytes, small);
+    const stat = await sides.bridgeA.stop();
+    const [jobsRoute, eventsRoute] = stat.routes;
+    assert.equal(jobsRoute.failed, 1);
+    assert.equal(eventsRoute.failed, 1);
+    assert.equal(eventsRoute.forwarded, 1);
+    assert.match(eventsRoute.lastError ?? "", /max_payload/);
+    assert.equal(onB.tryRecv(), undefined);
+  },
+});
+
+Deno.test({
   name: "bridge: a copy that may repeat one sent before reaches a plain receiver on B marked redelivered",
   ignore: !HAVE_NATS,
   async fn() {

@@ -62,9 +62,12 @@ export class TwoSides implements AsyncDisposable {
     readonly bridgeB: BridgeProcess,
   ) {}
 
-  /** Starts both bridges (A's with `argsA`, B's with `argsB`) and waits until both are ready. */
-  static async start(argsA: string[], argsB: string[]): Promise<TwoSides> {
-    const server = await NatsServer.start();
+  /**
+   * Starts both bridges (A's with `argsA`, B's with `argsB`) and waits until both are ready;
+   * `serverArgs` go to nats-server.
+   */
+  static async start(argsA: string[], argsB: string[], serverArgs: string[] = []): Promise<TwoSides> {
+    const server = await NatsServer.start({ args: serverArgs });
     const a = new Scope(), b = new Scope();
     const sides = new TwoSides(
       server,

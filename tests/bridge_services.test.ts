@@ -56,10 +56,14 @@ class Sides implements AsyncDisposable {
     return this.two.bridgeB;
   }
 
-  static async start(timeouts = { a: CALL_TIMEOUT_MS, b: CALL_TIMEOUT_MS }): Promise<Sides> {
+  static async start(
+    timeouts = { a: CALL_TIMEOUT_MS, b: CALL_TIMEOUT_MS },
+    serverArgs: string[] = [],
+  ): Promise<Sides> {
     const two = await TwoSides.start(
       ["--service-out", `${SERVICE}=t.math`, "--timeout", String(timeouts.a)],
       ["--service-in", `t.math=${SERVICE}`, "--timeout", String(timeouts.b)],
+      serverArgs,
     );
     try {
       // The caller's own timeout is longer than any step: its call ends by what the bridges answer.
@@ -195,4 +199,35 @@ Deno.test("bridge, services: a bad service route is a typed error before anythin
   await assert.rejects(start([ok, ok]), /twice/);
   await assert.rejects(start([ok]), NatsConnectionError);
   assert.deepEqual(segmentsOf(s.prefix), [], "a refused bridge opened a channel");
+});
+
+Deno.test({
+  name:
+    "bridge, services: arguments larger than the NATS server takes are the caller's RemoteError MessageTooLarge at once, and smaller calls still cross",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // A server that takes at most 8 KiB per message (nats-server's own default is 1 MB, above what
+    // a call can carry locally, 64 KiB).
+    const dir = await Deno.makeTempDir({ prefix: "ferry_nats_conf_" });
+    try {
+      const conf = `${dir}/small.conf`;
+      await Deno.writeTextFile(conf, "max_payload: 8192\n");
+      await using sides = await Sides.start(undefined, ["-c", conf]);
+      await sides.b.spawn("rpc_server.ts", SERVICE);
+      const big = new Uint8Array(16 * 1024).fill(7);
+      // Well before the route's 20 s timeout (within's own bound is shorter).
+      const refused = await within(
+        sides.math.call("echo", big).catch((e) => e),
+        "the too-large call",
+        10_000,
+      );
+      assert.ok(refused instanceof RemoteError, String(refused));
+      assert.equal(refused.remoteCode, "MessageTooLarge");
+      assert.deepEqual(await within(sides.math.call("add", { a: 2, b: 3 }), "a call after it"), 5);
+      const statA = await sides.bridgeA.stop();
+      assert.deepEqual([statA.routes[0].forwarded, statA.routes[0].failed], [1, 1]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -138,6 +138,7 @@ export class OutboundRoute {
         this.stat.forwarded++;
         return;
       } catch (e) {
+        if (tooLarge(e)) return this.#refuse(msg, e);
         this.stat.retries++;
         this.stat.lastError = `publishing to '${this.#route.subject}': ${text(e)}`;
         // Left held: close() hands it back to the channel, and the next bridge forwards it again.
@@ -176,6 +177,7 @@ export class OutboundRoute {
         reply = await this.#requests.request(this.#route.subject, this.#payload(msg), left, headers);
       } catch (e) {
         if (signal.aborted) return;
+        if (tooLarge(e)) return this.#refuse(msg, e);
         if (noResponders(e)) {
           // Nobody subscribes yet (the remote bridge is starting, or gone): nothing was delivered,
           // so asking again cannot duplicate it.
@@ -208,6 +210,21 @@ export class OutboundRoute {
       reject(msg, relayed(status));
       return;
     }
+  }
+
+  /**
+   * A message larger than the NATS server takes (its `max_payload`, 1 MB by default): no attempt
+   * can ever carry it, so it is rejected at once. An ack producer's send ends in RejectedError; an
+   * async message, whose send has returned already, is dropped, counted in `failed` with the
+   * reason in `lastError` (waiting for it would hold the producer's slot and the route's place
+   * for ever).
+   */
+  #refuse(msg: Message<Uint8Array>, e: unknown): void {
+    this.stat.failed++;
+    this.stat.lastError =
+      `a message of ${msg.bytes.length} bytes on '${this.#route.channel}' is larger than the ` +
+      `NATS server takes (max_payload, with the headers): not forwarded (${text(e)})`;
+    reject(msg, "Rejected");
   }
 
   /**
@@ -293,6 +310,11 @@ function pubAck(reply: Msg): void {
 /** @internal */
 export function text(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** @internal The NATS client's refusal of a message larger than the server's max_payload. */
+export function tooLarge(e: unknown): boolean {
+  return (e as { code?: string })?.code === "MAX_PAYLOAD_EXCEEDED";
 }
 
 /** @internal The NATS client's "503": no subscriber for a request (or JetStream not there). */

@@ -28,7 +28,7 @@ import { REPLY_MARGIN_MS } from "./inbound.ts";
 import { natsModule } from "./nats.ts";
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
-import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
+import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, replyHeaders } from "./wire.ts";
@@ -41,6 +41,13 @@ const OWN = /^ferry-/i;
 const METHOD = "Ferry-Method";
 /** Status of a reply whose payload is a RemoteError's `{ code, name, message }`. */
 const REMOTE = "Remote";
+
+const TOO_LARGE = "larger than the NATS server takes (max_payload, with the headers)";
+
+/** The RemoteError a caller gets for arguments or a result that cannot cross. */
+function tooLargePayload(what: string): ErrorPayload {
+  return { code: "MessageTooLarge", name: "MessageTooLargeError", message: `${what} is ${TOO_LARGE}` };
+}
 
 /** @internal The callers' side: a server of the local service whose calls go out as NATS requests. */
 export class ServiceCaller {
@@ -132,6 +139,12 @@ export class ServiceCaller {
       } catch (e) {
         // Closing: left held, so closing the channel hands the call to the service's next server.
         if (signal.aborted) return;
+        if (tooLarge(e)) {
+          // No attempt can carry it: the caller learns why at once.
+          this.#fail(`${frame.subject}: ${TOO_LARGE} (${payload.length} bytes)`);
+          await this.#replies!.sendError(frame, tooLargePayload(`the arguments of ${frame.subject}`));
+          return release(msg);
+        }
         if (noResponders(e)) {
           // No bridge serves the subject (yet): nothing ran, so asking again cannot run it twice.
           this.stat.retries++;
@@ -272,7 +285,16 @@ export class ServiceAnswerer {
     const headers: Record<string, string> = {};
     for (const key of m.headers?.keys() ?? []) if (!OWN.test(key)) headers[key] = m.headers!.get(key);
     const [payload, outcome] = await this.#outcome(method, m.data, timeout, headers);
-    m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
+    try {
+      m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
+    } catch (e) {
+      if (!tooLarge(e)) throw e;
+      // A value larger than the NATS server takes: the caller gets why, instead of no answer.
+      this.stat.forwarded--;
+      this.stat.failed++;
+      this.stat.lastError = `${this.#route.service}.${method}: ${TOO_LARGE} (${payload?.length} bytes)`;
+      m.respond(packer.encode(tooLargePayload(`the result of ${method}`)), { headers: replyHeaders(REMOTE) });
+    }
   }
 
   /** The local call's answer as a reply: its value (no status header: "ok"), or its failure. */
