@@ -8,39 +8,32 @@
 
 import type { Msg, MsgHdrs, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
 import type { Channel, Message } from "../../mod.ts";
-import { makeCodec } from "../codec.ts";
-import { FerryError } from "../errors.ts";
 import { type Frame, FrameKind, readFrame } from "../patterns/headers.ts";
 import { openShared } from "../patterns/private_channels.ts";
 import { type Client, connect } from "../patterns/rpc/client.ts";
 import { ReplySender } from "../patterns/rpc/replies.ts";
 import {
-  type ErrorPayload,
-  errorPayload,
-  RemoteError,
   REQUEST_CAPACITY,
   REQUEST_MAX_SIZE,
   requestChannelName,
   SWEEP_MS,
   sweepService,
 } from "../patterns/rpc/wire.ts";
-import { REPLY_MARGIN_MS } from "./inbound.ts";
-import { natsModule } from "./nats.ts";
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
 import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
+import {
+  callHeaders,
+  failureReply,
+  localTimeout,
+  ownHeaders,
+  packer,
+  relayedFailure,
+  REMOTE,
+} from "./service_wire.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
-import { HEADER, replyHeaders } from "./wire.ts";
-
-/** Arguments, results and error payloads cross as standalone msgpack (no namespace's shared shapes). */
-const packer = makeCodec<unknown>("msgpack-plain");
-/** Header names the bridge writes itself: never a caller's header on the far side. */
-const OWN = /^ferry-/i;
-/** Service headers, beside wire.ts's (`Ferry-Timeout`, `Ferry-Status`, `Ferry-Error`). */
-const METHOD = "Ferry-Method";
-/** Status of a reply whose payload is a RemoteError's `{ code, name, message }`. */
-const REMOTE = "Remote";
+import { HEADER } from "./wire.ts";
 
 /** @internal The callers' side: a server of the local service whose calls go out as NATS requests. */
 export class ServiceCaller {
@@ -128,7 +121,12 @@ export class ServiceCaller {
       }
       let reply: Msg;
       try {
-        reply = await this.#nats.request(this.#route.subject, payload, left, this.#headers(frame, left));
+        reply = await this.#nats.request(
+          this.#route.subject,
+          payload,
+          left,
+          callHeaders(frame.headers, frame.subject ?? "", left),
+        );
       } catch (e) {
         // Closing: left held, so closing the channel hands the call to the service's next server.
         if (signal.aborted) return;
@@ -144,15 +142,6 @@ export class ServiceCaller {
       }
       return await this.#answer(msg, frame, reply);
     }
-  }
-
-  /** The NATS headers of a call: the method, the time left, and the caller's own headers. */
-  #headers(frame: Frame, left: number): MsgHdrs {
-    const h = natsModule().headers();
-    for (const [key, value] of Object.entries(frame.headers)) if (!OWN.test(key)) h.set(key, value);
-    h.set(METHOD, frame.subject ?? "");
-    h.set(HEADER.timeout, String(left));
-    return h;
   }
 
   /** Answers the caller as the far side answered: a value, its RemoteError, or its failure. */
@@ -184,14 +173,9 @@ export class ServiceCaller {
     const why = `${this.#route.subject}: the far side answered ${status}: ${
       reply.headers?.get(HEADER.error)
     }`;
-    // The remote server died holding the call: the caller sees it as a local server's death
-    // (PeerDiedError; an idempotent call is sent again).
-    if (status === "PeerDied") return this.#reject(msg, "PeerDied", why);
-    // The far side gave up waiting (TimeoutError there): the caller's TimeoutError.
-    if (status === "Timeout" || status === "Expired") return this.#reject(msg, "Expired", why);
-    // Anything else that kept the call from the far side's service (its request channel full or
-    // missing, a header NATS refused) is the caller's RemoteError with that code.
-    await this.#replies!.sendError(frame, { code: status, name: "RemoteError", message: why });
+    const failure = relayedFailure(status, why);
+    if ("outcome" in failure) return this.#reject(msg, failure.outcome, failure.why);
+    await this.#replies!.sendError(frame, failure.error);
     this.stat.failed++;
     return release(msg);
   }
@@ -264,14 +248,9 @@ export class ServiceAnswerer {
   }
 
   async #answer(m: Msg): Promise<void> {
-    const method = m.headers?.get(METHOD) ?? "";
-    const asked = Number(m.headers?.get(HEADER.timeout));
-    const timeout = asked > 0
-      ? Math.max(1, Math.min(this.#route.timeout, asked - REPLY_MARGIN_MS))
-      : this.#route.timeout;
-    const headers: Record<string, string> = {};
-    for (const key of m.headers?.keys() ?? []) if (!OWN.test(key)) headers[key] = m.headers!.get(key);
-    const [payload, outcome] = await this.#outcome(method, m.data, timeout, headers);
+    const method = m.headers?.get(HEADER.method) ?? "";
+    const timeout = localTimeout(m.headers, this.#route.timeout);
+    const [payload, outcome] = await this.#outcome(method, m.data, timeout, ownHeaders(m.headers));
     m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
   }
 
@@ -291,15 +270,7 @@ export class ServiceAnswerer {
     } catch (e) {
       this.stat.failed++;
       this.stat.lastError = `${this.#route.service}.${method}: ${text(e)}`;
-      if (e instanceof RemoteError) {
-        const payload: ErrorPayload = { code: e.remoteCode, name: e.remoteName, message: e.remoteMessage };
-        return [packer.encode(payload), replyHeaders(REMOTE)];
-      }
-      // The caller's side turns PeerDied and Timeout into the caller's own errors, any other code
-      // into a RemoteError with that code.
-      if (e instanceof FerryError) return [undefined, replyHeaders(e.code, e.message)];
-      // Arguments or a value that are not msgpack: the caller's RemoteError says what.
-      return [packer.encode(errorPayload(e)), replyHeaders(REMOTE)];
+      return failureReply(e);
     }
   }
 
