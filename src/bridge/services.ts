@@ -4,14 +4,17 @@
 // only then releases the call, as a local server does. In (the servers' side): the bridge answers the
 // subject's requests, in a queue group, as a client of the local service. A remote server's death
 // and a timeout come back as the caller's own PeerDiedError and TimeoutError (the bridge rejects the
-// held call so), a handler's error as the same RemoteError.
+// held call so), a handler's error as the same RemoteError. Streamed calls take the same two places
+// and run in service_streams.ts.
 
 import type { Msg, MsgHdrs, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
 import type { Channel, Message } from "../../mod.ts";
 import { type Frame, FrameKind, readFrame } from "../patterns/headers.ts";
 import { openShared } from "../patterns/private_channels.ts";
 import { type Client, connect } from "../patterns/rpc/client.ts";
+import { DEFAULT_WINDOW } from "../patterns/rpc/options.ts";
 import { ReplySender } from "../patterns/rpc/replies.ts";
+import { StreamSender, StreamUnanswered } from "../patterns/rpc/streams.ts";
 import {
   REQUEST_CAPACITY,
   REQUEST_MAX_SIZE,
@@ -22,6 +25,7 @@ import {
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
 import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
+import { RelayedStream, StreamPublisher } from "./service_streams.ts";
 import {
   callHeaders,
   failureReply,
@@ -35,6 +39,12 @@ import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER } from "./wire.ts";
 
+/**
+ * Most items of a relayed stream written in one frame to its caller: those that came from NATS
+ * together (the local stream's `streamBatch`; a bridge that dies loses what it held either way).
+ */
+const RELAY_BATCH = 32;
+
 /** @internal The callers' side: a server of the local service whose calls go out as NATS requests. */
 export class ServiceCaller {
   readonly stat: RouteStat;
@@ -46,6 +56,11 @@ export class ServiceCaller {
   readonly #stop = new AbortController();
   #requests: Channel<Uint8Array> | undefined;
   #replies: ReplySender | undefined;
+  /** Streamed calls, sent to their callers as a local server sends them. */
+  #streams: StreamSender | undefined;
+  /** Streamed calls relayed now, and calls cancelled before the far side said it took them. */
+  readonly #relays = new Set<RelayedStream>();
+  readonly #nc: NatsConnection;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #pump: Promise<void> | undefined;
 
@@ -53,6 +68,7 @@ export class ServiceCaller {
     this.#route = route;
     this.#prefix = prefix;
     this.#nats = new Requests(nc);
+    this.#nc = nc;
     this.#window = new Window(route.window);
     this.stat = newRouteStat("out", { channel: route.service, subject: route.subject, mode: "service" });
     sweepService(prefix, route.service);
@@ -63,6 +79,7 @@ export class ServiceCaller {
       { capacity: REQUEST_CAPACITY, maxMessageSize: REQUEST_MAX_SIZE },
     );
     this.#replies = new ReplySender(prefix, route.timeout);
+    this.#streams = new StreamSender(route.service, prefix, this.#replies, RELAY_BATCH);
   }
 
   start(): void {
@@ -95,16 +112,7 @@ export class ServiceCaller {
       return release(msg); // not a call: nothing to answer
     }
     if (frame.replyTo === undefined) return release(msg);
-    if (frame.kind === FrameKind.StreamRequest) {
-      this.#fail(`${frame.subject}: streamed calls do not cross the bridge`);
-      await this.#replies!.sendError(frame, {
-        code: "StreamNotBridged",
-        name: "RemoteError",
-        message: `${this.#route.service}.${frame.subject} is served across the bridge, where only ` +
-          "unary calls cross: call a method that returns its result whole",
-      });
-      return release(msg);
-    }
+    if (frame.kind === FrameKind.StreamRequest) return await this.#stream(msg, frame);
     if (frame.kind !== FrameKind.Request) return release(msg);
 
     const signal = this.#stop.signal;
@@ -142,6 +150,38 @@ export class ServiceCaller {
       }
       return await this.#answer(msg, frame, reply);
     }
+  }
+
+  /**
+   * A streamed call: run as a local server runs a generator, with the far side's items as the
+   * generator (service_streams.ts); held, as any call, until its end.
+   */
+  async #stream(msg: Message<Uint8Array>, frame: Frame): Promise<void> {
+    const relay = new RelayedStream(
+      this.#nc,
+      {
+        subject: this.#route.subject,
+        method: frame.subject ?? "",
+        args: packer.encode(frame.data),
+        headers: frame.headers,
+        window: frame.count ?? DEFAULT_WINDOW,
+        timeout: this.#route.timeout,
+      },
+      this.stat,
+      () => this.#relays.delete(relay),
+    );
+    this.#relays.add(relay);
+    try {
+      await this.#streams!.run(frame, (signal) => relay.start(signal));
+    } catch (e) {
+      // The far side's server died or it went silent: the caller's PeerDiedError or TimeoutError.
+      if (e instanceof StreamUnanswered) return this.#reject(msg, e.outcome, e.message);
+      throw e;
+    }
+    const failure = relay.failure;
+    if (failure === undefined) this.stat.forwarded++;
+    else this.#fail(failure);
+    release(msg); // the caller's ack: its stream's last frame is in its reply channel by now
   }
 
   /** Answers the caller as the far side answered: a value, its RemoteError, or its failure. */
@@ -200,12 +240,17 @@ export class ServiceCaller {
     this.#stop.abort();
     this.#window.wakeAll();
     await this.#pump;
+    // Streams have no end to wait for: each is cancelled on the far side, its caller gets
+    // RemoteError "ServerClosed", as from a local server that closes.
+    this.#streams?.cancelAll();
     await atMost(this.#window.idle(), ms);
     clearInterval(this.#sweeper);
+    for (const relay of this.#relays) relay.close();
     this.#nats.close();
     // Calls still held go back to the request channel, for the service's next server.
     this.#requests?.close();
     this.#requests = undefined;
+    await this.#streams?.close();
     this.#replies?.close();
   }
 }
@@ -217,6 +262,8 @@ export class ServiceAnswerer {
   readonly #nc: NatsConnection;
   readonly #client: Client;
   readonly #window: Window;
+  /** Aborted when the bridge closes: streamed calls end with "ServerClosed" (unary ones finish). */
+  readonly #stop = new AbortController();
   #subscription: NatsSubscription | undefined;
   #pump: Promise<void> | undefined;
 
@@ -248,6 +295,11 @@ export class ServiceAnswerer {
   }
 
   async #answer(m: Msg): Promise<void> {
+    if (StreamPublisher.isStream(m)) {
+      return await new StreamPublisher(this.#nc, this.#client, m, this.#route.timeout, this.stat).run(
+        this.#stop.signal,
+      );
+    }
     const method = m.headers?.get(HEADER.method) ?? "";
     const timeout = localTimeout(m.headers, this.#route.timeout);
     const [payload, outcome] = await this.#outcome(method, m.data, timeout, ownHeaders(m.headers));
@@ -276,6 +328,8 @@ export class ServiceAnswerer {
 
   /** Stops taking calls, lets those in flight answer for up to `ms`, then leaves the service. */
   async close(ms: number): Promise<void> {
+    // Streams first: they have no end to wait for, and hold places of the window the pump needs.
+    this.#stop.abort();
     await this.#subscription?.drain().catch(() => {});
     await this.#pump;
     await atMost(this.#window.idle(), ms);
