@@ -339,6 +339,54 @@ Deno.test({
 
 Deno.test({
   name:
+    "bridge, services: B's bridge closing mid-stream is A's RemoteError ServerClosed, and cancels the handler",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math, bridgeB } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("ticks");
+    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+    const stat = await bridgeB.stop();
+    assert.equal(stat.routes[0].inFlight, 0, "B's bridge closed with the stream still running");
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+    let closed: unknown;
+    for (let i = 3; closed === undefined; i++) {
+      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    }
+    assert.ok(closed instanceof RemoteError, String(closed));
+    assert.equal(closed.remoteCode, "ServerClosed");
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: A's bridge closing mid-stream is its caller's RemoteError ServerClosed, and cancels B's handler",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math, bridgeA } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("ticks");
+    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+    const stat = await bridgeA.stop();
+    assert.equal(stat.routes[0].inFlight, 0, "A's bridge closed with the stream still running");
+    let closed: unknown;
+    for (let i = 3; closed === undefined; i++) {
+      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    }
+    assert.ok(closed instanceof RemoteError, String(closed));
+    assert.equal(closed.remoteCode, "ServerClosed");
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+  },
+});
+
+Deno.test({
+  name:
     "bridge, services: B's server killed mid-call is A's PeerDiedError, and an idempotent call is sent again",
   ignore: !HAVE_NATS,
   async fn() {
