@@ -439,6 +439,76 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "bridge, services: a far side that breaks the stream's protocol, or a bad streamed call, is a typed error",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // A's bridge sends math's calls on t.math, where this test answers them as a faulty bridge
+    // would; B's bridge answers t.b by calling B's math.
+    await using two = await TwoSides.start(
+      ["--service-out", `${SERVICE}=t.math`, "--timeout", String(CALL_TIMEOUT_MS)],
+      ["--service-in", `t.b=${SERVICE}`, "--timeout", String(CALL_TIMEOUT_MS)],
+    );
+    using math = connect(SERVICE, { prefix: two.a.prefix, timeout: 10 * CALL_TIMEOUT_MS });
+    const { connect: natsConnect, headers } = await import("npm:nats@2.29.3");
+    const nc = await natsConnect({ servers: two.server.url });
+    try {
+      const send = (to: string, h: Record<string, string>, data = new Uint8Array(0)) => {
+        const hs = headers();
+        for (const [k, v] of Object.entries(h)) hs.set(k, v);
+        nc.publish(to, data, { headers: hs });
+      };
+      const one = new Uint8Array([0x01]); // msgpack 1
+      nc.subscribe("t.math", {
+        callback: (_, m) => {
+          const method = m.headers?.get("Ferry-Method");
+          send(m.reply!, { "Ferry-Status": "Start" });
+          if (method === "gap") {
+            send(m.reply!, { "Ferry-Seq": "1" }, one);
+            send(m.reply!, { "Ferry-Seq": "3" }, one);
+          } else {
+            // Items far past the credits (the caller's window is 2, and it takes one item).
+            for (let i = 1; i <= 20; i++) send(m.reply!, { "Ferry-Seq": String(i) }, one);
+          }
+        },
+      });
+      const failure = async (method: string) => {
+        const stream = math.stream(method, undefined, { window: 2 });
+        const items: unknown[] = [];
+        for (;;) {
+          const next = await within(stream.next().catch((e) => e), `the stream '${method}'`);
+          if (!(next instanceof Error)) {
+            items.push(next.value);
+            continue;
+          }
+          assert.ok(next instanceof RemoteError, String(next));
+          return { items, code: next.remoteCode };
+        }
+      };
+      assert.deepEqual(await failure("gap"), { items: [1], code: "ItemsLost" });
+      const flood = await failure("flood");
+      assert.equal(flood.code, "CreditExceeded");
+      assert.ok(
+        flood.items.length <= 5,
+        `A's bridge passed on ${flood.items.length} items beyond its credits`,
+      );
+
+      // A streamed call to B's bridge with a window that is not one: answered with InvalidOption.
+      for (const window of ["0", "many", "65537"]) {
+        const h = headers();
+        h.set("Ferry-Method", "count");
+        h.set("Ferry-Window", window);
+        const reply = await nc.request("t.b", new Uint8Array(0), { headers: h, timeout: CALL_TIMEOUT_MS });
+        assert.equal(reply.headers?.get("Ferry-Status"), "InvalidOption", window);
+        assert.match(reply.headers?.get("Ferry-Error") ?? "", /Ferry-Window must be an integer/);
+      }
+    } finally {
+      await nc.close();
+    }
+  },
+});
+
 Deno.test("bridge, services: a bad service route is a typed error before anything is connected or opened", async () => {
   await using s = new Scope();
   // No server listens there: a route that got past its checks would fail with NatsConnectionError.
