@@ -19,7 +19,7 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "npm:nats@2.29.3";
 import { FerryError } from "../errors.ts";
 import type { Client } from "../patterns/rpc/client.ts";
-import { checkCount } from "../patterns/rpc/options.ts";
+import { checkCount, MAX_WINDOW } from "../patterns/rpc/options.ts";
 import { StreamUnanswered } from "../patterns/rpc/streams.ts";
 import type { ErrorPayload } from "../patterns/rpc/wire.ts";
 import { natsModule } from "./nats.ts";
@@ -41,8 +41,6 @@ import { HEADER } from "./wire.ts";
 export const BEAT_MS = 1000;
 /** Statuses of a streamed call's messages, beside a unary reply's (wire.ts, service_wire.ts). */
 const START = "Start", BEAT = "Beat", END = "End", CANCEL = "Cancel";
-/** Largest window a call may ask for: the client's own largest `window`. */
-const MAX_WINDOW = 65536;
 const EMPTY = new Uint8Array(0);
 
 /** What a streamed call's caller gets when the servers' side bridge closes under it. */
