@@ -44,7 +44,7 @@ Options:
   --topic-in <subject>=<topic>  publish what is published on a subject on a local topic
   --service-out <service>=<subject>
                                 serve a request/response service here by sending its calls as
-                                NATS requests on a subject (unary calls; repeatable)
+                                NATS requests on a subject (calls and streams; repeatable)
   --service-in <subject>=<service>
                                 answer a subject's requests by calling a local service
   --config <file>               BridgeOptions as JSON (nats, prefix, out, in, topics, services

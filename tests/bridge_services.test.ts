@@ -113,20 +113,279 @@ Deno.test({
     assert.ok(unknown instanceof RemoteError, String(unknown));
     assert.equal(unknown.remoteCode, "UnknownMethod");
 
-    // Streamed calls do not cross: the caller is told so, at once.
-    const streamed = await (async () => {
-      for await (const _ of math.stream("count", { n: 2 })) assert.fail("a streamed item crossed");
-    })().catch((e) => e);
-    assert.ok(streamed instanceof RemoteError, String(streamed));
-    assert.equal(streamed.remoteCode, "StreamNotBridged");
-
     const statA = await bridgeA.stop();
     const statB = await bridgeB.stop();
     assert.deepEqual(
       [statA.routes[0].mode, statA.routes[0].forwarded, statA.routes[0].failed],
-      ["service", 3, 3],
+      ["service", 3, 2],
     );
     assert.deepEqual([statB.routes[0].forwarded, statB.routes[0].failed], [3, 2]);
+  },
+});
+
+/** Takes `n` items of `stream` by hand (a `for await` would cancel it when left). */
+async function take<T>(stream: AsyncIterator<T>, n: number, what: string): Promise<T[]> {
+  const items: T[] = [];
+  for (let i = 0; i < n; i++) {
+    const next = await within(stream.next(), `${what}: item ${i}`);
+    assert.equal(next.done, false, `${what} ended after ${i} items`);
+    items.push(next.value);
+  }
+  return items;
+}
+
+Deno.test({
+  name: "bridge, services: a streamed call on A gets B's items whole and in order, then its end",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math, bridgeA, bridgeB } = sides;
+    await b.spawn("rpc_server.ts", SERVICE);
+
+    const items: number[] = [];
+    await within(
+      (async () => {
+        for await (const i of math.stream<number>("count", { n: 500 })) items.push(i);
+      })(),
+      "a stream of 500 items across",
+    );
+    assert.deepEqual(items, Array.from({ length: 500 }, (_, i) => i));
+    // Items larger than one batch of NATS messages, with the caller's headers, and a unary call after.
+    const padded: string[] = [];
+    for await (const s of math.stream<string>("padded", { n: 40, size: 30_000 }, { window: 4 })) {
+      padded.push(s);
+    }
+    assert.deepEqual(padded.map((s) => [s.length, parseInt(s)]), padded.map((_, i) => [30_000, i]));
+    assert.equal(await math.call("add", { a: 2, b: 2 }), 4);
+
+    const statA = await bridgeA.stop();
+    const statB = await bridgeB.stop();
+    assert.deepEqual([statA.routes[0].forwarded, statA.routes[0].failed], [3, 0]);
+    assert.deepEqual([statB.routes[0].forwarded, statB.routes[0].failed], [3, 0]);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: a stream whose handler throws gives A the items before it, then RemoteError with its code",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math } = sides;
+    await b.spawn("rpc_server.ts", SERVICE);
+
+    const items: number[] = [];
+    const failed = await within(
+      (async () => {
+        for await (const i of math.stream<number>("failStream", { after: 5 })) items.push(i);
+      })().catch((e) => e),
+      "a stream that fails on B",
+    );
+    assert.deepEqual(items, [0, 1, 2, 3, 4]);
+    assert.ok(failed instanceof RemoteError, String(failed));
+    assert.equal(failed.remoteCode, "Dry");
+    assert.equal(failed.remoteMessage, "ran dry");
+    // A method B's server does not have: the same RemoteError as locally, before any item.
+    const unknown = await (async () => {
+      for await (const _ of math.stream("nope")) assert.fail("an item of a method that does not exist");
+    })().catch((e) => e);
+    assert.ok(unknown instanceof RemoteError, String(unknown));
+    assert.equal(unknown.remoteCode, "UnknownMethod");
+  },
+});
+
+Deno.test({
+  name: "bridge, services: A's caller leaving a stream early cancels the handler on B",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const taken: number[] = [];
+    for await (const i of math.stream<number>("ticks")) {
+      taken.push(i);
+      if (i === 9) break;
+    }
+    assert.deepEqual(taken, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // B's never-ending handler was stopped: its `finally` ran.
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+    // An abort cancels it too, and the route goes on serving.
+    const abort = new AbortController();
+    const aborted = await (async () => {
+      for await (const i of math.stream<number>("ticks", undefined, { signal: abort.signal })) {
+        if (i === 2) abort.abort(new Error("enough"));
+      }
+    })().catch((e) => e);
+    assert.equal(aborted.message, "enough");
+    assert.equal((await nextEvent(events, "B's handler cancelled by an abort")).cancelled, server.pid);
+    assert.equal(await math.call("add", { a: 1, b: 2 }), 3);
+  },
+});
+
+Deno.test({
+  name: "bridge, services: a slow consumer on A holds B's handler back to a few windows of items",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math } = sides;
+    using events = b.open("events", { mode: "async" });
+    await b.spawn("rpc_server.ts", SERVICE);
+
+    const N = 200, WINDOW = 4;
+    // B's local stream, the way between the bridges and A's local stream: a window each, and the
+    // items in hand at either bridge.
+    const AHEAD = 3 * WINDOW + 2;
+    let produced = -1;
+    const drain = () => {
+      for (let e = events.tryRecv(); e !== undefined; e = events.tryRecv()) {
+        const { produced: i } = e.data as { produced: number };
+        assert.equal(i, produced + 1, "B's handler reported out of order");
+        produced = i;
+      }
+    };
+    const stream = math.stream<number>("produce", { n: N }, { window: WINDOW });
+    assert.deepEqual(await take(stream, 1, "the slow stream"), [0]);
+    // With one item taken, B's handler fills the windows and stops: wait for a window's worth.
+    while (produced < WINDOW - 1) {
+      const e = (await nextEvent(events, "B's handler filling the window")) as { produced: number };
+      assert.equal(e.produced, produced + 1);
+      produced = e.produced;
+    }
+    for (let i = 1; i < N; i++) {
+      drain();
+      assert.ok(produced <= i - 1 + AHEAD, `B's handler produced item ${produced} while A had taken ${i}`);
+      assert.deepEqual(await take(stream, 1, "the slow stream"), [i]);
+    }
+    assert.equal((await within(stream.next(), "the slow stream's end")).done, true);
+  },
+});
+
+Deno.test({
+  name: "bridge, services: B's server killed mid-stream is PeerDiedError for A's caller, not a hang",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math } = sides;
+    using events = b.open("events", { mode: "async" });
+    const doomed = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("holdStream", { n: 3 });
+    assert.deepEqual(await take(stream, 3, "the held stream"), [0, 1, 2]);
+    assert.equal((await nextEvent(events, "B's server holding the stream")).holding, doomed.pid);
+    await doomed.kill();
+    const died = await within(stream.next().catch((e) => e), "the stream after B's server died");
+    assert.ok(died instanceof PeerDiedError, String(died));
+
+    // A route goes on: a new server on B answers the next stream.
+    await b.spawn("rpc_server.ts", SERVICE);
+    const items: number[] = [];
+    for await (const i of math.stream<number>("count", { n: 3 })) items.push(i);
+    assert.deepEqual(items, [0, 1, 2]);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: B's bridge killed mid-stream is A's PeerDiedError; no bridge on B is its TimeoutError",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // Short routes: a stream nobody takes is given up after 3 s.
+    await using sides = await Sides.start({ a: 3000, b: 3000 });
+    const { b, math, bridgeB } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("holdStream", { n: 2 });
+    assert.deepEqual(await take(stream, 2, "the held stream"), [0, 1]);
+    assert.equal((await nextEvent(events, "B's server holding the stream")).holding, server.pid);
+    await bridgeB.kill();
+    // A's next credit or heartbeat finds nobody at B's end of the call.
+    const gone = await within(stream.next().catch((e) => e), "the stream after B's bridge died");
+    assert.ok(gone instanceof PeerDiedError, String(gone));
+
+    // No bridge answers the subject now: A's bridge asks again until its timeout, then gives up.
+    const unanswered = await within(
+      (async () => {
+        for await (const _ of math.stream("count", { n: 1 })) assert.fail("an item with no bridge on B");
+      })().catch((e) => e),
+      "a stream nobody answers",
+    );
+    assert.ok(unanswered instanceof TimeoutError, String(unanswered));
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: A's bridge killed mid-stream is its caller's PeerDiedError, and B cancels the handler",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start({ a: 3000, b: 3000 });
+    const { b, math, bridgeA } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("ticks");
+    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+    await bridgeA.kill();
+    // The items A's bridge had passed on still come, then the death of what held the call.
+    let died: unknown;
+    for (let i = 3; died === undefined; i++) {
+      died = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    }
+    assert.ok(died instanceof PeerDiedError, String(died));
+    // B's bridge finds A's gone (NATS has nobody on its inbox; or, silent, after the route's
+    // timeout) and cancels its local stream.
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: B's bridge closing mid-stream is A's RemoteError ServerClosed, and cancels the handler",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math, bridgeB } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("ticks");
+    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+    const stat = await bridgeB.stop();
+    assert.equal(stat.routes[0].inFlight, 0, "B's bridge closed with the stream still running");
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+    let closed: unknown;
+    for (let i = 3; closed === undefined; i++) {
+      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    }
+    assert.ok(closed instanceof RemoteError, String(closed));
+    assert.equal(closed.remoteCode, "ServerClosed");
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: A's bridge closing mid-stream is its caller's RemoteError ServerClosed, and cancels B's handler",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    const { b, math, bridgeA } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    const stream = math.stream<number>("ticks");
+    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+    const stat = await bridgeA.stop();
+    assert.equal(stat.routes[0].inFlight, 0, "A's bridge closed with the stream still running");
+    let closed: unknown;
+    for (let i = 3; closed === undefined; i++) {
+      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    }
+    assert.ok(closed instanceof RemoteError, String(closed));
+    assert.equal(closed.remoteCode, "ServerClosed");
+    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
   },
 });
 
@@ -181,6 +440,76 @@ Deno.test({
     const statA = await bridgeA.stop();
     assert.equal(statA.routes[0].failed, 2);
     assert.ok(statA.routes[0].retries > 0, "A's bridge never met 'no responders'");
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: a far side that breaks the stream's protocol, or a bad streamed call, is a typed error",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // A's bridge sends math's calls on t.math, where this test answers them as a faulty bridge
+    // would; B's bridge answers t.b by calling B's math.
+    await using two = await TwoSides.start(
+      ["--service-out", `${SERVICE}=t.math`, "--timeout", String(CALL_TIMEOUT_MS)],
+      ["--service-in", `t.b=${SERVICE}`, "--timeout", String(CALL_TIMEOUT_MS)],
+    );
+    using math = connect(SERVICE, { prefix: two.a.prefix, timeout: 10 * CALL_TIMEOUT_MS });
+    const { connect: natsConnect, headers } = await import("npm:nats@2.29.3");
+    const nc = await natsConnect({ servers: two.server.url });
+    try {
+      const send = (to: string, h: Record<string, string>, data = new Uint8Array(0)) => {
+        const hs = headers();
+        for (const [k, v] of Object.entries(h)) hs.set(k, v);
+        nc.publish(to, data, { headers: hs });
+      };
+      const one = new Uint8Array([0x01]); // msgpack 1
+      nc.subscribe("t.math", {
+        callback: (_, m) => {
+          const method = m.headers?.get("Ferry-Method");
+          send(m.reply!, { "Ferry-Status": "Start" });
+          if (method === "gap") {
+            send(m.reply!, { "Ferry-Seq": "1" }, one);
+            send(m.reply!, { "Ferry-Seq": "3" }, one);
+          } else {
+            // Items far past the credits (the caller's window is 2, and it takes one item).
+            for (let i = 1; i <= 20; i++) send(m.reply!, { "Ferry-Seq": String(i) }, one);
+          }
+        },
+      });
+      const failure = async (method: string) => {
+        const stream = math.stream(method, undefined, { window: 2 });
+        const items: unknown[] = [];
+        for (;;) {
+          const next = await within(stream.next().catch((e) => e), `the stream '${method}'`);
+          if (!(next instanceof Error)) {
+            items.push(next.value);
+            continue;
+          }
+          assert.ok(next instanceof RemoteError, String(next));
+          return { items, code: next.remoteCode };
+        }
+      };
+      assert.deepEqual(await failure("gap"), { items: [1], code: "ItemsLost" });
+      const flood = await failure("flood");
+      assert.equal(flood.code, "CreditExceeded");
+      assert.ok(
+        flood.items.length <= 5,
+        `A's bridge passed on ${flood.items.length} items beyond its credits`,
+      );
+
+      // A streamed call to B's bridge with a window that is not one: answered with InvalidOption.
+      for (const window of ["0", "many", "65537"]) {
+        const h = headers();
+        h.set("Ferry-Method", "count");
+        h.set("Ferry-Window", window);
+        const reply = await nc.request("t.b", new Uint8Array(0), { headers: h, timeout: CALL_TIMEOUT_MS });
+        assert.equal(reply.headers?.get("Ferry-Status"), "InvalidOption", window);
+        assert.match(reply.headers?.get("Ferry-Error") ?? "", /Ferry-Window must be an integer/);
+      }
+    } finally {
+      await nc.close();
+    }
   },
 });
 

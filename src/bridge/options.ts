@@ -109,10 +109,10 @@ export interface TopicRoute {
 }
 
 /**
- * A request/response service (ferry's `serve`/`connect`) carried across NATS request/reply. Unary
- * calls cross; streamed calls (`client.stream`) do not (their callers get RemoteError
- * "StreamNotBridged"). Arguments and results cross as standalone msgpack, the caller's headers as
- * NATS headers.
+ * A request/response service (ferry's `serve`/`connect`) carried across NATS: unary calls as
+ * request/reply, streamed calls (`client.stream`) as a message per item with credits sent back, so
+ * the far side runs at most a few windows ahead of the caller. Arguments, results and items cross as
+ * standalone msgpack, the caller's headers as NATS headers.
  */
 export interface ServiceRoute {
   /** The service name (1 to 64 letters, digits or `. _ -`). */
@@ -128,10 +128,12 @@ export interface ServiceRoute {
   /**
    * Longest ms a call may take across, counted from when the bridge took it. "out": set it to the
    * longest `timeout` your callers use (a call still unanswered then ends in TimeoutError); "in":
-   * caps the local call (the caller's remaining time, sent along, caps it too). Default 5000.
+   * caps the local call (the caller's remaining time, sent along, caps it too). A stream: the
+   * longest wait for it to start, and for a word from the other bridge after (at least 3 s; each
+   * sends one every second). Default 5000.
    */
   timeout?: number;
-  /** Calls this route has in flight at once (1..32). Default 32. */
+  /** Calls (unary or streams) this route has in flight at once (1..32). Default 32. */
   window?: number;
   /** "in": the NATS queue group. Default "ferry". */
   queue?: string;

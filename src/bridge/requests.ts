@@ -20,6 +20,15 @@ export class RequestFailed extends Error {
   }
 }
 
+/**
+ * @internal A new inbox subject of `nc`: under the prefix the connection was given (`inboxPrefix`,
+ * for servers whose permissions allow replies only there), as the client's own request's would be.
+ */
+export function newInbox(nc: NatsConnection): string {
+  const prefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+  return natsModule().createInbox(prefix);
+}
+
 interface Pending {
   resolve: (m: Msg) => void;
   reject: (e: Error) => void;
@@ -39,10 +48,7 @@ export class Requests {
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
-    // Under the prefix the connection was given (`inboxPrefix`, for servers whose permissions
-    // allow replies only there), as the client's own request would be.
-    const prefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
-    this.#inbox = `${natsModule().createInbox(prefix)}.`;
+    this.#inbox = `${newInbox(nc)}.`;
   }
 
   /** Publishes `data` to `subject` and resolves with the first reply, within `timeoutMs`. */

@@ -4,43 +4,47 @@
 // only then releases the call, as a local server does. In (the servers' side): the bridge answers the
 // subject's requests, in a queue group, as a client of the local service. A remote server's death
 // and a timeout come back as the caller's own PeerDiedError and TimeoutError (the bridge rejects the
-// held call so), a handler's error as the same RemoteError.
+// held call so), a handler's error as the same RemoteError. Streamed calls take the same two places
+// and run in service_streams.ts.
 
 import type { Msg, MsgHdrs, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
 import type { Channel, Message } from "../../mod.ts";
-import { makeCodec } from "../codec.ts";
-import { FerryError } from "../errors.ts";
 import { type Frame, FrameKind, readFrame } from "../patterns/headers.ts";
 import { openShared } from "../patterns/private_channels.ts";
 import { type Client, connect } from "../patterns/rpc/client.ts";
+import { DEFAULT_WINDOW } from "../patterns/rpc/options.ts";
 import { ReplySender } from "../patterns/rpc/replies.ts";
+import { StreamSender, StreamUnanswered } from "../patterns/rpc/streams.ts";
 import {
   type ErrorPayload,
-  errorPayload,
-  RemoteError,
   REQUEST_CAPACITY,
   REQUEST_MAX_SIZE,
   requestChannelName,
   SWEEP_MS,
   sweepService,
 } from "../patterns/rpc/wire.ts";
-import { REPLY_MARGIN_MS } from "./inbound.ts";
-import { natsModule } from "./nats.ts";
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
 import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
+import { RelayedStream, StreamPublisher } from "./service_streams.ts";
+import {
+  callHeaders,
+  failureReply,
+  localTimeout,
+  ownHeaders,
+  packer,
+  relayedFailure,
+  REMOTE,
+} from "./service_wire.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, replyHeaders } from "./wire.ts";
 
-/** Arguments, results and error payloads cross as standalone msgpack (no namespace's shared shapes). */
-const packer = makeCodec<unknown>("msgpack-plain");
-/** Header names the bridge writes itself: never a caller's header on the far side. */
-const OWN = /^ferry-/i;
-/** Service headers, beside wire.ts's (`Ferry-Timeout`, `Ferry-Status`, `Ferry-Error`). */
-const METHOD = "Ferry-Method";
-/** Status of a reply whose payload is a RemoteError's `{ code, name, message }`. */
-const REMOTE = "Remote";
+/**
+ * Most items of a relayed stream written in one frame to its caller: those that came from NATS
+ * together (the local stream's `streamBatch`; a bridge that dies loses what it held either way).
+ */
+const RELAY_BATCH = 32;
 
 const TOO_LARGE = "larger than the NATS server takes (max_payload, with the headers)";
 
@@ -60,6 +64,11 @@ export class ServiceCaller {
   readonly #stop = new AbortController();
   #requests: Channel<Uint8Array> | undefined;
   #replies: ReplySender | undefined;
+  /** Streamed calls, sent to their callers as a local server sends them. */
+  #streams: StreamSender | undefined;
+  /** Streamed calls relayed now, and calls cancelled before the far side said it took them. */
+  readonly #relays = new Set<RelayedStream>();
+  readonly #nc: NatsConnection;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #pump: Promise<void> | undefined;
 
@@ -67,6 +76,7 @@ export class ServiceCaller {
     this.#route = route;
     this.#prefix = prefix;
     this.#nats = new Requests(nc);
+    this.#nc = nc;
     this.#window = new Window(route.window);
     this.stat = newRouteStat("out", { channel: route.service, subject: route.subject, mode: "service" });
     sweepService(prefix, route.service);
@@ -77,6 +87,7 @@ export class ServiceCaller {
       { capacity: REQUEST_CAPACITY, maxMessageSize: REQUEST_MAX_SIZE },
     );
     this.#replies = new ReplySender(prefix, route.timeout);
+    this.#streams = new StreamSender(route.service, prefix, this.#replies, RELAY_BATCH);
   }
 
   start(): void {
@@ -109,16 +120,7 @@ export class ServiceCaller {
       return release(msg); // not a call: nothing to answer
     }
     if (frame.replyTo === undefined) return release(msg);
-    if (frame.kind === FrameKind.StreamRequest) {
-      this.#fail(`${frame.subject}: streamed calls do not cross the bridge`);
-      await this.#replies!.sendError(frame, {
-        code: "StreamNotBridged",
-        name: "RemoteError",
-        message: `${this.#route.service}.${frame.subject} is served across the bridge, where only ` +
-          "unary calls cross: call a method that returns its result whole",
-      });
-      return release(msg);
-    }
+    if (frame.kind === FrameKind.StreamRequest) return await this.#stream(msg, frame);
     if (frame.kind !== FrameKind.Request) return release(msg);
 
     const signal = this.#stop.signal;
@@ -135,7 +137,12 @@ export class ServiceCaller {
       }
       let reply: Msg;
       try {
-        reply = await this.#nats.request(this.#route.subject, payload, left, this.#headers(frame, left));
+        reply = await this.#nats.request(
+          this.#route.subject,
+          payload,
+          left,
+          callHeaders(frame.headers, frame.subject ?? "", left),
+        );
       } catch (e) {
         // Closing: left held, so closing the channel hands the call to the service's next server.
         if (signal.aborted) return;
@@ -159,13 +166,36 @@ export class ServiceCaller {
     }
   }
 
-  /** The NATS headers of a call: the method, the time left, and the caller's own headers. */
-  #headers(frame: Frame, left: number): MsgHdrs {
-    const h = natsModule().headers();
-    for (const [key, value] of Object.entries(frame.headers)) if (!OWN.test(key)) h.set(key, value);
-    h.set(METHOD, frame.subject ?? "");
-    h.set(HEADER.timeout, String(left));
-    return h;
+  /**
+   * A streamed call: run as a local server runs a generator, with the far side's items as the
+   * generator (service_streams.ts); held, as any call, until its end.
+   */
+  async #stream(msg: Message<Uint8Array>, frame: Frame): Promise<void> {
+    const relay = new RelayedStream(
+      this.#nc,
+      {
+        subject: this.#route.subject,
+        method: frame.subject ?? "",
+        args: packer.encode(frame.data),
+        headers: frame.headers,
+        window: frame.count ?? DEFAULT_WINDOW,
+        timeout: this.#route.timeout,
+      },
+      this.stat,
+      () => this.#relays.delete(relay),
+    );
+    this.#relays.add(relay);
+    try {
+      await this.#streams!.run(frame, (signal) => relay.start(signal));
+    } catch (e) {
+      // The far side's server died or it went silent: the caller's PeerDiedError or TimeoutError.
+      if (e instanceof StreamUnanswered) return this.#reject(msg, e.outcome, e.message);
+      throw e;
+    }
+    const failure = relay.failure;
+    if (failure === undefined) this.stat.forwarded++;
+    else this.#fail(failure);
+    release(msg); // the caller's ack: its stream's last frame is in its reply channel by now
   }
 
   /** Answers the caller as the far side answered: a value, its RemoteError, or its failure. */
@@ -197,14 +227,9 @@ export class ServiceCaller {
     const why = `${this.#route.subject}: the far side answered ${status}: ${
       reply.headers?.get(HEADER.error)
     }`;
-    // The remote server died holding the call: the caller sees it as a local server's death
-    // (PeerDiedError; an idempotent call is sent again).
-    if (status === "PeerDied") return this.#reject(msg, "PeerDied", why);
-    // The far side gave up waiting (TimeoutError there): the caller's TimeoutError.
-    if (status === "Timeout" || status === "Expired") return this.#reject(msg, "Expired", why);
-    // Anything else that kept the call from the far side's service (its request channel full or
-    // missing, a header NATS refused) is the caller's RemoteError with that code.
-    await this.#replies!.sendError(frame, { code: status, name: "RemoteError", message: why });
+    const failure = relayedFailure(status, why);
+    if ("outcome" in failure) return this.#reject(msg, failure.outcome, failure.why);
+    await this.#replies!.sendError(frame, failure.error);
     this.stat.failed++;
     return release(msg);
   }
@@ -229,12 +254,17 @@ export class ServiceCaller {
     this.#stop.abort();
     this.#window.wakeAll();
     await this.#pump;
+    // Streams have no end to wait for: each is cancelled on the far side, its caller gets
+    // RemoteError "ServerClosed", as from a local server that closes.
+    this.#streams?.cancelAll();
     await atMost(this.#window.idle(), ms);
     clearInterval(this.#sweeper);
+    for (const relay of this.#relays) relay.close();
     this.#nats.close();
     // Calls still held go back to the request channel, for the service's next server.
     this.#requests?.close();
     this.#requests = undefined;
+    await this.#streams?.close();
     this.#replies?.close();
   }
 }
@@ -246,6 +276,8 @@ export class ServiceAnswerer {
   readonly #nc: NatsConnection;
   readonly #client: Client;
   readonly #window: Window;
+  /** Aborted when the bridge closes: streamed calls end with "ServerClosed" (unary ones finish). */
+  readonly #stop = new AbortController();
   #subscription: NatsSubscription | undefined;
   #pump: Promise<void> | undefined;
 
@@ -277,14 +309,14 @@ export class ServiceAnswerer {
   }
 
   async #answer(m: Msg): Promise<void> {
-    const method = m.headers?.get(METHOD) ?? "";
-    const asked = Number(m.headers?.get(HEADER.timeout));
-    const timeout = asked > 0
-      ? Math.max(1, Math.min(this.#route.timeout, asked - REPLY_MARGIN_MS))
-      : this.#route.timeout;
-    const headers: Record<string, string> = {};
-    for (const key of m.headers?.keys() ?? []) if (!OWN.test(key)) headers[key] = m.headers!.get(key);
-    const [payload, outcome] = await this.#outcome(method, m.data, timeout, headers);
+    if (StreamPublisher.isStream(m)) {
+      return await new StreamPublisher(this.#nc, this.#client, m, this.#route.timeout, this.stat).run(
+        this.#stop.signal,
+      );
+    }
+    const method = m.headers?.get(HEADER.method) ?? "";
+    const timeout = localTimeout(m.headers, this.#route.timeout);
+    const [payload, outcome] = await this.#outcome(method, m.data, timeout, ownHeaders(m.headers));
     try {
       m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
     } catch (e) {
@@ -313,20 +345,14 @@ export class ServiceAnswerer {
     } catch (e) {
       this.stat.failed++;
       this.stat.lastError = `${this.#route.service}.${method}: ${text(e)}`;
-      if (e instanceof RemoteError) {
-        const payload: ErrorPayload = { code: e.remoteCode, name: e.remoteName, message: e.remoteMessage };
-        return [packer.encode(payload), replyHeaders(REMOTE)];
-      }
-      // The caller's side turns PeerDied and Timeout into the caller's own errors, any other code
-      // into a RemoteError with that code.
-      if (e instanceof FerryError) return [undefined, replyHeaders(e.code, e.message)];
-      // Arguments or a value that are not msgpack: the caller's RemoteError says what.
-      return [packer.encode(errorPayload(e)), replyHeaders(REMOTE)];
+      return failureReply(e);
     }
   }
 
   /** Stops taking calls, lets those in flight answer for up to `ms`, then leaves the service. */
   async close(ms: number): Promise<void> {
+    // Streams first: they have no end to wait for, and hold places of the window the pump needs.
+    this.#stop.abort();
     await this.#subscription?.drain().catch(() => {});
     await this.#pump;
     await atMost(this.#window.idle(), ms);

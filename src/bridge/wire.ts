@@ -15,7 +15,10 @@ const packer = makeCodec<Record<string, unknown>>("msgpack");
 export const HEADER = {
   /** Pid of the process that sent the message into the origin channel. */
   sender: "Ferry-Sender",
-  /** That sender's sequence number on the origin channel. */
+  /**
+   * That sender's sequence number on the origin channel. Streamed calls: an item's number in its
+   * stream (from 1), and on the end, how many items the stream had.
+   */
   seq: "Ferry-Seq",
   /** `<prefix>/<channel>` the message came from. */
   origin: "Ferry-Origin",
@@ -27,6 +30,12 @@ export const HEADER = {
   status: "Ferry-Status",
   /** Ack replies that are not "ok": the remote error's message. */
   error: "Ferry-Error",
+  /** Service routes: the method called. */
+  method: "Ferry-Method",
+  /** Streamed calls: on the call, the items its server may send before the first credit. */
+  window: "Ferry-Window",
+  /** Streamed calls, callers' side to servers' side: that many more items may come (0: still here). */
+  credit: "Ferry-Credit",
 } as const;
 
 /** The headers an outbound route puts on a message it forwards. */

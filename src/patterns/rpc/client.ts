@@ -14,6 +14,7 @@ import {
   type ConnectOptions,
   DEFAULT_TIMEOUT,
   DEFAULT_WINDOW,
+  MAX_WINDOW,
   type StreamOptions,
 } from "./options.ts";
 import { ReplyInbox, type ReplyWaiter } from "./reply_inbox.ts";
@@ -182,7 +183,7 @@ export class Client implements Disposable {
     options: StreamOptions = {},
   ): AsyncGenerator<R, void, undefined> {
     const timeout = checkTimeout("timeout", options.timeout, this.timeout);
-    const window = checkCount("window", options.window, DEFAULT_WINDOW, 1, 65536);
+    const window = checkCount("window", options.window, DEFAULT_WINDOW, 1, MAX_WINDOW);
     return receiveStream<R>(this.#link, method, args, timeout, window, options);
   }
 

@@ -7,6 +7,8 @@ import { InvalidOptionError } from "../../errors.ts";
 export const DEFAULT_TIMEOUT = 5000;
 /** Stream items a client lets a server send ahead of what it consumed. */
 export const DEFAULT_WINDOW = 32;
+/** The largest stream `window` (a bridge checks the windows that come across against it too). */
+export const MAX_WINDOW = 65536;
 
 /** What a handler gets besides its argument. */
 export interface CallContext {

@@ -37,6 +37,21 @@ async function settlesSoon(pending: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
+/**
+ * @internal Thrown by a stream's source to end the stream with no frame at all, so that the
+ * request's ack tells its caller, as the death of a local server would: a bridge relaying a stream
+ * whose far side died ("PeerDied": the caller's PeerDiedError) or went silent ("Expired": its
+ * TimeoutError). `run` rethrows it; whoever holds the request rejects it with `outcome`.
+ */
+export class StreamUnanswered extends Error {
+  readonly outcome: "PeerDied" | "Expired";
+  constructor(outcome: "PeerDied" | "Expired", message: string) {
+    super(message);
+    this.name = "StreamUnanswered";
+    this.outcome = outcome;
+  }
+}
+
 /** One stream a server is sending: its credits, and whether its client cancelled it. */
 interface SendingStream {
   credits: number;
@@ -75,7 +90,8 @@ export class StreamSender {
 
   /**
    * Runs the streamed call `frame` to its end: `start(signal)` calls the handler (and throws for an
-   * unknown method); `signal` aborts when the client cancels or the server closes.
+   * unknown method); `signal` aborts when the client cancels or the server closes. Rejects only
+   * with a StreamUnanswered the source threw.
    */
   async run(frame: Frame, start: (signal: AbortSignal) => unknown): Promise<void> {
     const replyTo = frame.replyTo!;
@@ -157,6 +173,7 @@ export class StreamSender {
       }
     } catch (error) {
       iterator = undefined; // a generator that threw is finished
+      if (error instanceof StreamUnanswered) throw error;
       await this.#replies.sendError(frame, error);
     } finally {
       this.#streams.delete(key);
@@ -369,7 +386,10 @@ export async function* receiveStream<R>(
         }
         if (error instanceof ExpiredError || error instanceof TimeoutError) {
           throw new TimeoutError(
-            `${service}.${method}: no server took the stream within ${timeout} ms (is one running?)`,
+            stream.control === undefined
+              ? `${service}.${method}: no server took the stream within ${timeout} ms (is one running?)`
+              // Taken, then given up by whoever held it (a bridge whose far side went silent).
+              : `${service}.${method}: the stream's server stopped answering mid-stream`,
           );
         }
         if (error !== null) throw error;
