@@ -134,6 +134,14 @@ async function take<T>(stream: AsyncIterator<T>, n: number, what: string): Promi
   return items;
 }
 
+/** Takes the stream's items, each the next number from `from`, until it fails; returns the error. */
+async function errorAfterItems(stream: AsyncIterator<number>, from: number): Promise<unknown> {
+  for (let i = from;; i++) {
+    const failed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
+    if (failed !== undefined) return failed;
+  }
+}
+
 Deno.test({
   name: "bridge, services: a streamed call on A gets B's items whole and in order, then its end",
   ignore: !HAVE_NATS,
@@ -330,10 +338,7 @@ Deno.test({
     assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
     await bridgeA.kill();
     // The items A's bridge had passed on still come, then the death of what held the call.
-    let died: unknown;
-    for (let i = 3; died === undefined; i++) {
-      died = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
-    }
+    const died = await errorAfterItems(stream, 3);
     assert.ok(died instanceof PeerDiedError, String(died));
     // B's bridge finds A's gone (NATS has nobody on its inbox; or, silent, after the route's
     // timeout) and cancels its local stream.
@@ -341,53 +346,29 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name:
-    "bridge, services: B's bridge closing mid-stream is A's RemoteError ServerClosed, and cancels the handler",
-  ignore: !HAVE_NATS,
-  async fn() {
-    await using sides = await Sides.start();
-    const { b, math, bridgeB } = sides;
-    using events = b.open("events", { mode: "async" });
-    const server = await b.spawn("rpc_server.ts", SERVICE);
+for (const closing of ["A", "B"] as const) {
+  Deno.test({
+    name:
+      `bridge, services: ${closing}'s bridge closing mid-stream is the caller's RemoteError ServerClosed, ` +
+      "and cancels B's handler",
+    ignore: !HAVE_NATS,
+    async fn() {
+      await using sides = await Sides.start();
+      const { b, math } = sides;
+      using events = b.open("events", { mode: "async" });
+      const server = await b.spawn("rpc_server.ts", SERVICE);
 
-    const stream = math.stream<number>("ticks");
-    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
-    const stat = await bridgeB.stop();
-    assert.equal(stat.routes[0].inFlight, 0, "B's bridge closed with the stream still running");
-    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
-    let closed: unknown;
-    for (let i = 3; closed === undefined; i++) {
-      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
-    }
-    assert.ok(closed instanceof RemoteError, String(closed));
-    assert.equal(closed.remoteCode, "ServerClosed");
-  },
-});
-
-Deno.test({
-  name:
-    "bridge, services: A's bridge closing mid-stream is its caller's RemoteError ServerClosed, and cancels B's handler",
-  ignore: !HAVE_NATS,
-  async fn() {
-    await using sides = await Sides.start();
-    const { b, math, bridgeA } = sides;
-    using events = b.open("events", { mode: "async" });
-    const server = await b.spawn("rpc_server.ts", SERVICE);
-
-    const stream = math.stream<number>("ticks");
-    assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
-    const stat = await bridgeA.stop();
-    assert.equal(stat.routes[0].inFlight, 0, "A's bridge closed with the stream still running");
-    let closed: unknown;
-    for (let i = 3; closed === undefined; i++) {
-      closed = await within(stream.next().then((n) => assert.equal(n.value, i), (e) => e), "the stream");
-    }
-    assert.ok(closed instanceof RemoteError, String(closed));
-    assert.equal(closed.remoteCode, "ServerClosed");
-    assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
-  },
-});
+      const stream = math.stream<number>("ticks");
+      assert.deepEqual(await take(stream, 3, "the endless stream"), [0, 1, 2]);
+      const stat = await (closing === "A" ? sides.bridgeA : sides.bridgeB).stop();
+      assert.equal(stat.routes[0].inFlight, 0, `${closing}'s bridge closed with the stream still running`);
+      const closed = await errorAfterItems(stream, 3);
+      assert.ok(closed instanceof RemoteError, String(closed));
+      assert.equal(closed.remoteCode, "ServerClosed");
+      assert.equal((await nextEvent(events, "B's handler cancelled")).cancelled, server.pid);
+    },
+  });
+}
 
 Deno.test({
   name:
