@@ -4,12 +4,14 @@
 // route does). By default every party runs in its own process, as users run them
 // (bench/bridge_procs.ts): producer, bridge A, bridge B, consumer; requester and responder.
 // `--inline` runs them all in this one process instead, one event loop for every party. Rounds
-// alternate transports and the median and range are reported. Beside the rows users get by default,
-// "local parties spin" opens the producer and the consumer with `spin: "busy"`, "producer slots 32"
-// lets the bridge hold as many of the producer's messages in flight as the JetStream row's publisher
-// keeps unacknowledged (32, an async route's window; 16 by default), and "ferry ack round
-// trip, parked" shows what one local leg costs when its waits park (what the default ones do when the
-// far side takes a NATS round trip): together they show what of a bridged round trip is the bridge.
+// alternate transports and the median and range are reported. Beside the rows users get by default:
+// - "local parties spin": the producer and the consumer open their channels with `spin: "busy"`;
+// - "producer slots 32": the bridge may hold as many of the producer's messages in flight as the
+//   JetStream row's publisher keeps unacknowledged (32, an async route's window; 16 by default);
+// - "16 in flight": JetStream at the depth of a producer with the default 16 slots;
+// - "ferry ack round trip, parked": one local leg whose waits park, as a bridged leg's do when the
+//   far side takes a NATS round trip.
+// Together they show which part of a bridged round trip, and of its throughput, is the bridge.
 //   deno run -A bench/bridge.ts [--rounds 5] [--trips 2000] [--messages 10000] [--inline] [--json FILE]
 // Skipped, with a note, where nats-server is not installed.
 
@@ -39,6 +41,7 @@ type RowName =
   | "ferry ack round trip, parked"
   | "nats pub/sub"
   | "jetstream publish+consume"
+  | "jetstream publish+consume, 16 in flight"
   | "bridge async throughput"
   | "bridge async throughput, producer slots 32";
 
@@ -207,6 +210,10 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
           ["ferry ack round trip, parked", () => procs.localAck(`p${r}`, trips, tripsWarm, true)],
           ["nats pub/sub", () => pubSubProcess(nc, `ps.${r}`, messages, messagesWarm)],
           ["jetstream publish+consume", () => procs.jetStream(nc, `js.${r}`, messages, messagesWarm)],
+          [
+            "jetstream publish+consume, 16 in flight",
+            () => procs.jetStream(nc, `js16.${r}`, messages, messagesWarm, 16),
+          ],
           ["bridge async throughput", () => procs.bridged(nc, `async${r}`, "async", messages, messagesWarm)],
           [
             "bridge async throughput, producer slots 32",
@@ -248,6 +255,11 @@ export async function runBridgeBench(argv: string[] = []): Promise<Record<RowNam
       `  ${row} / jetstream publish+consume: ${(m(row) / m("jetstream publish+consume")).toFixed(2)}x ` +
         `(goal: at least 0.80x); / nats pub/sub: ${(m(row) / m("nats pub/sub")).toFixed(2)}x`,
     );
+  }
+  if (rows["jetstream publish+consume, 16 in flight"]) {
+    // The same depth on both sides: a producer's default 16 slots, 16 publishes unacknowledged.
+    const ratio = m("bridge async throughput") / m("jetstream publish+consume, 16 in flight");
+    console.log(`  bridge async throughput / jetstream publish+consume, 16 in flight: ${ratio.toFixed(2)}x`);
   }
   const cpuRows = [
     ["bridge ack round trip", "bridge A", "bridge B"],

@@ -98,6 +98,7 @@ export async function jetStream(
   subject: string,
   messages: number,
   warm: number,
+  window = WINDOW,
 ): Promise<ProcFigures> {
   const { jsm, stream } = await benchStream(nc, subject);
   const url = nc.getServer();
@@ -110,7 +111,7 @@ export async function jetStream(
       url,
       subject,
       String(warm + messages),
-      String(WINDOW),
+      String(window),
     ]);
     peers.push(publisher);
     const timing = await consumer.json<Timing & { cpuUs: number }>();
