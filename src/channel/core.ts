@@ -264,8 +264,13 @@ export class ChannelCore<T> implements Releaser {
     // most often sends again at once: the receive stops sleeping and spins through that sender's
     // wake-up instead, as a wait does after a woken peer (wait.ts). Caught so, the next message
     // costs neither side a wake, where the park costs two thread hops here and a syscall there.
+    // Polite handles only: their waits are the ones that spin after a woken peer, and the only ones
+    // that keep peerEpoch current.
     const parked = this.parked[SIDE_RECV];
-    if (parked !== null && this.lib.ferry_wake_epoch(h, SIDE_SEND) !== this.peerEpoch[SIDE_RECV]) {
+    if (
+      parked !== null && this.spin === WaitPolicy.SPIN_POLITE &&
+      this.lib.ferry_wake_epoch(h, SIDE_SEND) !== this.peerEpoch[SIDE_RECV]
+    ) {
       this.respin[SIDE_RECV] = true;
       unpark(parked.token);
     }

@@ -87,21 +87,21 @@ export async function until<T, R>(
         waitStats.parkedUs += (performance.now() - now) * 1000;
       }
     }
+    // Whether the park was cut short by a release that woke a peer (core.ts releaseHeld): taken
+    // by whichever waiter comes back first, and never left set for a later, unrelated wait.
+    const respin = c.respin[side];
+    c.respin[side] = false;
     const r = attempt(); // throws ChannelClosedError once the handle is closed
     if (r !== undefined) {
       if (spin === WaitPolicy.SPIN_POLITE) adapt(c, side, start);
       return r;
     }
-    if (c.respin[side]) {
-      // The park was cut short by a release that woke a peer (core.ts releaseHeld): spin through
-      // its wake-up, under the same rule as a wait that begins after a woken peer.
-      c.respin[side] = false;
-      if (spin === WaitPolicy.SPIN_POLITE && peerWoken(c, side)) {
-        const spinEnd = Math.min(performance.now() + WaitPolicy.WOKEN_SPIN_US / 1000, deadline);
-        const got = await spinYielding(spinEnd, attempt);
-        if (got !== undefined || spinEnd < deadline) wokenSpun(c, side, got !== undefined);
-        if (got !== undefined) return got;
-      }
+    if (respin && spin === WaitPolicy.SPIN_POLITE && peerWoken(c, side)) {
+      // Spin through the woken peer's wake-up, under the same rule as a wait that begins after one.
+      const spinEnd = Math.min(performance.now() + WaitPolicy.WOKEN_SPIN_US / 1000, deadline);
+      const got = await spinYielding(spinEnd, attempt);
+      if (got !== undefined || spinEnd < deadline) wokenSpun(c, side, got !== undefined);
+      if (got !== undefined) return got;
     }
   }
 }
