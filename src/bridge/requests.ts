@@ -1,7 +1,8 @@
-// NATS request/reply for the bridge's ack and service routes, on one reply subscription per
-// connection. The client's own `request` costs 5-6 µs of CPU per call here (12-21 µs with its
-// async stack traces): a timer, a deferred and a token per request. This one is a publish with a
-// reply subject, a map entry, and one timer for the whole connection: about a microsecond.
+// NATS request/reply for the bridge's routes (ack and async channel routes, service routes), on one
+// reply subscription per route. The client's own `request` costs 5-6 µs of CPU per call here
+// (12-21 µs with its async stack traces): a timer, a deferred and a token per request. This one is
+// a publish with a reply subject, a map entry, and one timer for the whole route: about a
+// microsecond.
 //
 // A reply is matched by the token at the end of its subject. The server answers a request nobody
 // subscribes to with an empty 503 status message on that subject ("no responders"); it rejects
@@ -45,6 +46,7 @@ export class Requests {
   #timerAt = Infinity;
   #sub: Subscription | undefined;
   #token = 0;
+  #closed = false;
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
@@ -53,7 +55,10 @@ export class Requests {
 
   /** Publishes `data` to `subject` and resolves with the first reply, within `timeoutMs`. */
   request(subject: string, data: Uint8Array, timeoutMs: number, headers?: MsgHdrs): Promise<Msg> {
-    this.#sub ??= this.#nc.subscribe(`${this.#inbox}*`, { callback: (err, m) => err || this.#reply(m) });
+    if (this.#closed) return Promise.reject(new RequestFailed("CLOSED", "the bridge closed"));
+    this.#sub ??= this.#nc.subscribe(`${this.#inbox}*`, {
+      callback: (err, m) => err ? this.#lost(err) : this.#reply(m),
+    });
     const token = ++this.#token;
     const { promise, resolve, reject } = Promise.withResolvers<Msg>();
     const deadline = performance.now() + timeoutMs;
@@ -65,6 +70,16 @@ export class Requests {
     this.#pending.set(token, { resolve, reject, deadline });
     if (deadline < this.#timerAt) this.#arm(deadline);
     return promise;
+  }
+
+  /**
+   * The reply subscription failed (the server refused it: no permission on the inbox): what waits
+   * fails with the server's reason, not a timeout, and the next request subscribes again.
+   */
+  #lost(err: Error): void {
+    this.#sub = undefined;
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
   }
 
   #reply(m: Msg): void {
@@ -109,10 +124,13 @@ export class Requests {
 
   /** Ends every request still waiting (the bridge is closing) and the reply subscription. */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#timerAt = Infinity;
     for (const p of this.#pending.values()) p.reject(new RequestFailed("CLOSED", "the bridge closed"));
     this.#pending.clear();
     this.#sub?.unsubscribe();
+    this.#sub = undefined;
   }
 }
