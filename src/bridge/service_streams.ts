@@ -436,7 +436,12 @@ export class StreamPublisher {
     this.#credits = window;
     const control = newInbox(this.#nc);
     const sub = this.#nc.subscribe(control, { callback: (err, m) => err || this.#control(m) });
-    const onStop = () => this.#local.abort(closed());
+    // Closing wakes a stream waiting for credits too, so that it ends (ServerClosed) now, within
+    // the bridge's closeTimeout, not at the caller's next message.
+    const onStop = () => {
+      this.#local.abort(closed());
+      this.#wakeUp();
+    };
     stop.addEventListener("abort", onStop, { once: true });
     const timer = setInterval(() => this.#tick(to, control), BEAT_MS);
     let items: AsyncGenerator<unknown, void, undefined> | undefined;

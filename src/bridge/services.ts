@@ -184,17 +184,25 @@ export class ServiceCaller {
       this.stat,
       () => this.#relays.delete(relay),
     );
-    this.#relays.add(relay);
+    // Kept from its start until it let go of everything (`gone`); a call whose caller was gone
+    // before the stream could start is never sent, and not counted as forwarded.
+    let started = false;
     try {
-      await this.#streams!.run(frame, (signal) => relay.start(signal));
+      await this.#streams!.run(frame, (signal) => {
+        started = true;
+        this.#relays.add(relay);
+        return relay.start(signal);
+      });
     } catch (e) {
       // The far side's server died or it went silent: the caller's PeerDiedError or TimeoutError.
       if (e instanceof StreamUnanswered) return this.#reject(msg, e.outcome, e.message);
       throw e;
     }
-    const failure = relay.failure;
-    if (failure === undefined) this.stat.forwarded++;
-    else this.#fail(failure);
+    if (started) {
+      const failure = relay.failure;
+      if (failure === undefined) this.stat.forwarded++;
+      else this.#fail(failure);
+    }
     release(msg); // the caller's ack: its stream's last frame is in its reply channel by now
   }
 
