@@ -138,7 +138,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "bridge: a message larger than the NATS server takes is refused at once (ack: RejectedError; async: counted as failed), and the next one crosses",
+    "bridge: a message larger than the NATS server or its stream takes is refused at once (ack: RejectedError; async: counted as failed), and the next one crosses",
   ignore: !HAVE_NATS,
   async fn() {
     await using sides = await TwoSides.start(
@@ -165,12 +165,28 @@ Deno.test({
     await events.send(small);
     // The big one is dropped by A's bridge, counted; the small one after it arrives, alone.
     assert.deepEqual((await within(onB.recv({ timeout: 10_000 }), "the next event")).bytes, small);
+
+    // A stream that takes less than the server does (max_msg_size): JetStream refuses the message,
+    // and that is as final.
+    const { connect } = await import("npm:nats@2.29.3");
+    const nc = await connect({ servers: sides.server.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const info = await jsm.streams.info(await jsm.streams.find("t.events"));
+      await jsm.streams.update(info.config.name, { ...info.config, max_msg_size: 1024 });
+    } finally {
+      await nc.close();
+    }
+    await events.send(new Uint8Array(4096).fill(9));
+    await events.send(small);
+    assert.deepEqual((await within(onB.recv({ timeout: 10_000 }), "the event after it")).bytes, small);
+
     const stat = await sides.bridgeA.stop();
     const [jobsRoute, eventsRoute] = stat.routes;
     assert.equal(jobsRoute.failed, 1);
-    assert.equal(eventsRoute.failed, 1);
-    assert.equal(eventsRoute.forwarded, 1);
-    assert.match(eventsRoute.lastError ?? "", /max_payload/);
+    assert.equal(eventsRoute.failed, 2);
+    assert.equal(eventsRoute.forwarded, 2);
+    assert.match(eventsRoute.lastError ?? "", /max_msg_size|maximum allowed/);
     assert.equal(onB.tryRecv(), undefined);
   },
 });

@@ -213,17 +213,19 @@ export class OutboundRoute {
   }
 
   /**
-   * A message larger than the NATS server takes (its `max_payload`, 1 MB by default): no attempt
-   * can ever carry it, so it is rejected at once. An ack producer's send ends in RejectedError; an
-   * async message, whose send has returned already, is dropped, counted in `failed` with the
-   * reason in `lastError` (waiting for it would hold the producer's slot and the route's place
-   * for ever).
+   * A message larger than the NATS server takes (its `max_payload`, 1 MB by default) or than its
+   * stream does (`max_msg_size`): no attempt can ever carry it, so it is rejected at once. An ack
+   * producer's send ends in RejectedError; an async message, whose send has returned already, is
+   * dropped, counted in `failed` with the reason in `lastError` (waiting for it would hold the
+   * producer's slot and the route's place for ever).
    */
   #refuse(msg: Message<Uint8Array>, e: unknown): void {
     this.stat.failed++;
     this.stat.lastError =
       `a message of ${msg.bytes.length} bytes on '${this.#route.channel}' is larger than the ` +
-      `NATS server takes (max_payload, with the headers): not forwarded (${text(e)})`;
+      `NATS server or its stream takes (max_payload with the headers, max_msg_size): not forwarded (${
+        text(e)
+      })`;
     reject(msg, "Rejected");
   }
 
@@ -293,16 +295,22 @@ function relayed(status: string): RejectOutcome {
 /** The header by which JetStream stores a message only in the stream it names. */
 const EXPECTED_STREAM = "Nats-Expected-Stream";
 
+/** JetStream's API error for a message over the stream's max_msg_size. */
+const EXCEEDS_MAX_MSG_SIZE = 10054;
+
 /** Checks JetStream's answer to a publish: a PubAck naming the stream, or an error thrown. */
 function pubAck(reply: Msg): void {
-  let ack: { stream?: string; error?: { code?: number; description?: string } };
+  let ack: { stream?: string; error?: { code?: number; err_code?: number; description?: string } };
   try {
     ack = reply.json();
   } catch {
     throw new Error("JetStream's answer to a publish is not JSON");
   }
   if (ack.error !== undefined) {
-    throw new Error(`JetStream refused the message: ${ack.error.description} (${ack.error.code})`);
+    const why = `JetStream refused the message: ${ack.error.description} (${ack.error.code})`;
+    // Too large for the stream: as for the server's max_payload, no attempt can ever store it.
+    if (ack.error.err_code === EXCEEDS_MAX_MSG_SIZE) throw Object.assign(new Error(why), { code: TOO_LARGE });
+    throw new Error(why);
   }
   if (!ack.stream) throw new Error("JetStream's answer to a publish names no stream");
 }
@@ -312,9 +320,15 @@ export function text(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** @internal The NATS client's refusal of a message larger than the server's max_payload. */
+/** The NATS client's error code for a message larger than the server's max_payload. */
+const TOO_LARGE = "MAX_PAYLOAD_EXCEEDED";
+
+/**
+ * @internal A message too large to ever cross: over the server's max_payload (the client refuses
+ * it), or over a stream's max_msg_size (JetStream does).
+ */
 export function tooLarge(e: unknown): boolean {
-  return (e as { code?: string })?.code === "MAX_PAYLOAD_EXCEEDED";
+  return (e as { code?: string })?.code === TOO_LARGE;
 }
 
 /** @internal The NATS client's "503": no subscriber for a request (or JetStream not there). */
