@@ -48,17 +48,25 @@ async function waitAccepting(port: number, name: string, ms: number, exited: () 
   }
 }
 
-/** The JSON of the INFO line a NATS server greets a connection with; undefined if it is not one. */
+/**
+ * The JSON of the INFO line a NATS server greets a connection with; undefined if it is not one, or
+ * if nothing whole came within a second (a program on the port that never writes).
+ */
 async function infoLine(conn: Deno.Conn): Promise<{ server_name?: string } | undefined> {
-  let text = "";
-  const buf = new Uint8Array(4096);
-  while (!text.includes("\r\n") && text.length < 65536) {
-    const n = await conn.read(buf);
-    if (n === null) return undefined;
-    text += new TextDecoder().decode(buf.subarray(0, n));
+  const timer = setTimeout(() => conn.close(), 1000);
+  try {
+    let text = "";
+    const buf = new Uint8Array(4096);
+    while (!text.includes("\r\n") && text.length < 65536) {
+      const n = await conn.read(buf);
+      if (n === null) return undefined;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    if (!text.startsWith("INFO ")) return undefined;
+    return JSON.parse(text.slice(5, text.indexOf("\r\n")));
+  } finally {
+    clearTimeout(timer);
   }
-  if (!text.startsWith("INFO ")) return undefined;
-  return JSON.parse(text.slice(5, text.indexOf("\r\n")));
 }
 
 /** The server process ended before it served: it could not bind its port, most likely. */
@@ -134,7 +142,12 @@ export class NatsServer implements AsyncDisposable {
     this.#process = p;
     let exited = false;
     p.status.then(() => exited = true);
-    await waitAccepting(this.port, name, 10_000, () => exited);
+    try {
+      await waitAccepting(this.port, name, 10_000, () => exited);
+    } catch (e) {
+      await this.kill(); // not left running behind a failed start
+      throw e;
+    }
   }
 
   /** Kills the server (SIGKILL by default: nothing flushed on the way out) and waits for it. */
