@@ -513,7 +513,7 @@ Deno.test("bridge, services: a bad service route is a typed error before anythin
 
 Deno.test({
   name:
-    "bridge, services: arguments larger than the NATS server takes are the caller's RemoteError MessageTooLarge at once, and smaller calls still cross",
+    "bridge, services: arguments or stream items larger than the NATS server takes are the caller's RemoteError MessageTooLarge at once, and smaller calls still cross",
   ignore: !HAVE_NATS,
   async fn() {
     // A server that takes at most 8 KiB per message (nats-server's own default is 1 MB, above what
@@ -534,8 +534,31 @@ Deno.test({
       assert.ok(refused instanceof RemoteError, String(refused));
       assert.equal(refused.remoteCode, "MessageTooLarge");
       assert.deepEqual(await within(sides.math.call("add", { a: 2, b: 3 }), "a call after it"), 5);
+      // A streamed call: its arguments too large on A, or an item too large on B.
+      const drain = async (it: AsyncIterable<unknown>) => {
+        const got: unknown[] = [];
+        try {
+          for await (const item of it) got.push(item);
+        } catch (e) {
+          return { got, e };
+        }
+        return { got, e: undefined };
+      };
+      const streamed = await within(
+        drain(sides.math.stream("count", { n: 1, pad: big })),
+        "a too-large stream",
+      );
+      assert.ok(streamed.e instanceof RemoteError, String(streamed.e));
+      assert.equal(streamed.e.remoteCode, "MessageTooLarge");
+      const items = await within(
+        drain(sides.math.stream("padded", { n: 3, size: 16 * 1024 })),
+        "large items",
+      );
+      assert.deepEqual(items.got, []);
+      assert.ok(items.e instanceof RemoteError, String(items.e));
+      assert.equal(items.e.remoteCode, "MessageTooLarge");
       const statA = await sides.bridgeA.stop();
-      assert.deepEqual([statA.routes[0].forwarded, statA.routes[0].failed], [1, 1]);
+      assert.deepEqual([statA.routes[0].forwarded, statA.routes[0].failed], [1, 3]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -23,7 +23,7 @@ import { checkCount, MAX_WINDOW } from "../patterns/rpc/options.ts";
 import { StreamUnanswered } from "../patterns/rpc/streams.ts";
 import type { ErrorPayload } from "../patterns/rpc/wire.ts";
 import { natsModule } from "./nats.ts";
-import { RETRY_MAX_MS, RETRY_MIN_MS, text } from "./outbound.ts";
+import { RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
 import { newInbox } from "./requests.ts";
 import {
   callHeaders,
@@ -33,9 +33,10 @@ import {
   packer,
   relayedFailure,
   REMOTE,
+  tooLargePayload,
 } from "./service_wire.ts";
 import type { RouteStat } from "./stat.ts";
-import { HEADER } from "./wire.ts";
+import { HEADER, replyHeaders } from "./wire.ts";
 
 /** Each side sends the other something at least this often (an item, a credit, or a beat). */
 export const BEAT_MS = 1000;
@@ -200,6 +201,12 @@ export class RelayedStream implements AsyncIterableIterator<unknown> {
     try {
       this.#nc.publish(this.#call.subject, this.#call.args, { reply: this.#inbox, headers: h });
     } catch (e) {
+      if (tooLarge(e)) {
+        return this.#fail(
+          "MessageTooLarge",
+          tooLargePayload(`the arguments of ${this.#call.method}`).message,
+        );
+      }
       this.#unanswered(`the call could not be sent on '${this.#call.subject}': ${text(e)}`);
     }
   }
@@ -490,7 +497,9 @@ export class StreamPublisher {
   /** Tells the caller's side how the call failed (as a unary reply would), and counts it. */
   #failed(to: string, method: string, e: unknown, control: string | undefined): void {
     this.#fail(method, text(e));
-    const [payload, h] = failureReply(e);
+    const [payload, h] = tooLarge(e)
+      ? [packer.encode(tooLargePayload(`an item of ${method}`)), replyHeaders(REMOTE)]
+      : failureReply(e);
     try {
       this.#nc.publish(to, payload ?? EMPTY, { headers: h, reply: control });
     } catch {

@@ -76,3 +76,11 @@ export function relayedFailure(status: string, why: string): RelayedFailure {
   // missing, a header NATS refused) is the caller's RemoteError with that code.
   return { error: { code: status, name: "RemoteError", message: why } };
 }
+
+/** Why a call's arguments, result or item cannot cross. */
+export const TOO_LARGE = "larger than the NATS server takes (max_payload, with the headers)";
+
+/** The RemoteError a caller gets for arguments, a result or an item that cannot cross. */
+export function tooLargePayload(what: string): ErrorPayload {
+  return { code: "MessageTooLarge", name: "MessageTooLargeError", message: `${what} is ${TOO_LARGE}` };
+}

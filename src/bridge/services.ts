@@ -16,7 +16,6 @@ import { DEFAULT_WINDOW } from "../patterns/rpc/options.ts";
 import { ReplySender } from "../patterns/rpc/replies.ts";
 import { StreamSender, StreamUnanswered } from "../patterns/rpc/streams.ts";
 import {
-  type ErrorPayload,
   REQUEST_CAPACITY,
   REQUEST_MAX_SIZE,
   requestChannelName,
@@ -35,6 +34,8 @@ import {
   packer,
   relayedFailure,
   REMOTE,
+  TOO_LARGE,
+  tooLargePayload,
 } from "./service_wire.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
@@ -45,13 +46,6 @@ import { HEADER, replyHeaders } from "./wire.ts";
  * together (the local stream's `streamBatch`; a bridge that dies loses what it held either way).
  */
 const RELAY_BATCH = 32;
-
-const TOO_LARGE = "larger than the NATS server takes (max_payload, with the headers)";
-
-/** The RemoteError a caller gets for arguments or a result that cannot cross. */
-function tooLargePayload(what: string): ErrorPayload {
-  return { code: "MessageTooLarge", name: "MessageTooLargeError", message: `${what} is ${TOO_LARGE}` };
-}
 
 /** @internal The callers' side: a server of the local service whose calls go out as NATS requests. */
 export class ServiceCaller {
