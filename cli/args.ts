@@ -66,7 +66,8 @@ export function prefixOf(args: ParsedArgs): string {
   return str(args, "prefix") ?? prefixFromEnv() ?? "ferry";
 }
 
-function prefixFromEnv(): string | undefined {
+/** FERRY_PREFIX when it is set (and readable without a prompt); undefined otherwise. */
+export function prefixFromEnv(): string | undefined {
   // Asked without a prompt: a CLI run without --allow-env simply uses the default.
   const allowed = Deno.permissions.querySync({ name: "env", variable: "FERRY_PREFIX" }).state === "granted";
   const value = allowed ? Deno.env.get("FERRY_PREFIX") : undefined;

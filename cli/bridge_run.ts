@@ -7,6 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { credsAuthenticator } from "npm:nats@2.29.3";
+import { prefixFromEnv } from "./args.ts";
 import {
   Bridge,
   type BridgeOptions,
@@ -52,7 +53,9 @@ Options:
                                 routes
   --window <n>                  messages each route holds in flight at most (default 32)
   --timeout <ms>                ack routes: the producers' ack timeout; service routes: the
-                                callers' longest call timeout (default 5000)
+                                callers' longest call timeout; async out routes: how long a
+                                JetStream publish waits for its ack before it is sent again
+                                (default 5000)
   --ack-wait <s>                async in routes: JetStream's ack wait (default 30)
   --envelope                    in routes deliver { data, redelivered, deliveries, sender, seq,
                                 origin, subject } (producers must use the msgpack codec)
@@ -63,7 +66,7 @@ Options:
                                 TLS: the CA to trust, and this client's certificate and key
   --name <name>                 the connection's name, as the server shows it
   --stat-every <ms>             print the bridge's stat this often (default 10000; 0: at exit only)
-  --prefix <prefix>             local namespace (default "ferry")
+  --prefix <prefix>             local namespace (default: $FERRY_PREFIX, else "ferry")
   --json                        one JSON object per line: {"event":"ready"|"stat"|"closed", ...stat}
   -h, --help                    show this help
 
@@ -80,8 +83,15 @@ Exit codes:
 class UsageError extends Error {}
 
 function routeParts(flag: string, spec: string): [string, string, SendMode] {
-  const m = /^([^=]+)=(.+?)(?::(ack|async))?$/.exec(spec);
+  const m = /^([^=]+)=([^:]+)(?::(.*))?$/.exec(spec);
   if (m === null) throw new UsageError(`--${flag} ${JSON.stringify(spec)}: expected <from>=<to>[:ack|async]`);
+  // What follows a ':' is the mode, never part of the subject: a mistyped mode is an error, not an
+  // ack route on a subject ending ":asnyc".
+  if (m[3] !== undefined && m[3] !== "ack" && m[3] !== "async") {
+    throw new UsageError(
+      `--${flag} ${JSON.stringify(spec)}: the mode after ':' is ack or async, not '${m[3]}'`,
+    );
+  }
   return [m[1], m[2], (m[3] ?? "ack") as SendMode];
 }
 
@@ -98,6 +108,21 @@ function integer(flag: string, text: string | undefined, min: number): number | 
     throw new UsageError(`--${flag} must be an integer >= ${min}, not '${text}'`);
   }
   return n;
+}
+
+/** The BridgeOptions of a --config file; a file that cannot be read or parsed is a usage error. */
+async function configFile(path: string): Promise<BridgeOptions> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new UsageError(`--config ${JSON.stringify(path)}: cannot read it (${(e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text) as BridgeOptions;
+  } catch (e) {
+    throw new UsageError(`--config ${JSON.stringify(path)}: not JSON (${(e as Error).message})`);
+  }
 }
 
 /** BridgeOptions from the command line (and --config). */
@@ -137,9 +162,7 @@ async function optionsOf(
   });
   if (values.help) return null;
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (see --help)`);
-  const options: BridgeOptions = values.config === undefined
-    ? {}
-    : JSON.parse(await Deno.readTextFile(values.config)) as BridgeOptions;
+  const options: BridgeOptions = values.config === undefined ? {} : await configFile(values.config);
   const window = integer("window", values.window, 1);
   const timeout = integer("timeout", values.timeout, 1);
   const ackWait = integer("ack-wait", values["ack-wait"], 1);
@@ -189,7 +212,8 @@ async function optionsOf(
       "no routes: give --out, --in, --topic-out, --topic-in, --service-out, --service-in or --config",
     );
   }
-  if (values.prefix !== undefined) options.prefix = values.prefix;
+  // As every other command: --prefix, else the config file's, else $FERRY_PREFIX, else "ferry".
+  options.prefix = values.prefix ?? options.prefix ?? prefixFromEnv();
   const nats: NatsOptions = { ...options.nats };
   if (values.nats !== undefined) nats.servers = values.nats.split(",");
   if (values.user !== undefined) nats.user = values.user;

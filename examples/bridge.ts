@@ -1,6 +1,6 @@
 // Two "machines" joined through NATS: namespace "east" sends jobs, namespace "west" does them.
 //
-//   deno run --allow-ffi --allow-run --allow-read --allow-write --allow-net examples/bridge.ts
+//   deno run --allow-ffi --allow-run --allow-read --allow-write --allow-net --allow-env examples/bridge.ts
 //
 // Each side runs a bridge (here both in this process; on real machines, one `cli.ts bridge` each).
 // East's producer sends with plain `await jobs.send(...)` in ack mode: it resolves only once west's
@@ -60,13 +60,28 @@ try {
   await server.stop();
 }
 
+/** nats-server on PATH, or where Debian puts it (/usr/sbin, not on every user's PATH). */
+function natsServerBinary(): string {
+  for (const dir of [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/usr/local/sbin"]) {
+    if (dir === "") continue;
+    try {
+      if (Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
+    } catch {
+      // not here
+    }
+  }
+  throw new Error(
+    "nats-server is not installed (Debian: apt-get install nats-server); this example starts one",
+  );
+}
+
 /** nats-server with JetStream on a free loopback port, waited for until it accepts connections. */
 async function startNats() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   const store = await Deno.makeTempDir({ prefix: "ferry_example_nats_" });
-  const process = new Deno.Command("nats-server", {
+  const process = new Deno.Command(natsServerBinary(), {
     args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store],
     stdout: "null",
     stderr: "null",
