@@ -57,6 +57,8 @@ Options:
                                 JetStream publish waits for its ack before it is sent again
                                 (default 5000)
   --ack-wait <s>                async in routes: JetStream's ack wait (default 30)
+  --close-timeout <ms>          on SIGTERM/SIGINT, how long what is in flight may take to finish,
+                                and the NATS connection to drain (default 5000)
   --envelope                    in routes deliver { data, redelivered, deliveries, sender, seq,
                                 origin, subject } (producers must use the msgpack codec)
   --user <name> --pass <word>   NATS user and password
@@ -141,6 +143,7 @@ async function optionsOf(
       window: { type: "string" },
       timeout: { type: "string" },
       "ack-wait": { type: "string" },
+      "close-timeout": { type: "string" },
       "topic-out": { type: "string", multiple: true },
       "topic-in": { type: "string", multiple: true },
       "service-out": { type: "string", multiple: true },
@@ -166,6 +169,7 @@ async function optionsOf(
   const window = integer("window", values.window, 1);
   const timeout = integer("timeout", values.timeout, 1);
   const ackWait = integer("ack-wait", values["ack-wait"], 1);
+  const closeTimeout = integer("close-timeout", values["close-timeout"], 0);
   const out: OutRoute[] = (values.out ?? []).map((spec) => {
     const [channel, subject, mode] = routeParts("out", spec);
     return { channel, subject, mode, window, timeout };
@@ -212,6 +216,7 @@ async function optionsOf(
       "no routes: give --out, --in, --topic-out, --topic-in, --service-out, --service-in or --config",
     );
   }
+  if (closeTimeout !== undefined) options.closeTimeout = closeTimeout;
   // As every other command: --prefix, else the config file's, else $FERRY_PREFIX, else "ferry".
   options.prefix = values.prefix ?? options.prefix ?? prefixFromEnv();
   const nats: NatsOptions = { ...options.nats };

@@ -192,6 +192,23 @@ Deno.test({
 });
 
 Deno.test({
+  name: "bridge: with the NATS server gone, a bridge told to stop still stops, within its close timeout",
+  ignore: !HAVE_NATS,
+  async fn() {
+    const closing = ["--close-timeout", "300"];
+    await using sides = await TwoSides.start(
+      ["--out", "jobs=t.jobs:ack", "--in", "t.ev=ev:async", "--topic-out", "p=t.p", ...closing],
+      ["--in", "t.jobs=jobs:ack", "--out", "ev=t.ev:async", "--topic-in", "t.p=p", ...closing],
+    );
+    await sides.server.kill();
+    // A drain waits for the server; with none, each bridge gives up after its close timeout and
+    // reports its last stat (stop() checks the "closed" line and exit code 0).
+    await within(sides.bridgeA.stop(), "A's bridge stopping without NATS", 15_000);
+    await within(sides.bridgeB.stop(), "B's bridge stopping without NATS", 15_000);
+  },
+});
+
+Deno.test({
   name: "bridge: a copy that may repeat one sent before reaches a plain receiver on B marked redelivered",
   ignore: !HAVE_NATS,
   async fn() {

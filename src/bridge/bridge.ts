@@ -22,6 +22,7 @@ import { ServiceAnswerer, ServiceCaller } from "./services.ts";
 import { TopicForwarder } from "./topics.ts";
 import { noResponders, OutboundRoute, text } from "./outbound.ts";
 import type { BridgeStat } from "./stat.ts";
+import { atMost } from "./window.ts";
 
 const PREFIX = /^[A-Za-z0-9_!-]{1,100}$/;
 const construct = Symbol("ferry.bridge");
@@ -220,7 +221,12 @@ export class Bridge implements AsyncDisposable {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all(this.#routes.map((r) => r.close(this.#closeTimeout)));
-      if (!this.#nc.isClosed()) await this.#nc.drain().catch(() => this.#nc.close());
+      // A drain waits for the server: with the connection lost it would wait for a reconnect that
+      // may never come, so it gets closeTimeout too, and the connection is then closed as it is.
+      if (!this.#nc.isClosed()) {
+        await atMost(this.#nc.drain().catch(() => {}), this.#closeTimeout);
+        if (!this.#nc.isClosed()) await this.#nc.close().catch(() => {});
+      }
       await this.closed;
     })();
     return this.#closing;

@@ -16,7 +16,7 @@ import type { HighWater } from "./highwater.ts";
 import type { CheckedIn } from "./options.ts";
 import { text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
-import { atMost, pause } from "./window.ts";
+import { atMost, drainWithin, pause } from "./window.ts";
 import { type Arrival, arrival, envelope, HEADER, replyHeaders } from "./wire.ts";
 
 /**
@@ -209,11 +209,13 @@ export class InboundRoute {
   async close(ms: number): Promise<void> {
     this.#stop.abort();
     this.#messages?.stop();
-    if (this.#subscription !== undefined) {
-      // Drain: no new requests; those received are answered before it completes.
-      await this.#subscription.drain().catch(() => {});
-    }
-    await atMost(Promise.all([this.#loop, ...this.#pending]), ms);
+    const started = performance.now();
+    // Drain: no new requests; those received are answered before it completes.
+    if (this.#subscription !== undefined) await drainWithin(this.#subscription, ms);
+    await atMost(
+      Promise.all([this.#loop, ...this.#pending]),
+      Math.max(0, ms - (performance.now() - started)),
+    );
     this.#ackNow();
     this.#channel.close();
   }

@@ -14,6 +14,7 @@ import type { CheckedTopic } from "./options.ts";
 import { text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { HEADER } from "./wire.ts";
+import { drainWithin } from "./window.ts";
 
 /**
  * Topic values cross NATS as standalone msgpack (no namespace's shared shapes, which mean nothing
@@ -106,10 +107,10 @@ export class TopicForwarder {
   }
 
   /** Stops: leaves the local topic or the subject; what was taken is finished first. */
-  async close(_ms: number): Promise<void> {
+  async close(ms: number): Promise<void> {
     this.#local?.close();
     await this.#pump;
-    await this.#remote?.drain().catch(() => {});
+    if (this.#remote !== undefined) await drainWithin(this.#remote, ms);
     this.#publisher?.close();
   }
 }

@@ -119,3 +119,20 @@ export async function takeInWindow(
   }
   return undefined;
 }
+
+/**
+ * @internal Drains a NATS subscription (no new messages; those received are handled first) for at
+ * most `ms`: a drain waits for the server, which a lost connection never answers, so a route that
+ * closes then only unsubscribes.
+ */
+export async function drainWithin(sub: { drain(): Promise<void>; unsubscribe(): void }, ms: number) {
+  let drained = false;
+  await atMost(sub.drain().then(() => drained = true, () => {}), ms);
+  if (!drained) {
+    try {
+      sub.unsubscribe();
+    } catch {
+      // closed with the connection already
+    }
+  }
+}
