@@ -209,6 +209,64 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "bridge, ack mode: an in route holds at most its window of messages; more are refused unread and the origin asks again",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await TwoSides.start(
+      ["--out", "jobs=t.jobs:ack", "--timeout", "20000"],
+      ["--in", "t.jobs=jobs:ack", "--window", "1", "--timeout", "20000"],
+    );
+    // A plain client floods B's route with nobody receiving on B: one message is taken (it waits
+    // for a receiver); every other is answered Busy at once, instead of piling up in B's bridge.
+    const { connect } = await import("npm:nats@2.29.3");
+    const nc = await connect({ servers: sides.server.url });
+    try {
+      let busy = 0;
+      const allBusy = Promise.withResolvers<void>();
+      const answers = Array.from(
+        { length: 20 },
+        (_, i) =>
+          nc.request("t.jobs", Uint8Array.of(i), { timeout: 20_000 }).then((m) => {
+            const status = m.headers?.get("Ferry-Status") ?? "ok";
+            if (status === "Busy" && ++busy === 19) allBusy.resolve();
+            return status;
+          }),
+      );
+      await within(allBusy.promise, "19 Busy answers");
+      // The one taken is delivered once a receiver comes.
+      const worker = sides.b.open("jobs", { codec: "raw" }) as Channel<Uint8Array>;
+      await within(worker.recv({ timeout: 10_000 }), "the taken message");
+      const statuses = await within(Promise.all(answers), "every answer");
+      assert.deepEqual(statuses.filter((st) => st === "ok").length, 1);
+      assert.equal(worker.tryRecv(), undefined);
+
+      // Through A's bridge, which asks again while B is busy: every send ends delivered, once.
+      const producer = sides.a.open("jobs", {
+        mode: "ack",
+        codec: "raw",
+        slots: 6,
+        timeout: 20_000,
+      }) as Channel<
+        Uint8Array
+      >;
+      const sent = Promise.all(Array.from({ length: 6 }, (_, i) => producer.send(Uint8Array.of(100 + i))));
+      const got: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        got.push((await within(worker.recv({ timeout: 20_000 }), `job ${i}`)).bytes[0]);
+      }
+      await within(sent, "the producer's sends");
+      assert.deepEqual(got.sort((x, y) => x - y), [100, 101, 102, 103, 104, 105]);
+      const [routeA] = (await sides.bridgeA.stop()).routes;
+      assert.equal(routeA.forwarded, 6);
+      assert.ok(routeA.retries > 0, "A's bridge never had to ask again");
+    } finally {
+      await nc.close();
+    }
+  },
+});
+
+Deno.test({
   name: "bridge: a copy that may repeat one sent before reaches a plain receiver on B marked redelivered",
   ignore: !HAVE_NATS,
   async fn() {

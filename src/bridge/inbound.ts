@@ -17,7 +17,7 @@ import type { CheckedIn } from "./options.ts";
 import { text } from "./outbound.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, drainWithin, pause } from "./window.ts";
-import { type Arrival, arrival, envelope, HEADER, replyHeaders } from "./wire.ts";
+import { type Arrival, arrival, BUSY, envelope, HEADER, replyHeaders } from "./wire.ts";
 
 /**
  * @internal An ack route (and a service route) answers this long before the origin stops waiting, so that a release that comes at
@@ -87,6 +87,15 @@ export class InboundRoute {
         callback: (err, m) => {
           if (err) {
             this.stat.lastError = text(err);
+            return;
+          }
+          if (this.stat.inFlight >= this.#route.window) {
+            // More at once than the window: each would hold its message in this process until a
+            // local receiver took it. Refused unread; the origin bridge asks again (outbound.ts).
+            this.stat.retries++;
+            m.respond(EMPTY, {
+              headers: replyHeaders(BUSY, `more than ${this.#route.window} messages in flight`),
+            });
             return;
           }
           const p = this.#answer(m);

@@ -9,7 +9,7 @@ import { Channel, type Message, type RejectOutcome } from "../../mod.ts";
 import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
 import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
-import { HEADER, metaHeaders } from "./wire.ts";
+import { BUSY, HEADER, metaHeaders } from "./wire.ts";
 import { Requests } from "./requests.ts";
 import { trustOf } from "../open.ts";
 import { type SharedMsgpack, sharedMsgpack } from "../structures.ts";
@@ -197,6 +197,14 @@ export class OutboundRoute {
       // A reply without ferry's status header comes from a plain NATS responder: it answered, so
       // it is done with the message.
       const status = reply.headers?.get(HEADER.status) || "ok";
+      if (status === BUSY) {
+        // The far bridge holds its window already and took nothing: asking again cannot duplicate.
+        this.stat.retries++;
+        this.stat.lastError = `the bridge on '${this.#route.subject}' is busy (retrying until the timeout)`;
+        await pause(Math.min(backoff, left), signal);
+        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+        continue;
+      }
       if (status === "ok") {
         release(msg);
         this.stat.forwarded++;

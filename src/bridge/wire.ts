@@ -48,6 +48,12 @@ export function metaHeaders(msg: Message, origin: string, resent: boolean): MsgH
   return h;
 }
 
+/**
+ * The status of an ack reply from an in route that already holds its window of messages: nothing
+ * was delivered, so the origin may ask again.
+ */
+export const BUSY = "Busy";
+
 /** An ack reply: empty payload, the outcome in headers. */
 export function replyHeaders(status: string, error?: string): MsgHdrs {
   const h = natsModule().headers();
