@@ -4,8 +4,10 @@
 
 import assert from "node:assert/strict";
 import {
+  Bridge,
   type Channel,
   type Envelope,
+  InvalidOptionError,
   type Message,
   Namespace,
   PeerDiedError,
@@ -15,8 +17,8 @@ import {
   TimeoutError,
   type TopicMessage,
 } from "../mod.ts";
-import { checkPayload, follow, patternPayload, Scope, within } from "./helpers.ts";
-import { NatsServer, natsServerPath } from "../bench/nats_server.ts";
+import { checkPayload, follow, patternPayload, Scope, segmentsOf, within } from "./helpers.ts";
+import { freePort, NatsServer, natsServerPath } from "../bench/nats_server.ts";
 import { BridgeProcess, TwoSides } from "./bridge_process.ts";
 
 const HAVE_NATS = natsServerPath() !== undefined;
@@ -605,4 +607,27 @@ Deno.test({
     const { killed } = await chaos(["server"], SEED + 1, 1000, 2);
     assert.ok(killed.server > 0);
   },
+});
+
+Deno.test("bridge: a bad channel route is a typed error before anything is connected or opened", async () => {
+  await using s = new Scope();
+  // No server listens there: options that got past their checks would fail to connect instead.
+  const nats = { servers: `nats://127.0.0.1:${freePort()}`, maxReconnectAttempts: 0 };
+  const start = (options: object) => Bridge.start({ nats, prefix: s.prefix, ...options });
+  const out = { channel: "jobs", subject: "t.jobs", mode: "ack" } as const;
+  // The same channel out and back in from a subject that takes what it sends: a loop.
+  await assert.rejects(start({ out: [out], in: [{ ...out, subject: "t.*" }] }), /round and round/);
+  await assert.rejects(start({ out: [out], in: [{ ...out, subject: "t.jobs" }] }), /round and round/);
+  // Empty tokens are no NATS subject.
+  for (const subject of ["t..jobs", ".t", "t."]) {
+    await assert.rejects(start({ out: [{ ...out, subject }] }), InvalidOptionError, subject);
+  }
+  await assert.rejects(start({ out: "jobs" }), /must be an array of routes/);
+  await assert.rejects(start({ out: [{ ...out, timeout: NaN }] }), /not NaN/);
+  assert.deepEqual(segmentsOf(s.prefix), [], "a refused bridge opened a channel");
+  // Out to one subject and in from another is no loop.
+  await assert.rejects(
+    start({ out: [out], in: [{ ...out, subject: "t.done" }] }),
+    (e: Error) => e.name === "NatsConnectionError",
+  );
 });

@@ -17,6 +17,7 @@ import {
   checkService,
   checkServicesDistinct,
   checkTopic,
+  routeList,
 } from "./options.ts";
 import { ServiceAnswerer, ServiceCaller } from "./services.ts";
 import { TopicForwarder } from "./topics.ts";
@@ -77,10 +78,10 @@ export class Bridge implements AsyncDisposable {
     if (typeof prefix !== "string" || !PREFIX.test(prefix)) {
       throw new InvalidOptionError(`bridge prefix ${JSON.stringify(prefix)} is not a valid namespace prefix`);
     }
-    const out = (options.out ?? []).map(checkOut);
-    const inn = (options.in ?? []).map((r, i) => checkIn(r, i, prefix));
-    const topics = (options.topics ?? []).map(checkTopic);
-    const services = (options.services ?? []).map(checkService);
+    const out = routeList("out", options.out).map(checkOut);
+    const inn = routeList("in", options.in).map((r, i) => checkIn(r, i, prefix));
+    const topics = routeList("topics", options.topics).map(checkTopic);
+    const services = routeList("services", options.services).map(checkService);
     checkDistinct(out, inn, topics);
     checkServicesDistinct(services);
     const closeTimeout = options.closeTimeout ?? 5000;

@@ -165,7 +165,7 @@ export type CheckedIn =
   & Pick<InRoute, "stream" | "open">
   & { durable: string };
 
-const SUBJECT = /^[^\s*>]+(\.[^\s*>]+)*$/;
+const SUBJECT = /^[^\s*>.]+(\.[^\s*>.]+)*$/;
 const SUBJECT_WILD = /^([^\s*>.]+|\*)(\.([^\s*>.]+|\*))*(\.>)?$|^>$/;
 
 function where(dir: string, i: number): string {
@@ -176,7 +176,9 @@ function int(what: string, value: unknown, fallback: number, min: number, max: n
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(
-      `${what} must be an integer from ${min} to ${max}, not ${JSON.stringify(value)}`,
+      `${what} must be an integer from ${min} to ${max}, not ${
+        typeof value === "number" ? String(value) : JSON.stringify(value)
+      }`,
     );
   }
   return value;
@@ -321,8 +323,37 @@ export function checkServicesDistinct(services: CheckedService[]): void {
   }
 }
 
+/** @internal A list of routes (`out`, `in`, `topics`, `services`): absent, or an array. */
+export function routeList<T>(what: string, value: T[] | undefined): T[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    throw new InvalidOptionError(`bridge ${what} must be an array of routes, not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Whether NATS subject `subject` is one that `pattern` (tokens, `*` for one, `>` for the rest) takes. */
+function takes(pattern: string, subject: string): boolean {
+  const p = pattern.split("."), t = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return t.length > i;
+    if (i >= t.length || (p[i] !== "*" && p[i] !== t[i])) return false;
+  }
+  return p.length === t.length;
+}
+
 /** @internal Each local channel is served by one route per direction at most: two would compete. */
 export function checkDistinct(out: CheckedOut[], inn: CheckedIn[], topics: CheckedTopic[] = []): void {
+  for (const o of out) {
+    for (const i of inn) {
+      if (o.channel === i.channel && takes(i.subject, o.subject)) {
+        throw new InvalidOptionError(
+          `bridge routes channel '${o.channel}' out to '${o.subject}' and in from '${i.subject}': every ` +
+            "message would come back into the channel it left, round and round",
+        );
+      }
+    }
+  }
   for (const [list, dir] of [[out, "out"], [inn, "in"]] as const) {
     const seen = new Set<string>();
     for (const r of list) {
