@@ -131,7 +131,8 @@ export function ackError(ch: ChannelFacts, st: number, timeout: number): FerryEr
       return new ExpiredError(`the message on '${ch.name}' expired before any receiver took it`);
     case Status.REJECTED:
       return new RejectedError(
-        `the receiver holding this message on '${ch.name}' rejected it (msg.reject()): it was not processed`,
+        `the receiver holding this message on '${ch.name}' rejected it (msg.reject(); a bridge does so for a ` +
+          "message it cannot forward, its stat's lastError says why): it was not processed",
       );
     case Status.TIMEOUT:
       return new TimeoutError(
