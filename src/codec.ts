@@ -92,6 +92,36 @@ function plainMsgpack<T>(): Codec<T> {
   return msgpack(new Packr({ moreTypes: true }), new Unpackr({ moreTypes: true }));
 }
 
+/**
+ * @internal Standard msgpack, for values that leave ferry (the bridge's values on NATS): what any
+ * msgpack library reads and writes. Objects and Maps are maps (no record extension; a Map arrives
+ * as an object), maps decode to plain objects (string, number or boolean keys, as property names),
+ * Uint8Array (any typed array, ArrayBuffer, DataView) is bin, Date the timestamp extension (-1),
+ * (an invalid one nil), bigint int64 or uint64 (decoded back as bigint, as any int64 or uint64 is;
+ * one beyond 64 bits is an EncodeError), undefined nil (an object's undefined properties are left out), Set an array, Error `[name, message, cause]`.
+ * A top-level undefined is zero bytes, and zero bytes decode to undefined (a call without arguments,
+ * a handler that returns nothing).
+ */
+export function standardMsgpack(): Codec<unknown> {
+  // skipValues takes msgpackr's variable-size map writer: the smallest map header (fixmap for up
+  // to 15 keys), as other libraries write it.
+  // An invalid Date is nil: msgpackr's own mark for it is a timestamp no other library reads.
+  const packr = new Packr({
+    useRecords: false,
+    encodeUndefinedAsNil: true,
+    // msgpackr 1.11 reads skipValues, its typings do not list it yet.
+    ...{ skipValues: [undefined] },
+    onInvalidDate: () => null,
+  });
+  const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+  const inner = msgpack<unknown>(packr, unpackr);
+  const NONE = new Uint8Array(0);
+  return {
+    encode: (value) => value === undefined ? NONE : inner.encode(value),
+    decode: (bytes, start, end) => end === start ? undefined : inner.decode(bytes, start, end),
+  };
+}
+
 /** The namespace's msgpack, shapes shared through its structure store (structures.ts). */
 function namespaceMsgpack<T>(scope: CodecScope): Codec<T> {
   const shared = sharedMsgpack(scope.prefix, scope.trust);

@@ -364,6 +364,47 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "bridge, topics: values cross as standard msgpack, which a plain NATS client reads and publishes",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using server = await NatsServer.start();
+    await using a = new Scope();
+    await using bridge = new BridgeProcess(server.url, a.prefix, [
+      "--topic-out",
+      "prices=t.prices",
+      "--topic-in",
+      "t.quotes=quotes",
+    ]);
+    await within(bridge.ready, "the bridge starts");
+    const { connect: natsConnect } = await import("npm:nats@2.29.3");
+    const nc = await natsConnect({ servers: server.url });
+    try {
+      // {n: 5} as any msgpack library writes it: a map, not msgpackr's record extension (d4 72).
+      const n5 = Uint8Array.of(0x81, 0xa1, 0x6e, 0x05);
+      // Out: an object, and a Map, are that map on NATS.
+      const out = nc.subscribe("t.prices", { max: 2 });
+      await nc.flush();
+      using pub = publisher({ prefix: a.prefix });
+      assert.equal((await pub.publish("prices", { n: 5 })).delivered, 1);
+      assert.equal((await pub.publish("prices", new Map([["n", 5]]))).delivered, 1);
+      const published: number[][] = [];
+      for await (const m of out) published.push([...m.data]);
+      assert.deepEqual(published, [[...n5], [...n5]]);
+
+      // In: the plain client's map is the subscriber's plain object (not a JS Map).
+      using quotes = subscribe("quotes", { prefix: a.prefix });
+      nc.publish("t.quotes", n5);
+      const m = await within(quotes.recv({ timeout: 10_000 }), "the plain client's message");
+      assert.deepEqual(m.data, { n: 5 });
+    } finally {
+      await nc.close();
+    }
+    const [out, into] = (await bridge.stop()).routes;
+    assert.deepEqual([out.forwarded, out.failed, into.forwarded, into.failed], [2, 0, 1, 0]);
+  },
+});
+
 /** What a chaos run kills: the bridge processes on either side, or the NATS server. */
 type Victim = "bridge A" | "bridge B" | "server";
 

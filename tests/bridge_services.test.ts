@@ -94,7 +94,8 @@ Deno.test({
     // Values cross as msgpack, whatever shapes A's namespace shares; the caller's headers as NATS headers.
     const value = {
       when: new Date(86_400_000),
-      big: 2n ** 70n,
+      big: 2n ** 63n - 1n,
+      unsigned: 2n ** 64n - 1n,
       bytes: new Uint8Array([1, 2, 3]),
       list: [1, "two"],
     };
@@ -102,6 +103,19 @@ Deno.test({
       await math.call("echo", value, { headers: { traceparent: "00-abc-01" } }),
       { value, headers: { traceparent: "00-abc-01" }, attempt: 0 },
     );
+    // Standard msgpack has no integer beyond 64 bits: such a bigint is the caller's RemoteError
+    // "Encode" at once, unary or streamed, not a value that only msgpackr could read.
+    for (
+      const call of [
+        () => math.call("echo", { big: 2n ** 70n }),
+        () => math.stream("count", { n: 2n ** 70n }).next(),
+      ]
+    ) {
+      const tooBig = await within(call().catch((e) => e), "a bigint beyond 64 bits");
+      assert.ok(tooBig instanceof RemoteError, String(tooBig));
+      assert.equal(tooBig.remoteCode, "Encode");
+      assert.match(tooBig.remoteMessage, /too large to fit in MessagePack 64-bit integer format/);
+    }
 
     // A handler's error is the caller's RemoteError with the handler's code and message.
     const failed = await math.call("fail", { code: "Overdrawn", message: "balance is 0" }).catch((e) => e);
@@ -117,9 +131,78 @@ Deno.test({
     const statB = await bridgeB.stop();
     assert.deepEqual(
       [statA.routes[0].mode, statA.routes[0].forwarded, statA.routes[0].failed],
-      ["service", 3, 2],
+      ["service", 3, 4],
     );
     assert.deepEqual([statB.routes[0].forwarded, statB.routes[0].failed], [3, 2]);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: a plain NATS client calls and streams with standard msgpack, and gets standard msgpack back",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    await sides.b.spawn("rpc_server.ts", SERVICE);
+    const { connect: natsConnect, headers } = await import("npm:nats@2.29.3");
+    const nc = await natsConnect({ servers: sides.two.server.url });
+    try {
+      const str = (s: string) => [0xa0 | s.length, ...new TextEncoder().encode(s)];
+      const call = async (method: string, args: number[]) => {
+        const h = headers();
+        h.set("Ferry-Method", method);
+        return await nc.request("t.math", Uint8Array.from(args), { headers: h, timeout: CALL_TIMEOUT_MS });
+      };
+      // {n: 5} as any msgpack library writes it: a map, not msgpackr's record extension (d4 72).
+      const n5 = [0x81, ...str("n"), 0x05];
+      const echoed = await within(call("echo", n5), "a plain client's call");
+      assert.equal(echoed.headers?.get("Ferry-Status") ?? "ok", "ok");
+      // {value: {n: 5}, headers: {}, attempt: 0}: maps whose keys are strings, byte for byte.
+      assert.deepEqual(
+        [...echoed.data],
+        [0x83, ...str("value"), ...n5, ...str("headers"), 0x80, ...str("attempt"), 0x00],
+      );
+      // A handler's error: the payload { code, name, message } is a standard map too.
+      const failed = await call("fail", [
+        0x82,
+        ...str("code"),
+        ...str("Dry"),
+        ...str("message"),
+        ...str("m"),
+      ]);
+      assert.equal(failed.headers?.get("Ferry-Status"), "Remote");
+      assert.deepEqual(
+        [...failed.data],
+        [
+          0x83,
+          ...str("code"),
+          ...str("Dry"),
+          ...str("name"),
+          ...str("Error"),
+          ...str("message"),
+          ...str("m"),
+        ],
+      );
+
+      // A streamed call: its arguments read as an object (a Map would give no `n`, and no items).
+      const inbox = nc.subscribe("_INBOX.plain.count");
+      const h = headers();
+      h.set("Ferry-Method", "count");
+      h.set("Ferry-Window", "8");
+      nc.publish("t.math", Uint8Array.of(0x81, ...str("n"), 0x03), {
+        headers: h,
+        reply: "_INBOX.plain.count",
+      });
+      const got: [string, number[]][] = [];
+      for await (const m of inbox) {
+        const status = m.headers?.get("Ferry-Status") ?? "";
+        if (status !== "Beat") got.push([status, [...m.data]]);
+        if (status === "End") break;
+      }
+      assert.deepEqual(got, [["Start", []], ["", [0x00]], ["", [0x01]], ["", [0x02]], ["End", []]]);
+    } finally {
+      await nc.close();
+    }
   },
 });
 

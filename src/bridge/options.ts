@@ -94,7 +94,8 @@ export interface InRoute {
 
 /**
  * A publish/subscribe topic (ferry's `publish`/`subscribe`) carried across NATS core: at most once,
- * as both are. Values cross as msgpack, the publisher's headers as NATS headers.
+ * as both are. Values cross as standard msgpack (a Map arrives as an object; see the README), the
+ * publisher's headers as NATS headers.
  */
 export interface TopicRoute {
   /** The local topic (1 to 64 letters, digits or `. _ -`). */
@@ -112,7 +113,7 @@ export interface TopicRoute {
  * A request/response service (ferry's `serve`/`connect`) carried across NATS: unary calls as
  * request/reply, streamed calls (`client.stream`) as a message per item with credits sent back, so
  * the far side runs at most a few windows ahead of the caller. Arguments, results and items cross as
- * standalone msgpack, the caller's headers as NATS headers.
+ * standard msgpack (a Map arrives as an object; see the README), the caller's headers as NATS headers.
  */
 export interface ServiceRoute {
   /** The service name (1 to 64 letters, digits or `. _ -`). */

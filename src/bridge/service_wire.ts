@@ -1,18 +1,21 @@
 // What a service route puts on NATS besides the channel routes' headers (wire.ts): the method, the
-// caller's own headers, values as standalone msgpack, and a local call's failure as the status the
+// caller's own headers, values as standard msgpack, and a local call's failure as the status the
 // callers' side turns back into the caller's own error. Unary calls (services.ts) and streamed
 // calls (service_streams.ts) share it, so that a failure crosses the same way in both.
 
 import type { MsgHdrs } from "npm:nats@2.29.3";
-import { makeCodec } from "../codec.ts";
+import { standardMsgpack } from "../codec.ts";
 import { FerryError } from "../errors.ts";
 import { type ErrorPayload, errorPayload, RemoteError } from "../patterns/rpc/wire.ts";
 import { REPLY_MARGIN_MS } from "./inbound.ts";
 import { natsModule } from "./nats.ts";
 import { HEADER, replyHeaders } from "./wire.ts";
 
-/** Arguments, results, items and error payloads cross as standalone msgpack (no namespace's shared shapes). */
-export const packer = makeCodec<unknown>("msgpack-plain");
+/**
+ * Arguments, results, items and error payloads cross as standard msgpack (codec.ts), which a plain
+ * NATS client's msgpack library reads and writes: no namespace's shared shapes, no msgpackr records.
+ */
+export const packer = standardMsgpack();
 /** Header names the bridge writes itself: never a caller's header on the far side. */
 const OWN = /^ferry-/i;
 /** Status of a reply whose payload is a RemoteError's `{ code, name, message }`. */

@@ -16,6 +16,7 @@ import { DEFAULT_WINDOW } from "../patterns/rpc/options.ts";
 import { ReplySender } from "../patterns/rpc/replies.ts";
 import { StreamSender, StreamUnanswered } from "../patterns/rpc/streams.ts";
 import {
+  errorPayload,
   REQUEST_CAPACITY,
   REQUEST_MAX_SIZE,
   requestChannelName,
@@ -119,7 +120,15 @@ export class ServiceCaller {
 
     const signal = this.#stop.signal;
     const deadline = performance.now() + this.#route.timeout;
-    const payload = packer.encode(frame.data);
+    let payload: Uint8Array;
+    try {
+      payload = packer.encode(frame.data);
+    } catch (e) {
+      // Arguments standard msgpack cannot carry (a bigint beyond 64 bits): the caller learns why at once.
+      this.#fail(`${frame.subject}: ${text(e)}`);
+      await this.#replies!.sendError(frame, errorPayload(e));
+      return release(msg);
+    }
     let backoff = RETRY_MIN_MS;
     for (;;) {
       const left = Math.floor(deadline - performance.now());
@@ -165,12 +174,23 @@ export class ServiceCaller {
    * generator (service_streams.ts); held, as any call, until its end.
    */
   async #stream(msg: Message<Uint8Array>, frame: Frame): Promise<void> {
+    let args: Uint8Array;
+    try {
+      args = packer.encode(frame.data);
+    } catch (e) {
+      // Arguments standard msgpack cannot carry: the caller's RemoteError, as a handler's error.
+      this.#fail(`${frame.subject}: ${text(e)}`);
+      await this.#streams!.run(frame, () => {
+        throw e;
+      });
+      return release(msg);
+    }
     const relay = new RelayedStream(
       this.#nc,
       {
         subject: this.#route.subject,
         method: frame.subject ?? "",
-        args: packer.encode(frame.data),
+        args,
         headers: frame.headers,
         window: frame.count ?? DEFAULT_WINDOW,
         timeout: this.#route.timeout,

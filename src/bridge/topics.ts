@@ -6,7 +6,7 @@
 // bridge itself published locally is never sent out again, so routes both ways do not loop.
 
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
-import { makeCodec } from "../codec.ts";
+import { standardMsgpack } from "../codec.ts";
 import { type Publisher, publisher } from "../patterns/pubsub/publisher.ts";
 import { subscribe, type Subscription } from "../patterns/pubsub/subscription.ts";
 import { natsModule } from "./nats.ts";
@@ -17,10 +17,10 @@ import { HEADER } from "./wire.ts";
 import { drainWithin } from "./window.ts";
 
 /**
- * Topic values cross NATS as standalone msgpack (no namespace's shared shapes, which mean nothing
- * on the far side or to a plain NATS client).
+ * Topic values cross NATS as standard msgpack (codec.ts): no namespace's shared shapes, which mean
+ * nothing on the far side, and no msgpackr records, which a plain NATS client's library cannot read.
  */
-const packer = makeCodec<unknown>("msgpack-plain");
+const packer = standardMsgpack();
 /** Header names the bridge writes itself: never a user's header on the far side. */
 const OWN = /^ferry-/i;
 
@@ -92,7 +92,7 @@ export class TopicForwarder {
       value = packer.decode(m.data, 0, m.data.length);
       for (const key of m.headers?.keys() ?? []) if (!OWN.test(key)) headers[key] = m.headers!.get(key);
     } catch (e) {
-      return this.#fail(e); // not ferry's msgpack: nothing a subscriber could read
+      return this.#fail(e); // not msgpack: nothing a subscriber could read
     }
     this.stat.inFlight++;
     this.#publisher!.publish(this.#route.topic, value, { headers })
