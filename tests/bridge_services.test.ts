@@ -671,3 +671,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "bridge, services: a reply larger than 64 KiB crosses to a caller whose replyMaxMessageSize takes it",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    await sides.b.spawn("rpc_server.ts", SERVICE);
+    using big = connect(SERVICE, {
+      prefix: sides.a.prefix,
+      timeout: 10 * CALL_TIMEOUT_MS,
+      replyMaxMessageSize: 1 << 20,
+    });
+    const reply = await within(big.call<Uint8Array>("sized", { n: 200_000 }), "a 200 KB reply");
+    assert.ok(reply instanceof Uint8Array, String(reply));
+    assert.equal(reply.length, 200_000);
+    assert.ok(reply.every((x) => x === 7));
+  },
+});

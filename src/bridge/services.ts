@@ -272,6 +272,17 @@ export class ServiceCaller {
   }
 }
 
+/**
+ * Largest reply or stream item the servers' side takes from its local service: 1 MiB, nats-server's
+ * default max_payload (a larger one is answered as MessageTooLarge below), instead of a client's
+ * default 64 KiB, so that a reply a caller's `replyMaxMessageSize` allows is not refused on B. Its
+ * cost: the bridge's reply channel (64 frames) may take up to 64 MiB of /dev/shm, but only while
+ * large replies need it: pages are taken per frame over 96 bytes (its size rounded up to 4 KiB), and
+ * handed back to a low-water mark about a second after the last large one (core/src/channel/alloc.rs);
+ * a route of small replies costs about 40 KiB, as before.
+ */
+const ANSWER_MAX_SIZE = 1 << 20;
+
 /** A call that came in, with the moment its time runs out, counted from its arrival. */
 interface Arrived {
   m: Msg;
@@ -303,7 +314,12 @@ export class ServiceAnswerer {
     this.#nc = nc;
     this.#window = new Window(route.window);
     this.stat = newRouteStat("in", { channel: route.service, subject: route.subject, mode: "service" });
-    this.#client = connect(route.service, { prefix, timeout: route.timeout, concurrency: route.window });
+    this.#client = connect(route.service, {
+      prefix,
+      timeout: route.timeout,
+      concurrency: route.window,
+      replyMaxMessageSize: ANSWER_MAX_SIZE,
+    });
   }
 
   start(): void {

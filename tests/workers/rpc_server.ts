@@ -18,6 +18,7 @@ const server = serve(service, {
     events.trySend({ started: tag });
     return tag;
   },
+  sized: ({ n }: { n: number }) => new Uint8Array(n).fill(7),
   echo: (value: unknown, ctx) => ({ value, headers: ctx.headers, attempt: ctx.attempt }),
   fail: ({ code, message }: { code: string; message: string }) => {
     throw Object.assign(new Error(message), { code });
