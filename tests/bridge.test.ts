@@ -199,8 +199,28 @@ Deno.test({
   async fn() {
     const closing = ["--close-timeout", "300"];
     await using sides = await TwoSides.start(
-      ["--out", "jobs=t.jobs:ack", "--in", "t.ev=ev:async", "--topic-out", "p=t.p", ...closing],
-      ["--in", "t.jobs=jobs:ack", "--out", "ev=t.ev:async", "--topic-in", "t.p=p", ...closing],
+      [
+        "--out",
+        "jobs=t.jobs:ack",
+        "--in",
+        "t.ev=ev:async",
+        "--topic-out",
+        "p=t.p",
+        "--service-out",
+        "m=t.m",
+        ...closing,
+      ],
+      [
+        "--in",
+        "t.jobs=jobs:ack",
+        "--out",
+        "ev=t.ev:async",
+        "--topic-in",
+        "t.p=p",
+        "--service-in",
+        "t.m=m",
+        ...closing,
+      ],
     );
     await sides.server.kill();
     // A drain waits for the server; with none, each bridge gives up after its close timeout and

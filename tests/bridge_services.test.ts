@@ -3,6 +3,7 @@
 // Skipped, with a note, where nats-server is not installed (.ci/run installs it, so CI runs these).
 
 import assert from "node:assert/strict";
+import type { Msg } from "npm:nats@2.29.3";
 import {
   Bridge,
   type Channel,
@@ -56,13 +57,15 @@ class Sides implements AsyncDisposable {
     return this.two.bridgeB;
   }
 
+  /** `argsB`: more arguments for B's bridge. */
   static async start(
     timeouts = { a: CALL_TIMEOUT_MS, b: CALL_TIMEOUT_MS },
     serverArgs: string[] = [],
+    argsB: string[] = [],
   ): Promise<Sides> {
     const two = await TwoSides.start(
       ["--service-out", `${SERVICE}=t.math`, "--timeout", String(timeouts.a)],
-      ["--service-in", `t.math=${SERVICE}`, "--timeout", String(timeouts.b)],
+      ["--service-in", `t.math=${SERVICE}`, "--timeout", String(timeouts.b), ...argsB],
       serverArgs,
     );
     try {
@@ -645,5 +648,127 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+/**
+ * Sends `method` on t.math from a plain NATS client, as A's bridge would, with `timeout` as its
+ * Ferry-Timeout; `reply` is the answer's promise.
+ */
+async function plainCall(url: string, method: string, timeout: number): Promise<{ reply: Promise<Msg> }> {
+  const { connect: natsConnect, headers } = await import("npm:nats@2.29.3");
+  const nc = await natsConnect({ servers: url });
+  const h = headers();
+  h.set("Ferry-Method", method);
+  h.set("Ferry-Timeout", String(timeout));
+  const reply = nc.request("t.math", new Uint8Array(0), { headers: h, timeout: 2 * timeout });
+  return { reply: reply.finally(() => nc.close()) };
+}
+
+Deno.test({
+  name:
+    "bridge, services: calls queued on B's bridge until their callers gave up are answered as timed out, not run",
+  ignore: !HAVE_NATS,
+  async fn() {
+    // A's route gives each call 2 s; B's bridge runs one call at a time.
+    await using sides = await Sides.start({ a: 2000, b: CALL_TIMEOUT_MS }, [], ["--window", "1"]);
+    const { b, math, bridgeB } = sides;
+    using events = b.open("events", { mode: "async" });
+    const server = await b.spawn("rpc_server.ts", SERVICE);
+
+    // A call that holds B's only place until told: sent as a plain NATS client, with a long timeout.
+    const held = await plainCall(sides.two.server.url, "hold", 60_000);
+    assert.equal((await nextEvent(events, "B's server holding the call")).holding, server.pid);
+    // Calls (and a stream) from A queue behind it on B's bridge; their callers give up at 2 s.
+    const N = 8;
+    const calls = Array.from({ length: N }, (_, i) => math.call("mark", i).catch((e) => e));
+    const stream = (async () => {
+      for await (const _ of math.stream("produce", { n: 1 })) assert.fail("an item of a call given up");
+    })().catch((e) => e);
+    for (const failed of await within(Promise.all([...calls, stream]), "the queued callers")) {
+      assert.ok(failed instanceof TimeoutError, String(failed));
+    }
+    // B's place is free again: the calls given up are taken from the queue, then a new call.
+    await server.tell("go");
+    assert.equal((await within(held.reply, "the held call")).headers?.get("Ferry-Status") ?? "ok", "ok");
+    assert.equal(await within(math.call("mark", "last"), "a call after the queue"), "last");
+    const started: unknown[] = [];
+    for (;;) {
+      const e = await nextEvent(events, "B's server starting calls");
+      if (e.started as unknown === "last") break;
+      started.push(e);
+    }
+    assert.deepEqual(started, [], "B's server ran calls whose callers had given up");
+    const statB = await bridgeB.stop();
+    assert.deepEqual([statB.routes[0].forwarded, statB.routes[0].failed], [2, N + 1]);
+  },
+});
+
+Deno.test({
+  name:
+    "bridge, services: B's bridge closing with calls queued stops within its closeTimeout; their callers get RemoteError ServerClosed",
+  ignore: !HAVE_NATS,
+  async fn() {
+    const conf = await Deno.makeTempFile({ prefix: "ferry_bridge_conf_", suffix: ".json" });
+    try {
+      await Deno.writeTextFile(conf, JSON.stringify({ closeTimeout: 500 }));
+      // B's bridge runs one call at a time; the routes' timeout (20 s) is longer than the hang guard.
+      await using sides = await Sides.start(undefined, [], ["--window", "1", "--config", conf]);
+      const { b, math, bridgeB } = sides;
+      using events = b.open("events", { mode: "async" });
+      const server = await b.spawn("rpc_server.ts", SERVICE);
+      // Sees every call on the subject besides B's bridge (not in its queue group).
+      const { connect: natsConnect } = await import("npm:nats@2.29.3");
+      const nc = await natsConnect({ servers: sides.two.server.url });
+      try {
+        const seen = nc.subscribe("t.math");
+        await nc.flush(); // subscribed before the first call
+        // Held on B until B's bridge gives up on it (closeTimeout); how it ends is not this test's.
+        math.call("hold").catch(() => {});
+        assert.equal((await nextEvent(events, "B's server holding the call")).holding, server.pid);
+        const N = 20;
+        const calls = Array.from({ length: N }, (_, i) => math.call("add", { a: i, b: 1 }).catch((e) => e));
+        const stream = (async () => {
+          for await (const _ of math.stream("count", { n: 1 })) assert.fail("an item of a refused call");
+        })().catch((e) => e);
+        // Once the NATS server passed every call on to this subscription, it passed them to B's
+        // bridge too, ahead of anything B's bridge sends it later (its unsubscribe when closing).
+        let count = 0;
+        await within(
+          (async () => {
+            for await (const _ of seen) if (++count === N + 2) break;
+          })(),
+          "the calls on the subject",
+        );
+        const statB = await within(bridgeB.stop(), "B's bridge closing", 10_000);
+        for (const refused of await within(Promise.all([...calls, stream]), "the queued callers")) {
+          assert.ok(refused instanceof RemoteError, String(refused));
+          assert.equal(refused.remoteCode, "ServerClosed");
+        }
+        assert.ok(statB.routes[0].failed >= N + 1, JSON.stringify(statB.routes[0]));
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await Deno.remove(conf);
+    }
+  },
+});
+
+Deno.test({
+  name: "bridge, services: a reply larger than 64 KiB crosses to a caller whose replyMaxMessageSize takes it",
+  ignore: !HAVE_NATS,
+  async fn() {
+    await using sides = await Sides.start();
+    await sides.b.spawn("rpc_server.ts", SERVICE);
+    using big = connect(SERVICE, {
+      prefix: sides.a.prefix,
+      timeout: 10 * CALL_TIMEOUT_MS,
+      replyMaxMessageSize: 1 << 20,
+    });
+    const reply = await within(big.call<Uint8Array>("sized", { n: 200_000 }), "a 200 KB reply");
+    assert.ok(reply instanceof Uint8Array, String(reply));
+    assert.equal(reply.length, 200_000);
+    assert.ok(reply.every((x) => x === 7));
   },
 });

@@ -28,7 +28,6 @@ import { newInbox } from "./requests.ts";
 import {
   callHeaders,
   failureReply,
-  localTimeout,
   ownHeaders,
   packer,
   relayedFailure,
@@ -44,8 +43,8 @@ export const BEAT_MS = 1000;
 const START = "Start", BEAT = "Beat", END = "End", CANCEL = "Cancel";
 const EMPTY = new Uint8Array(0);
 
-/** What a streamed call's caller gets when the servers' side bridge closes under it. */
-function closed(): FerryError {
+/** @internal What a call's caller gets when the servers' side bridge closes under it (or before it starts). */
+export function closed(): FerryError {
   return new FerryError("ServerClosed", "the bridge on the servers' side is closing");
 }
 
@@ -419,8 +418,11 @@ export class StreamPublisher {
     return m.headers?.has(HEADER.window) ?? false;
   }
 
-  /** Runs the call to its end; `stop` aborts when the bridge closes (the caller gets "ServerClosed"). */
-  async run(stop: AbortSignal): Promise<void> {
+  /**
+   * Runs the call to its end, its local stream given `timeout` ms to start (the time the caller's
+   * side still waits); `stop` aborts when the bridge closes (the caller gets "ServerClosed").
+   */
+  async run(stop: AbortSignal, timeout: number): Promise<void> {
     const to = this.#call.reply;
     if (!to) return; // nobody to send to
     const method = this.#call.headers?.get(HEADER.method) ?? "";
@@ -457,7 +459,7 @@ export class StreamPublisher {
       this.#publish(to, control, START);
       items = this.#client.stream(method, args, {
         window,
-        timeout: localTimeout(this.#call.headers, this.#routeTimeout),
+        timeout,
         headers: ownHeaders(this.#call.headers),
         signal: this.#local.signal,
       });

@@ -31,8 +31,9 @@ export function callHeaders(own: Record<string, string>, method: string, left: n
 }
 
 /**
- * The timeout of the local call that answers a call that came in: the time its caller's side still
- * waits (less a margin for the answer's way back), capped by this route's `timeout`.
+ * The time a call that came in may take, counted from its arrival: the time its caller's side still
+ * waits (less a margin for the answer's way back), capped by this route's `timeout`. The local call
+ * that answers it gets what is left of that when it starts.
  */
 export function localTimeout(h: MsgHdrs | undefined, routeTimeout: number): number {
   const asked = Number(h?.get(HEADER.timeout));

@@ -9,6 +9,7 @@
 
 import type { Msg, MsgHdrs, NatsConnection, Subscription as NatsSubscription } from "npm:nats@2.29.3";
 import type { Channel, Message } from "../../mod.ts";
+import { type FerryError, TimeoutError } from "../errors.ts";
 import { type Frame, FrameKind, readFrame } from "../patterns/headers.ts";
 import { openShared } from "../patterns/private_channels.ts";
 import { type Client, connect } from "../patterns/rpc/client.ts";
@@ -26,7 +27,7 @@ import {
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
 import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
-import { RelayedStream, StreamPublisher } from "./service_streams.ts";
+import { closed, RelayedStream, StreamPublisher } from "./service_streams.ts";
 import {
   callHeaders,
   failureReply,
@@ -39,7 +40,7 @@ import {
   tooLargePayload,
 } from "./service_wire.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
-import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
+import { atMost, drainWithin, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, replyHeaders } from "./wire.ts";
 
 /**
@@ -291,6 +292,23 @@ export class ServiceCaller {
   }
 }
 
+/**
+ * Largest reply or stream item the servers' side takes from its local service: 1 MiB, nats-server's
+ * default max_payload (a larger one is answered as MessageTooLarge below), instead of a client's
+ * default 64 KiB, so that a reply a caller's `replyMaxMessageSize` allows is not refused on B. Its
+ * cost: the bridge's reply channel (64 frames) may take up to 64 MiB of /dev/shm, but only while
+ * large replies need it: pages are taken per frame over 96 bytes (its size rounded up to 4 KiB), and
+ * handed back to a low-water mark about a second after the last large one (core/src/channel/alloc.rs);
+ * a route of small replies costs about 40 KiB, as before.
+ */
+const ANSWER_MAX_SIZE = 1 << 20;
+
+/** A call that came in, with the moment its time runs out, counted from its arrival. */
+interface Arrived {
+  m: Msg;
+  deadline: number;
+}
+
 /** @internal The servers' side: answers a subject's requests as a client of the local service. */
 export class ServiceAnswerer {
   readonly stat: RouteStat;
@@ -298,8 +316,16 @@ export class ServiceAnswerer {
   readonly #nc: NatsConnection;
   readonly #client: Client;
   readonly #window: Window;
-  /** Aborted when the bridge closes: streamed calls end with "ServerClosed" (unary ones finish). */
+  /** Aborted when the bridge closes: calls not started are refused, streamed ones end with "ServerClosed". */
   readonly #stop = new AbortController();
+  /**
+   * Calls that came in and wait for a place of the window, in order. Held here rather than in the
+   * subscription so that each keeps its arrival time: a call that waited past its caller's timeout
+   * is not run, and one taken later runs only with the time its caller still waits.
+   */
+  #queue: (Arrived | undefined)[] = [];
+  #head = 0;
+  #wake: (() => void) | null = null;
   #subscription: NatsSubscription | undefined;
   #pump: Promise<void> | undefined;
 
@@ -308,36 +334,132 @@ export class ServiceAnswerer {
     this.#nc = nc;
     this.#window = new Window(route.window);
     this.stat = newRouteStat("in", { channel: route.service, subject: route.subject, mode: "service" });
-    this.#client = connect(route.service, { prefix, timeout: route.timeout, concurrency: route.window });
+    this.#client = connect(route.service, {
+      prefix,
+      timeout: route.timeout,
+      concurrency: route.window,
+      replyMaxMessageSize: ANSWER_MAX_SIZE,
+    });
   }
 
   start(): void {
-    this.#subscription = this.#nc.subscribe(this.#route.subject, { queue: this.#route.queue });
-    this.#pump = this.#run(this.#subscription);
+    this.#subscription = this.#nc.subscribe(this.#route.subject, {
+      queue: this.#route.queue,
+      callback: (err, m) => {
+        if (err) this.stat.lastError = `receiving calls on '${this.#route.subject}': ${text(err)}`;
+        else this.#arrive(m);
+      },
+    });
+    this.#pump = this.#run();
   }
 
-  async #run(sub: NatsSubscription): Promise<void> {
-    for await (const m of sub) {
-      // At most a window of calls at once: the rest wait in the subscription (NATS's own bound).
+  /** A call came in: queued with its deadline (the time its caller's side still waits), or refused when closing. */
+  #arrive(m: Msg): void {
+    if (this.#stop.signal.aborted) return this.#refuse(m);
+    this.#queue.push({ m, deadline: performance.now() + localTimeout(m.headers, this.#route.timeout) });
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** The oldest queued call; undefined once the route closes. */
+  async #next(): Promise<Arrived | undefined> {
+    for (;;) {
+      if (this.#stop.signal.aborted) return undefined;
+      const call = this.#shift();
+      if (call !== undefined) return call;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  #shift(): Arrived | undefined {
+    if (this.#head === this.#queue.length) return undefined;
+    const call = this.#queue[this.#head];
+    this.#queue[this.#head++] = undefined;
+    if (this.#head === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
+      this.#queue.splice(0, this.#head); // a queue that never empties does not grow for ever
+      this.#head = 0;
+    }
+    return call;
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    for (;;) {
+      const call = await this.#next();
+      if (call === undefined) break;
+      // A call that ran out of time while queued is not started: its caller's side gave up on it.
+      if (call.deadline <= performance.now()) {
+        this.#expire(call.m);
+        continue;
+      }
+      // At most a window of calls at once: the rest wait in the queue.
       await this.#window.acquire();
+      if (signal.aborted) {
+        this.#window.release();
+        this.#refuse(call.m);
+        break;
+      }
+      const left = call.deadline - performance.now();
+      if (left <= 0) {
+        this.#window.release();
+        this.#expire(call.m);
+        continue;
+      }
       this.stat.inFlight++;
-      this.#answer(m)
+      this.#answer(call.m, Math.max(1, Math.floor(left)))
         .catch((e) => this.stat.lastError = text(e))
         .finally(() => {
           this.stat.inFlight--;
           this.#window.release();
         });
     }
+    // Closing: what was queued is not started (nor what still comes, see #arrive).
+    for (let call = this.#shift(); call !== undefined; call = this.#shift()) this.#refuse(call.m);
   }
 
-  async #answer(m: Msg): Promise<void> {
+  /** A call whose time ran out in the queue: answered as a local call that timed out (the caller's TimeoutError). */
+  #expire(m: Msg): void {
+    const method = m.headers?.get(HEADER.method) ?? "";
+    this.#reply(
+      m,
+      method,
+      new TimeoutError(
+        `${this.#route.service}.${method} waited in the bridge's queue on '${this.#route.subject}' ` +
+          "until its caller's timeout: not run",
+      ),
+    );
+  }
+
+  /** A call not started when the bridge closes: the caller's RemoteError "ServerClosed", as from a closing server. */
+  #refuse(m: Msg): void {
+    this.#reply(m, m.headers?.get(HEADER.method) ?? "", closed());
+  }
+
+  /** Answers a call that was not run with `e`, as a local call's failure, and counts it. */
+  #reply(m: Msg, method: string, e: FerryError): void {
+    this.stat.failed++;
+    this.stat.lastError = `${this.#route.service}.${method}: ${e.message}`;
+    const [payload, headers] = failureReply(e);
+    try {
+      m.respond(payload, { headers });
+    } catch {
+      // The connection is closing: the caller's side gives up at its own timeout.
+    }
+  }
+
+  /** Runs a call, with `timeout` the ms its caller's side still waits (less the margin). */
+  async #answer(m: Msg, timeout: number): Promise<void> {
     if (StreamPublisher.isStream(m)) {
       return await new StreamPublisher(this.#nc, this.#client, m, this.#route.timeout, this.stat).run(
         this.#stop.signal,
+        timeout,
       );
     }
     const method = m.headers?.get(HEADER.method) ?? "";
-    const timeout = localTimeout(m.headers, this.#route.timeout);
     const [payload, outcome] = await this.#outcome(method, m.data, timeout, ownHeaders(m.headers));
     try {
       m.respond(payload, outcome === undefined ? undefined : { headers: outcome });
@@ -371,13 +493,22 @@ export class ServiceAnswerer {
     }
   }
 
-  /** Stops taking calls, lets those in flight answer for up to `ms`, then leaves the service. */
+  /**
+   * Stops taking calls, refuses at once those not started ("ServerClosed"), lets those in flight
+   * answer for up to `ms`, then leaves the service.
+   */
   async close(ms: number): Promise<void> {
-    // Streams first: they have no end to wait for, and hold places of the window the pump needs.
+    // Streams end at once ("ServerClosed"): they have no end to wait for.
     this.#stop.abort();
-    await this.#subscription?.drain().catch(() => {});
+    this.#window.wakeAll();
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
     await this.#pump;
-    await atMost(this.#window.idle(), ms);
+    const started = performance.now();
+    // Calls NATS still delivers until the unsubscribe reaches it are refused as they come.
+    if (this.#subscription !== undefined) await drainWithin(this.#subscription, ms);
+    await atMost(this.#window.idle(), Math.max(0, ms - (performance.now() - started)));
     this.#client.close();
   }
 }

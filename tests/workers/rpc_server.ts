@@ -14,6 +14,11 @@ const hold = () => new Promise<void>((resolve) => held.push(resolve));
 const server = serve(service, {
   add: ({ a, b }: { a: number; b: number }) => a + b,
   whoami: () => Deno.pid,
+  mark(tag: unknown) {
+    events.trySend({ started: tag });
+    return tag;
+  },
+  sized: ({ n }: { n: number }) => new Uint8Array(n).fill(7),
   echo: (value: unknown, ctx) => ({ value, headers: ctx.headers, attempt: ctx.attempt }),
   fail: ({ code, message }: { code: string; message: string }) => {
     throw Object.assign(new Error(message), { code });
