@@ -8,7 +8,7 @@ import type { Msg, NatsConnection } from "npm:nats@2.29.3";
 import { Channel, type Message, type RejectOutcome } from "../../mod.ts";
 import type { CheckedOut } from "./options.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
-import { atMost, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
+import { atMost, Backoff, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { BUSY, HEADER, metaHeaders } from "./wire.ts";
 import { Requests } from "./requests.ts";
 import { trustOf } from "../open.ts";
@@ -20,10 +20,6 @@ import { type SharedMsgpack, sharedMsgpack } from "../structures.ts";
  * a release before that would resolve the producer's `send` as if the message had been processed.
  */
 export const HOLD_GRACE_MS = 1000;
-/** @internal Pause between attempts when nobody answers (ack) or a publish failed (async); doubles up to the max. */
-export const RETRY_MIN_MS = 50;
-/** @internal */
-export const RETRY_MAX_MS = 1000;
 
 /** @internal */
 export class OutboundRoute {
@@ -125,7 +121,7 @@ export class OutboundRoute {
   async #publish(msg: Message<Uint8Array>): Promise<void> {
     const signal = this.#stop.signal;
     let resent = false;
-    let backoff = RETRY_MIN_MS;
+    const backoff = new Backoff();
     for (;;) {
       try {
         // What js.publish does, on the route's one reply subscription (see requests.ts).
@@ -150,8 +146,7 @@ export class OutboundRoute {
           resent = true;
           this.stat.redelivered++;
         }
-        await pause(backoff, signal);
-        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+        await pause(backoff.next(), signal);
       }
     }
   }
@@ -160,7 +155,7 @@ export class OutboundRoute {
   async #request(msg: Message<Uint8Array>): Promise<void> {
     const signal = this.#stop.signal;
     const deadline = performance.now() + this.#route.timeout;
-    let backoff = RETRY_MIN_MS;
+    const backoff = new Backoff();
     for (;;) {
       const left = Math.floor(deadline - performance.now());
       if (left <= 0) {
@@ -184,8 +179,7 @@ export class OutboundRoute {
           this.stat.retries++;
           this.stat.lastError =
             `no bridge subscribes to '${this.#route.subject}' (retrying until the timeout)`;
-          await pause(Math.min(backoff, left), signal);
-          backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+          await pause(backoff.next(left), signal);
           continue;
         }
         return this.#hold(
@@ -201,8 +195,7 @@ export class OutboundRoute {
         // The far bridge holds its window already and took nothing: asking again cannot duplicate.
         this.stat.retries++;
         this.stat.lastError = `the bridge on '${this.#route.subject}' is busy (retrying until the timeout)`;
-        await pause(Math.min(backoff, left), signal);
-        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+        await pause(backoff.next(left), signal);
         continue;
       }
       if (status === "ok") {

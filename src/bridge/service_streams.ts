@@ -23,7 +23,8 @@ import { checkCount, MAX_WINDOW } from "../patterns/rpc/options.ts";
 import { StreamUnanswered } from "../patterns/rpc/streams.ts";
 import type { ErrorPayload } from "../patterns/rpc/wire.ts";
 import { natsModule } from "./nats.ts";
-import { RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
+import { text, tooLarge } from "./outbound.ts";
+import { Backoff } from "./window.ts";
 import { newInbox } from "./requests.ts";
 import {
   callHeaders,
@@ -113,7 +114,7 @@ export class RelayedStream implements AsyncIterableIterator<unknown> {
   #started = false;
   #heard = performance.now();
   #told = performance.now();
-  #backoff = RETRY_MIN_MS;
+  readonly #backoff = new Backoff();
   #retry: ReturnType<typeof setTimeout> | undefined;
   #ending: Ending | undefined;
   #wake: (() => void) | null = null;
@@ -235,8 +236,7 @@ export class RelayedStream implements AsyncIterableIterator<unknown> {
       // No bridge subscribes (yet): nothing ran, so asking again cannot run it twice.
       this.#stat.retries++;
       this.#stat.lastError = `no bridge answers '${this.#call.subject}' (retrying until the timeout)`;
-      const wait = Math.min(this.#backoff, Math.max(0, this.#startBy - performance.now()));
-      this.#backoff = Math.min(RETRY_MAX_MS, this.#backoff * 2);
+      const wait = this.#backoff.next(this.#startBy - performance.now());
       this.#retry = setTimeout(() => this.#send(), wait);
       return;
     }

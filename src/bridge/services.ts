@@ -26,7 +26,7 @@ import {
 } from "../patterns/rpc/wire.ts";
 import { Requests } from "./requests.ts";
 import type { CheckedService } from "./options.ts";
-import { noResponders, reject, release, RETRY_MAX_MS, RETRY_MIN_MS, text, tooLarge } from "./outbound.ts";
+import { noResponders, reject, release, text, tooLarge } from "./outbound.ts";
 import { closed, RelayedStream, StreamPublisher } from "./service_streams.ts";
 import {
   callHeaders,
@@ -40,7 +40,7 @@ import {
   tooLargePayload,
 } from "./service_wire.ts";
 import { newRouteStat, type RouteStat } from "./stat.ts";
-import { atMost, drainWithin, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
+import { atMost, Backoff, drainWithin, pause, RECV_SLICE_MS, takeInWindow, Window } from "./window.ts";
 import { HEADER, replyHeaders } from "./wire.ts";
 
 /**
@@ -130,7 +130,7 @@ export class ServiceCaller {
       await this.#replies!.sendError(frame, errorPayload(e));
       return release(msg);
     }
-    let backoff = RETRY_MIN_MS;
+    const backoff = new Backoff();
     for (;;) {
       const left = Math.floor(deadline - performance.now());
       if (left <= 0) {
@@ -160,8 +160,7 @@ export class ServiceCaller {
           // No bridge serves the subject (yet): nothing ran, so asking again cannot run it twice.
           this.stat.retries++;
           this.stat.lastError = `no bridge answers '${this.#route.subject}' (retrying until the timeout)`;
-          await pause(Math.min(backoff, left), signal);
-          backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+          await pause(backoff.next(left), signal);
           continue;
         }
         return this.#expire(msg, `no reply on '${this.#route.subject}' within ${left} ms: ${text(e)}`);

@@ -66,6 +66,23 @@ export class Window {
   }
 }
 
+/** @internal Pause between attempts when nobody answers (ack) or a publish failed (async); doubles up to the max. */
+export const RETRY_MIN_MS = 50;
+/** @internal */
+export const RETRY_MAX_MS = 1000;
+
+/** @internal The pauses between one message's (or call's) attempts: RETRY_MIN_MS, doubling up to RETRY_MAX_MS. */
+export class Backoff {
+  #ms = RETRY_MIN_MS;
+
+  /** The next pause in ms, at most `left` (the time the attempts still have). */
+  next(left = Infinity): number {
+    const ms = Math.min(this.#ms, Math.max(0, left));
+    this.#ms = Math.min(RETRY_MAX_MS, this.#ms * 2);
+    return ms;
+  }
+}
+
 /** @internal Resolves after `ms`, or at once when `signal` aborts (a route that is closing). */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted || ms <= 0) return Promise.resolve();
