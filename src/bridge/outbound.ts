@@ -310,7 +310,9 @@ function pubAck(reply: Msg): void {
   if (ack.error !== undefined) {
     const why = `JetStream refused the message: ${ack.error.description} (${ack.error.code})`;
     // Too large for the stream: as for the server's max_payload, no attempt can ever store it.
-    if (ack.error.err_code === EXCEEDS_MAX_MSG_SIZE) throw Object.assign(new Error(why), { code: TOO_LARGE });
+    if (ack.error.err_code === EXCEEDS_MAX_MSG_SIZE) {
+      throw Object.assign(new Error(why), { code: PAYLOAD_TOO_LARGE });
+    }
     throw new Error(why);
   }
   if (!ack.stream) throw new Error("JetStream's answer to a publish names no stream");
@@ -322,14 +324,14 @@ export function text(e: unknown): string {
 }
 
 /** The NATS client's error code for a message larger than the server's max_payload. */
-const TOO_LARGE = "MAX_PAYLOAD_EXCEEDED";
+const PAYLOAD_TOO_LARGE = "MAX_PAYLOAD_EXCEEDED";
 
 /**
  * @internal A message too large to ever cross: over the server's max_payload (the client refuses
  * it), or over a stream's max_msg_size (JetStream does).
  */
 export function tooLarge(e: unknown): boolean {
-  return (e as { code?: string })?.code === TOO_LARGE;
+  return (e as { code?: string })?.code === PAYLOAD_TOO_LARGE;
 }
 
 /** @internal The NATS client's "503": no subscriber for a request (or JetStream not there). */
